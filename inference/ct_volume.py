@@ -1,0 +1,95 @@
+"""CTVolume: the one in-memory form of a CT study, whatever file it came from.
+
+Geometry lives here and nowhere else: ``affine`` maps voxel indices (i, j, k) of ``hu`` to world
+RAS millimetres (NIfTI convention). Data is never reoriented on load; every consumer (model
+preprocessing, viewer, exports) derives positions from ``affine``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """Patient and study identity; present for DICOM input, mostly empty for NIfTI.
+
+    Kept apart from pixels so that exports can remove identifiers in one place.
+    """
+
+    patient_name: str = ""
+    patient_id: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    study_instance_uid: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    study_description: str = ""
+    accession_number: str = ""
+    referring_physician: str = ""
+    frame_of_reference_uid: str = ""
+    manufacturer: str = ""
+    # SOP instance UIDs of the source slices in k order (DICOM SEG/SR reference them)
+    sop_instance_uids: tuple[str, ...] = ()
+    sop_class_uid: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class CTVolume:
+    """A CT volume in Hounsfield units.
+
+    hu:      int16 array, shape (I, J, K), indexed in the file's own voxel order.
+    affine:  4x4 float64, voxel (i, j, k, 1) -> world RAS mm.
+    """
+
+    hu: np.ndarray
+    affine: np.ndarray
+    source_path: Path
+    series_description: str = ""
+    series_uid: str = ""
+    modality: str = "CT"
+    study: StudyInfo = field(default_factory=StudyInfo)
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.hu.dtype != np.int16:
+            raise TypeError(f"CTVolume.hu must be int16, got {self.hu.dtype}")
+        if self.hu.ndim != 3:
+            raise ValueError(f"CTVolume.hu must be 3D, got shape {self.hu.shape}")
+        if self.affine.shape != (4, 4):
+            raise ValueError(f"CTVolume.affine must be 4x4, got {self.affine.shape}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.hu.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along i, j, k (column norms of the affine)."""
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+    def voxel_to_world(self, ijk: np.ndarray) -> np.ndarray:
+        """(N, 3) voxel indices -> (N, 3) RAS mm."""
+        ijk = np.atleast_2d(np.asarray(ijk, dtype=np.float64))
+        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def world_to_voxel(self, xyz: np.ndarray) -> np.ndarray:
+        """(N, 3) RAS mm -> (N, 3) fractional voxel indices."""
+        xyz = np.atleast_2d(np.asarray(xyz, dtype=np.float64))
+        inv = np.linalg.inv(self.affine)
+        return xyz @ inv[:3, :3].T + inv[:3, 3]
+
+    def content_hash(self) -> str:
+        """SHA-256 over pixels and geometry: the cache key for segmentation and model features."""
+        cached = getattr(self, "_hash", None)
+        if cached is None:
+            h = hashlib.sha256()
+            h.update(memoryview(np.ascontiguousarray(self.hu)).cast("B"))  # no copy
+            h.update(np.round(self.affine, 4).astype(np.float64).tobytes())
+            h.update(str(self.shape).encode())
+            cached = h.hexdigest()
+            object.__setattr__(self, "_hash", cached)
+        return cached
