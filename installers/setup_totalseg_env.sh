@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Create the separate TotalSegmentator environment (.venv-totalseg at the repo root by default).
+#
+# Why a separate env: TotalSegmentator 2.18 requires fury<2, which pins vtk<9.4, while the
+# workstation's viewer needs a current VTK (>=9.4). The workstation runs TotalSegmentator as a
+# subprocess with this env's python (inference/segmentation/totalseg_backend.py), the way 3D
+# Slicer's TotalSegmentator extension and MITK do; this env never imports our Qt/VTK code.
+#
+# Usage:
+#   bash installers/setup_totalseg_env.sh [ENV_DIR]
+# Environment:
+#   TOTALSEG_ENV_DIR   target folder (default: <repo>/.venv-totalseg; ENV_DIR argument wins)
+#   PYTHON             interpreter to create the env with (default: python3.11, else python3)
+#   TORCH_SPEC         torch requirement (default: torch==2.13.0)
+#
+# GPU machines: install the CUDA build of torch into the env FIRST, then run this script; it keeps
+# a torch that already satisfies TORCH_SPEC, e.g.
+#   python3.11 -m venv .venv-totalseg
+#   .venv-totalseg/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128
+#   bash installers/setup_totalseg_env.sh
+# On a CPU machine pip takes torch from its configured index / find-links (a CPU wheel).
+#
+# Weights are NOT downloaded here (nothing reaches the network at run time). Place them offline:
+# see inference/segmentation/totalseg_weights.py or run the workstation once for the message.
+#
+# Idempotent: when the env already has the pinned versions it returns in about a second.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ENV_DIR="${1:-${TOTALSEG_ENV_DIR:-$REPO_ROOT/.venv-totalseg}}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+TOTALSEG_SPEC="totalsegmentator==2.18.0"
+if [[ -z "${PYTHON:-}" ]]; then
+    if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
+
+start=$(date +%s)
+py="$ENV_DIR/bin/python"
+
+if [[ -x "$py" ]] && "$py" - "$TOTALSEG_SPEC" "$TORCH_SPEC" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+from packaging.requirements import Requirement
+for spec in sys.argv[1:]:
+    req = Requirement(spec)
+    if not req.specifier.contains(version(req.name), prereleases=True):
+        sys.exit(1)
+import totalsegmentator.python_api, nnunetv2  # noqa: F401  (importable, not just listed)
+PY
+then
+    echo "TotalSegmentator env already complete at $ENV_DIR ($(( $(date +%s) - start )) s)"
+    exit 0
+fi
+
+if [[ ! -x "$py" ]]; then
+    echo "Creating venv at $ENV_DIR with $PYTHON"
+    "$PYTHON" -m venv "$ENV_DIR"
+fi
+
+"$py" -m pip install --upgrade pip setuptools wheel packaging
+# torch first, alone: keeps an existing CUDA build when it satisfies the spec.
+"$py" -m pip install "$TORCH_SPEC"
+"$py" -m pip install "$TOTALSEG_SPEC"
+# Prove the pieces we rely on import (the worker needs python_api; tests fake nnUNet prediction).
+"$py" -c "import totalsegmentator.python_api, nnunetv2, nibabel; from importlib.metadata import version as v; print('totalsegmentator', v('totalsegmentator'), 'nnunetv2', v('nnunetv2'), 'torch', v('torch'))"
+
+echo "TotalSegmentator env ready at $ENV_DIR in $(( $(date +%s) - start )) s ($(du -sh "$ENV_DIR" | cut -f1))"
