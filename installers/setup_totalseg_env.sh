@@ -53,14 +53,28 @@ then
 fi
 
 if [[ ! -x "$py" ]]; then
-    echo "Creating venv at $ENV_DIR with $PYTHON"
-    "$PYTHON" -m venv "$ENV_DIR"
+    echo "Creating $ENV_DIR with $PYTHON (first run takes a few minutes)..."
+    if ! "$PYTHON" -m venv "$ENV_DIR" 2>/dev/null; then
+        # Debian ships venv separately; install it when we may.
+        if [[ "$(id -u)" = 0 ]] && command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+            rm -rf "$ENV_DIR"; "$PYTHON" -m venv "$ENV_DIR"
+        else
+            echo "error: '$PYTHON -m venv' failed; install python3-venv (Debian: sudo apt-get install python3-venv)" >&2
+            exit 1
+        fi
+    fi
 fi
 
-"$py" -m pip install --upgrade pip setuptools wheel packaging
+"$py" -m pip install -q --upgrade pip setuptools wheel packaging
 # torch first, alone: keeps an existing CUDA build when it satisfies the spec.
-"$py" -m pip install "$TORCH_SPEC"
-"$py" -m pip install "$TOTALSEG_SPEC"
+"$py" -m pip install -q "$TORCH_SPEC"
+# Hold the installed torch fixed while resolving TotalSegmentator: otherwise the newest torchvision
+# (pulled in by timm) drags in a newer, multi-GB CUDA torch over the one chosen above.
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+"$py" -c "from importlib.metadata import version; print('torch==' + version('torch'))" > "$constraints"
+"$py" -m pip install -q "$TOTALSEG_SPEC" -c "$constraints"
 # Prove the pieces we rely on import (the worker needs python_api; tests fake nnUNet prediction).
 "$py" -c "import totalsegmentator.python_api, nnunetv2, nibabel; from importlib.metadata import version as v; print('totalsegmentator', v('totalsegmentator'), 'nnunetv2', v('nnunetv2'), 'torch', v('torch'))"
 

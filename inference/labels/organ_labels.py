@@ -63,6 +63,11 @@ class LabelTable:
     def substructures(self, parent: int | None = None) -> list[Label]:
         return [lab for lab in self if lab.is_substructure and (parent is None or lab.parent == parent)]
 
+    def parent_or_self(self, label_id: int) -> int:
+        """The merged organ id a label belongs to: its parent for a substructure, else itself."""
+        lab = self.by_id(label_id)
+        return lab.parent if lab.parent is not None else lab.id
+
     def colour_lut(self) -> np.ndarray:
         """(256, 4) uint8 RGBA lookup table indexed by label id; unknown ids are transparent."""
         lut = np.zeros((256, 4), dtype=np.uint8)
@@ -95,11 +100,20 @@ def merged_labels() -> LabelTable:
     return LabelTable(labels, data["scheme"])
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=None)
+def totalseg_task_names(task: str = "total") -> dict[int, str]:
+    """TotalSegmentator class id -> class name for a task with a map in resources/labels
+    (``totalseg_<task>.json``: 'total' has 117 classes, 'liver_segments' 8)."""
+    path = RESOURCES / f"totalseg_{task}.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: no TotalSegmentator class map for task '{task}'")
+    data = json.loads(path.read_text())
+    return {int(k): v for k, v in data["labels"].items()}
+
+
 def totalseg_names() -> dict[int, str]:
     """TotalSegmentator task 'total' class id -> class name (1..117)."""
-    data = json.loads((RESOURCES / "totalseg_total.json").read_text())
-    return {int(k): v for k, v in data["labels"].items()}
+    return totalseg_task_names("total")
 
 
 @lru_cache(maxsize=1)
@@ -112,8 +126,34 @@ def totalseg_to_merged_lut() -> np.ndarray:
     return lut
 
 
+@lru_cache(maxsize=1)
+def liver_segments_to_parts_lut() -> np.ndarray:
+    """(256,) uint8 lookup: TotalSegmentator 'liver_segments' id -> substructure id (101..108),
+    matched by class name (liver_segment_N is our substructure liver_segment_N)."""
+    table = merged_labels()
+    lut = np.zeros(256, dtype=np.uint8)
+    for ts_id, name in totalseg_task_names("liver_segments").items():
+        lut[ts_id] = table.by_name(name).id
+    return lut
+
+
+def _apply_lut(lut: np.ndarray, labels: np.ndarray, what: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.dtype != np.uint8:
+        if labels.dtype.kind not in "iub":
+            raise ValueError(f"{what}: label volume must hold integers, got dtype {labels.dtype}")
+        if labels.size and (labels.min() < 0 or labels.max() > 255):
+            raise ValueError(f"{what}: label ids must lie in 0..255, got {labels.min()}..{labels.max()}")
+        labels = labels.astype(np.uint8)
+    return lut[labels]
+
+
 def totalseg_to_merged(ts_labels: np.ndarray) -> np.ndarray:
-    """Map a TotalSegmentator multilabel volume to the merged scheme (same shape, uint8)."""
-    if ts_labels.dtype != np.uint8:
-        ts_labels = ts_labels.astype(np.uint8)
-    return totalseg_to_merged_lut()[ts_labels]
+    """Map a TotalSegmentator 'total' multilabel volume to the merged scheme (same shape, uint8).
+    Ids outside the 117 classes map to 0; ids outside 0..255 raise ValueError."""
+    return _apply_lut(totalseg_to_merged_lut(), ts_labels, "TotalSegmentator 'total' mask")
+
+
+def totalseg_liver_segments_to_parts(ts_labels: np.ndarray) -> np.ndarray:
+    """Map a TotalSegmentator 'liver_segments' volume (1..8) to parts ids 101..108 (same shape, uint8)."""
+    return _apply_lut(liver_segments_to_parts_lut(), ts_labels, "TotalSegmentator 'liver_segments' mask")

@@ -1,0 +1,122 @@
+"""Loading a case off the GUI thread: CT (NIfTI file or DICOM folder) plus optional organ masks.
+
+``load_case`` is plain Python (numpy, no Qt, no VTK) and also does the whole-volume label passes
+(bounding boxes, voxel counts) so the GUI thread only receives ready arrays. ``LoadThread`` runs
+it in a QThread and hands the result to the GUI thread by signal.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QThread, Signal
+
+from inference.ct_io import load_ct
+from inference.ct_volume import CTVolume
+from inference.errors import Cancelled, InputError, TumorChainError
+from inference.segmentation.organ_masks import OrganMasks
+from inference.segmentation.precomputed import PrecomputedExpert
+from viewer.label_boxes import LabelBoxes
+
+log = logging.getLogger(__name__)
+
+CASE_CT_NAMES = ("ct.nii.gz", "ct.nii")
+CASE_ORGANS_NAMES = ("organs.nii.gz", "organs.nii")
+CASE_PARTS_NAMES = ("parts.nii.gz", "parts.nii")
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What to open: a CT path and optional masks (organs, substructure parts)."""
+
+    ct: Path | None  # None: masks only, for the CT already shown (``base_ct``)
+    masks: Path | None = None
+    parts: Path | None = None
+    base_ct: CTVolume | None = None
+
+
+@dataclass
+class LoadedCase:
+    ct: CTVolume
+    masks: OrganMasks | None
+    boxes: tuple[LabelBoxes, LabelBoxes | None] | None
+    request: LoadRequest
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
+def resolve_request(path: str | Path, masks: str | Path | None = None) -> LoadRequest:
+    """A case folder (ct.nii.gz + organs.nii.gz [+ parts.nii.gz], as the demo case and the synthetic
+    cohort write them) opens with its masks; any other path goes to ``load_ct`` as it is."""
+    p = Path(path).expanduser()
+    if p.is_dir() and (ct := _first(p, CASE_CT_NAMES)) is not None:
+        organs = Path(masks) if masks else _first(p, CASE_ORGANS_NAMES)
+        parts = _first(p, CASE_PARTS_NAMES) if organs is not None and not masks else None
+        return LoadRequest(ct, organs, parts)
+    return LoadRequest(p, Path(masks).expanduser() if masks else None)
+
+
+def load_case(request: LoadRequest, progress: Callable[[float, str], None] | None = None,
+              cancel: threading.Event | None = None) -> LoadedCase:
+    """Read the CT (or reuse ``base_ct``) and the masks; raises InputError naming the file."""
+    t0 = time.perf_counter()
+    say = progress or (lambda f, m: None)
+    if request.ct is not None:
+        say(0.05, f"reading {request.ct.name}")
+        ct = load_ct(request.ct)
+    elif request.base_ct is not None:
+        ct = request.base_ct
+    else:
+        raise InputError(None, "no CT to show masks on: open a CT first")
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("loading cancelled")
+    masks = boxes = None
+    warnings = list(ct.warnings)
+    if request.masks is not None:
+        say(0.55, f"reading {request.masks.name}")
+        expert = PrecomputedExpert(request.masks, parts_path=request.parts)
+        masks = expert.segment(ct, progress=lambda f, m: say(0.55 + 0.3 * f, m), cancel=cancel)
+        warnings += list(masks.details.get("warnings", []))
+        say(0.9, "indexing organs")
+        boxes = (LabelBoxes(masks.organs).precompute(),
+                 LabelBoxes(masks.parts).precompute() if masks.parts is not None else None)
+    say(1.0, "loaded")
+    return LoadedCase(ct, masks, boxes, request, time.perf_counter() - t0, warnings)
+
+
+class LoadThread(QThread):
+    """Runs ``load_case`` in a worker thread. Signals are delivered on the GUI thread:
+    ``progress(fraction, message)``, ``loaded(LoadedCase)``, ``failed(message)``."""
+
+    progress = Signal(float, str)
+    loaded = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, request: LoadRequest, parent=None):
+        super().__init__(parent)
+        self.request = request
+        self.cancel_event = threading.Event()
+
+    def run(self) -> None:  # worker thread: no Qt widgets, no VTK
+        try:
+            case = load_case(self.request, self.progress.emit, self.cancel_event)
+        except Cancelled:
+            self.failed.emit("Loading was cancelled.")
+        except (InputError, TumorChainError) as exc:
+            self.failed.emit(str(exc))
+        except MemoryError:
+            self.failed.emit(f"{self.request.ct or self.request.masks}: not enough memory to load this case")
+        except Exception as exc:  # a bug or a library failure: log it, tell the user which file
+            log.error("loading %s failed", self.request, exc_info=True)
+            self.failed.emit(f"{self.request.ct or self.request.masks}: could not be loaded "
+                             f"({type(exc).__name__}: {exc})")
+        else:
+            self.loaded.emit(case)

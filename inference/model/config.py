@@ -1,0 +1,131 @@
+"""TumorChainConfig: every size of the model in one JSON-serialisable object.
+
+The vision defaults are M3D-CLIP's ViT-B (input 1x32x256x256, patch 4x16x16, 768 wide, 12 layers),
+so its published weights load unchanged; tests shrink them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+GAMMA_MODES = ("tokens", "crop")
+PATCH_EMBED_TYPES = ("perceptron", "conv")
+
+
+@dataclass
+class VisionConfig:
+    """The 3D ViT (M3D-CLIP's vision encoder). Spatial tuples are (depth, height, width)."""
+
+    in_channels: int = 1
+    img_size: tuple[int, int, int] = (32, 256, 256)
+    patch_size: tuple[int, int, int] = (4, 16, 16)
+    hidden_size: int = 768
+    mlp_dim: int = 3072
+    num_layers: int = 12
+    num_heads: int = 12
+    patch_embed: str = "perceptron"  # M3D-CLIP: MONAI "perceptron" (rearrange + Linear)
+    qkv_bias: bool = False
+    cls_token: bool = True  # M3D-CLIP prepends a class token; its output is dropped
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        self.img_size = tuple(int(s) for s in self.img_size)  # JSON gives lists
+        self.patch_size = tuple(int(s) for s in self.patch_size)
+        if len(self.img_size) != 3 or len(self.patch_size) != 3:
+            raise ValueError(f"img_size and patch_size must have 3 entries, got {self.img_size}, {self.patch_size}")
+        if any(i % p for i, p in zip(self.img_size, self.patch_size)):
+            raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.patch_embed not in PATCH_EMBED_TYPES:
+            raise ValueError(f"patch_embed must be one of {PATCH_EMBED_TYPES}, got {self.patch_embed!r}")
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """Patch grid (gd, gh, gw): (8, 16, 16) for M3D."""
+        return tuple(i // p for i, p in zip(self.img_size, self.patch_size))  # type: ignore[return-value]
+
+    @property
+    def n_patches(self) -> int:
+        gd, gh, gw = self.grid
+        return gd * gh * gw
+
+
+@dataclass
+class TumorChainConfig:
+    """Sizes and switches of TumorChainModel; saved as config.json beside the weights.
+
+    llm_hidden_size is K, the LLM width that every visual token is projected to; it is filled
+    from the LLM's own config when the model is built.
+    """
+
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    # Global tokens: average-pool the patch grid by this kernel (M3D's spatial pooling), then project.
+    pool_size: tuple[int, int, int] = (2, 2, 2)
+    # Projector P: Linear(Dv, projector_hidden) -> ReLU -> Linear(projector_hidden, K); None = K.
+    projector_hidden: int | None = None
+    llm_hidden_size: int = 0
+    # Gamma: tokens per organ (Ll) and how they are taken ("tokens": from the case's own encoding;
+    # "crop": re-encode the organ's bounding box at higher resolution).
+    n_organ_tokens: int = 64
+    gamma_mode: str = "tokens"
+    crop_margin: float = 0.15  # crop mode: margin added on each side, as a fraction of the organ's extent
+    crop_min_extent: tuple[int, int, int] = (4, 32, 32)  # crop mode: smallest box, model voxels (<= 8x zoom)
+    # LLM: where it came from and where save_pretrained puts it.
+    llm_model_type: str = ""
+    llm_source: str = ""  # folder name of the base LLM the model was built from (provenance only)
+    llm_subfolder: str = "llm"
+    ct_token: str = "<ct>"
+    organ_token: str = "<organ_feature>"
+    # Auxiliary classifier weight alpha in L_total (paper eq. 8); used by training.
+    cls_loss_weight: float = 1.0
+    model_type: str = "tumorchain"
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.vision, dict):
+            self.vision = VisionConfig(**self.vision)
+        self.pool_size = tuple(int(s) for s in self.pool_size)
+        self.crop_min_extent = tuple(int(s) for s in self.crop_min_extent)
+        if self.gamma_mode not in GAMMA_MODES:
+            raise ValueError(f"gamma_mode must be one of {GAMMA_MODES}, got {self.gamma_mode!r}")
+        if any(g % p for g, p in zip(self.vision.grid, self.pool_size)):
+            raise ValueError(f"patch grid {self.vision.grid} is not a multiple of pool_size {self.pool_size}")
+        if not 1 <= self.n_organ_tokens <= self.vision.n_patches:
+            raise ValueError(f"n_organ_tokens must be in 1..{self.vision.n_patches}, got {self.n_organ_tokens}")
+
+    @property
+    def pooled_grid(self) -> tuple[int, int, int]:
+        """Grid of the global tokens: (4, 8, 8) for M3D with pool 2."""
+        return tuple(g // p for g, p in zip(self.vision.grid, self.pool_size))  # type: ignore[return-value]
+
+    @property
+    def n_global_tokens(self) -> int:
+        """Lg: 256 for M3D sizes."""
+        d, h, w = self.pooled_grid
+        return d * h * w
+
+    @property
+    def projector_width(self) -> int:
+        return self.projector_hidden or self.llm_hidden_size
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["n_global_tokens"] = self.n_global_tokens  # informative; recomputed on load
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TumorChainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {"n_global_tokens"})
+        if unknown:
+            raise ValueError(f"unknown TumorChainConfig fields: {unknown}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TumorChainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,249 @@
+"""TumorChainModel: 3D encoder E_v, projector P, Gamma, classifier Cls and the LLM (paper section 3.1).
+
+Shapes for the M3D sizes (K = LLM width, Lg = 256, Ll = config.n_organ_tokens):
+
+    encode_case(volume (1, 1, 32, 256, 256))  -> CaseEncoding(tokens (1, 2048, 768), grid (8, 16, 16))
+    global_tokens(enc)                        -> (1, Lg, K)    2x2x2 average pooling, then P
+    organ_tokens(enc, mask (32, 256, 256))    -> (1, Ll, K)    Gamma (organ_tokens.py), then P
+    organ_logits(organ_visual (1, Ll, K))     -> (1, 2)        Cls on the projected organ tokens
+    embed_text(ids (1, T))                    -> (1, T, K)
+
+Visual tokens enter the LLM through placeholder tokens: one "<ct>" per global token and one
+"<organ_feature>" per organ token (ct_placeholder() / organ_placeholder() give the strings);
+build_inputs() swaps their embeddings for the visual tokens.
+
+Position ids are sequential for every token, visual ones included: token t of the sequence gets
+position t. That is what a Qwen2.5-VL language model sees when visual features enter as plain
+input embeddings without an image grid (as in an M3D/LLaVA-style wrapper), and it keeps KV-cache
+decoding simple (the next position is the number of tokens so far). Qwen2.5-VL's M-RoPE takes
+(3, 1, T) ids; we build them explicitly with temporal = height = width = t, which equals 1D RoPE.
+Plain causal LMs get (1, T).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from inference.errors import ModelError
+from inference.preprocess import ModelInput, resample_box, resample_labels
+
+from .config import TumorChainConfig
+from .devices import pick_device
+from .llm_loader import LoadedLLM, load_llm, load_tokenizer
+from .model_files import check_model_folder, load_part_weights, save_part_weights
+from .organ_classifier import OrganClassifier
+from .organ_tokens import OrganSelection, apply_selection, crop_box, patch_coverage, select_patches
+from .projector import Projector, pool_patch_grid
+from .vision_encoder import CaseEncoding, VisionEncoder3D
+
+PARTS = ("vision_encoder", "projector", "classifier")  # what model.safetensors holds (the LLM lives in llm/)
+
+
+class TumorChainModel(nn.Module):
+    """The whole model; build() makes a new one from a base LLM, from_pretrained() loads a saved one."""
+
+    def __init__(self, config: TumorChainConfig, llm: LoadedLLM, tokenizer):
+        super().__init__()
+        if not config.llm_hidden_size:
+            config.llm_hidden_size = _llm_width(llm.model)
+        self.config = config
+        self.vision_encoder = VisionEncoder3D(config.vision)
+        self.projector = Projector(config.vision.hidden_size, config.projector_width, config.llm_hidden_size)
+        self.classifier = OrganClassifier(config.llm_hidden_size)
+        self.llm = llm.model
+        self.llm_model_type = llm.model_type
+        self.uses_mrope = llm.uses_mrope
+        self.tokenizer = tokenizer
+        self.ct_token_id, self.organ_token_id = _add_placeholder_tokens(tokenizer, self.llm, config)
+
+    # ----------------------------------------------------------------- construction and files
+    @classmethod
+    def build(cls, llm_folder: str | Path, config: TumorChainConfig | None = None,
+              vision_weights: str | Path | None = None, device=None, dtype=None) -> "TumorChainModel":
+        """A new model: the LLM and tokenizer from a local HF folder, the encoder from converted
+        M3D-CLIP safetensors (convert_m3d) or random, projector and classifier random."""
+        placement = pick_device(device, dtype)
+        config = config or TumorChainConfig()
+        llm = load_llm(llm_folder, placement)
+        config.llm_hidden_size = _llm_width(llm.model)
+        config.llm_model_type = llm.model_type
+        config.llm_source = Path(llm_folder).name
+        model = cls(config, llm, load_tokenizer(llm_folder))
+        if vision_weights is not None:
+            model.load_vision_weights(vision_weights)
+        return model.to(device=placement.device, dtype=placement.dtype).eval()
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device=None, dtype=None) -> "TumorChainModel":
+        """Load a folder written by save_pretrained (never downloads, never unpickles)."""
+        folder = Path(folder)
+        config = check_model_folder(folder)
+        placement = pick_device(device, dtype)
+        llm = load_llm(folder / config.llm_subfolder, placement)
+        model = cls(config, llm, load_tokenizer(folder, llm.model.config))
+        load_part_weights(model, folder / "model.safetensors", PARTS)
+        return model.to(device=placement.device, dtype=placement.dtype).eval()
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """folder/config.json, model.safetensors (encoder, projector, classifier), tokenizer files,
+        and the LLM in HF format under folder/<llm_subfolder>."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.save(folder / "config.json")
+        save_part_weights(self, folder / "model.safetensors", PARTS)
+        self.tokenizer.save_pretrained(str(folder))
+        self.llm.save_pretrained(str(folder / self.config.llm_subfolder))
+
+    def load_vision_weights(self, path: str | Path) -> None:
+        """Encoder weights from safetensors written by `python -m inference.model.convert_m3d`."""
+        load_part_weights(self, Path(path), ("vision_encoder",), prefix_in_file="")
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.linear1.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.projector.linear1.weight.dtype
+
+    def parameter_counts(self) -> dict[str, int]:
+        parts = {"vision_encoder": self.vision_encoder, "projector": self.projector,
+                 "classifier": self.classifier, "llm": self.llm}
+        return {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
+
+    # ----------------------------------------------------------------- visual tokens
+    def encode_case(self, volume: torch.Tensor) -> CaseEncoding:
+        """(1, 1, D, H, W) preprocessed volume -> patch tokens (1, N, Dv); run once per case."""
+        return self.vision_encoder.encode(volume.to(device=self.device, dtype=self.dtype))
+
+    def global_tokens(self, enc: CaseEncoding) -> torch.Tensor:
+        """tau_g: (1, Lg, K), the pooled patch grid projected into the LLM width."""
+        return self.projector(pool_patch_grid(enc.tokens, enc.grid, self.config.pool_size))
+
+    def organ_selection(self, enc: CaseEncoding, mask: torch.Tensor,
+                        volume: torch.Tensor | ModelInput | None = None) -> tuple[torch.Tensor, OrganSelection]:
+        """Gamma before the projector: (1, Ll, Dv) organ tokens and which patches they came from.
+        In crop mode the selection refers to the grid of the re-encoded crop box."""
+        mask = self._check_mask(mask)
+        if self.config.gamma_mode == "crop":
+            if volume is None:
+                raise ValueError("gamma_mode 'crop' needs the volume (ModelInput or (1, 1, D, H, W) tensor)")
+            enc, mask = self._encode_crop(mask, volume)
+        selection = select_patches(patch_coverage(mask, self.config.vision.patch_size), enc.grid,
+                                   self.config.n_organ_tokens)
+        return apply_selection(enc.tokens, selection), selection
+
+    def organ_tokens(self, enc: CaseEncoding, mask: torch.Tensor,
+                     volume: torch.Tensor | ModelInput | None = None) -> torch.Tensor:
+        """tau_l: (1, Ll, K) tokens of one organ (Gamma, then P). mask: (D, H, W) bool on the model grid."""
+        tokens, _ = self.organ_selection(enc, mask, volume)
+        return self.projector(tokens)
+
+    def organ_logits(self, organ_visual: torch.Tensor) -> torch.Tensor:
+        """Cls(tau_l): (1, Ll, K) projected organ tokens -> (1, 2) logits, class 1 = abnormal."""
+        return self.classifier(organ_visual)
+
+    def _check_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        mask = torch.as_tensor(mask)
+        if tuple(mask.shape) != self.config.vision.img_size:
+            raise ValueError(f"organ mask must be {self.config.vision.img_size} on the model grid, got {tuple(mask.shape)}")
+        if not bool(mask.any()):
+            raise ValueError("the organ mask is empty on the model grid: no organ tokens can be taken")
+        return mask.bool().cpu()
+
+    def _encode_crop(self, mask: torch.Tensor, volume: torch.Tensor | ModelInput) -> tuple[CaseEncoding, torch.Tensor]:
+        """Crop mode: re-encode the organ's box (native CT resolution when given a ModelInput)."""
+        shape = self.config.vision.img_size
+        lo, hi = crop_box(mask, self.config.crop_margin, self.config.crop_min_extent)
+        if isinstance(volume, ModelInput):
+            crop = volume.crop(lo, hi)
+        else:
+            crop = resample_box(volume.reshape(volume.shape[-3:]), lo, hi, shape)[None, None]
+        crop_mask = torch.from_numpy(resample_labels(mask.numpy().astype("uint8"), lo, hi, shape) > 0)
+        return self.encode_case(crop), crop_mask
+
+    # ----------------------------------------------------------------- text and the LLM
+    def ct_placeholder(self) -> str:
+        """The prompt text standing for the global tokens: "<ct>" x Lg."""
+        return self.config.ct_token * self.config.n_global_tokens
+
+    def organ_placeholder(self) -> str:
+        """The prompt text standing for one organ's tokens: "<organ_feature>" x Ll."""
+        return self.config.organ_token * self.config.n_organ_tokens
+
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """(1, T) token ids -> (1, T, K) input embeddings of the LLM."""
+        return self.llm.get_input_embeddings()(ids.to(self.device))
+
+    def position_ids(self, start: int, length: int) -> torch.Tensor:
+        """Positions start .. start+length-1: (3, 1, T) for M-RoPE LLMs (all three equal), else (1, T)."""
+        pos = torch.arange(start, start + length, device=self.device)[None]
+        return pos.expand(3, 1, length).clone() if self.uses_mrope else pos
+
+    def merge_visual(self, ids: torch.Tensor, global_visual: torch.Tensor | None = None,
+                     organ_visuals: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+        """Embed (1, T) ids and put visual tokens in place of the placeholders, in order:
+        every run of Lg "<ct>" gets global_visual (1, Lg, K); the "<organ_feature>" slots get
+        organ_visuals[0], [1], ... (each (1, Ll, K)). Counts must match exactly."""
+        if ids.ndim != 2 or ids.shape[0] != 1:
+            raise ValueError(f"ids must be (1, T), got {tuple(ids.shape)}")
+        ids = ids.to(self.device)
+        embeds = self.embed_text(ids).clone()
+        lg, ll = self.config.n_global_tokens, self.config.n_organ_tokens
+        ct_slots = torch.nonzero(ids[0] == self.ct_token_id).flatten()
+        if ct_slots.numel():
+            if global_visual is None or ct_slots.numel() % lg:
+                raise ValueError(f"the prompt has {ct_slots.numel()} {self.config.ct_token} placeholders; "
+                                 f"expected a multiple of Lg={lg} and global tokens to fill them")
+            embeds[0, ct_slots] = global_visual[0].to(embeds.dtype).repeat(ct_slots.numel() // lg, 1)
+        organ_slots = torch.nonzero(ids[0] == self.organ_token_id).flatten()
+        if organ_slots.numel() != ll * len(organ_visuals):
+            raise ValueError(f"the prompt has {organ_slots.numel()} {self.config.organ_token} placeholders "
+                             f"but {len(organ_visuals)} organ(s) x Ll={ll} tokens were given")
+        if organ_slots.numel():
+            embeds[0, organ_slots] = torch.cat([o[0] for o in organ_visuals]).to(embeds.dtype)
+        return embeds
+
+    def build_inputs(self, ids: torch.Tensor, global_visual: torch.Tensor | None = None,
+                     organ_visuals: Sequence[torch.Tensor] = (), start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One segment of the interleaved sequence -> (inputs_embeds (1, T, K), position_ids).
+        `start` = tokens already in the KV cache."""
+        embeds = self.merge_visual(ids, global_visual, organ_visuals)
+        return embeds, self.position_ids(start, embeds.shape[1])
+
+    def llm_forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, past_key_values=None,
+                    use_cache: bool = True, logits_to_keep: int = 0, labels: torch.Tensor | None = None):
+        """Run the LLM on embeddings; returns the HF CausalLMOutputWithPast (logits, past_key_values, loss)."""
+        return self.llm(inputs_embeds=inputs_embeds, position_ids=position_ids, past_key_values=past_key_values,
+                        use_cache=use_cache, logits_to_keep=logits_to_keep, labels=labels)
+
+    def forward(self, ids: torch.Tensor, global_visual: torch.Tensor | None = None,
+                organ_visuals: Sequence[torch.Tensor] = (), labels: torch.Tensor | None = None):
+        """Teacher-forced pass over a whole (1, T) sequence; loss = text cross-entropy when labels given."""
+        embeds, positions = self.build_inputs(ids, global_visual, organ_visuals)
+        return self.llm_forward(embeds, positions, use_cache=False, labels=labels)
+
+
+def _llm_width(llm: nn.Module) -> int:
+    config = llm.config.get_text_config() if hasattr(llm.config, "get_text_config") else llm.config
+    return int(config.hidden_size)
+
+
+def _add_placeholder_tokens(tokenizer, llm: nn.Module, config: TumorChainConfig) -> tuple[int, int]:
+    """Make <ct> and <organ_feature> special tokens (never split) and give them embedding rows."""
+    from tokenizers import AddedToken
+
+    wanted = [config.ct_token, config.organ_token]
+    missing = [t for t in wanted if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
+    ids = tokenizer.convert_tokens_to_ids(wanted)
+    rows = llm.get_input_embeddings().weight.shape[0]
+    if max(ids) >= rows:
+        if llm.get_input_embeddings().weight.device.type == "meta":
+            raise ModelError("cannot add placeholder tokens to an LLM that is not loaded")
+        llm.resize_token_embeddings(max(ids) + 1, mean_resizing=False)
+    return int(ids[0]), int(ids[1])

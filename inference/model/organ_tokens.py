@@ -1,0 +1,153 @@
+"""Gamma: the local organ tokens tau_l of paper eq. 2, a fixed number Ll per organ.
+
+What Gamma does, exactly (grid = patch grid of the encoder, (8, 16, 16) for M3D):
+
+1. Coverage: the organ mask (D, H, W) on the model grid is average-pooled by the patch size, so each
+   patch gets the fraction of its voxels inside the organ. "Covered" = coverage > 0 (a patch that
+   touches the organ at all counts: lesions at organ borders are the paper's main failure).
+   An empty mask is an error (ValueError), never a silent zero token.
+2. n covered <= Ll ("picked"): every covered patch is taken as it is, plus the Ll - n uncovered
+   patches nearest to the organ (Euclidean distance in patch-grid units to the closest covered
+   patch; ties by raster index), i.e. a ring of context around a small organ. Output tokens are
+   exactly the chosen patches' encoder outputs, in raster order (z, y, x) of the grid.
+3. n covered > Ll ("pooled"): the covered patches are split into Ll spatially compact groups of
+   near-equal size by recursive bisection along the axis of largest extent (a k-d split,
+   ties by raster index); each output token is the plain mean of its group's encoder tokens
+   (border patches weigh as much as interior ones, on purpose). Tokens come in k-d order.
+
+Both cases are a (Ll, N) weight matrix W applied to the (N, Dv) tokens, so Gamma is differentiable
+and the GUI can show which patches every organ token came from. The projector P is applied after
+Gamma; for picked tokens P(Gamma(tau_v)) equals the paper's Gamma(P(tau_v)) exactly, because P acts
+per token. Crop mode ("crop") runs the same selection on a fresh encoding of the organ's box.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class OrganSelection:
+    """Which patches each of the Ll organ tokens came from.
+
+    weights:  (Ll, N) float; row t averages the patches of token t (one-hot when picked).
+    coverage: (N,) fraction of each patch inside the organ mask.
+    mode:     "picked" (n covered <= Ll) or "pooled".
+    grid:     (gd, gh, gw) the patch grid N is laid out on (raster order).
+    """
+
+    weights: torch.Tensor
+    coverage: torch.Tensor
+    mode: str
+    grid: tuple[int, int, int]
+
+    @property
+    def n_covered(self) -> int:
+        return int((self.coverage > 0).sum())
+
+    def patch_indices(self) -> list[list[int]]:
+        """For each output token, the raster indices of the patches it is made of."""
+        return [torch.nonzero(row > 0).flatten().tolist() for row in self.weights]
+
+
+def patch_coverage(mask: torch.Tensor, patch_size: tuple[int, int, int]) -> torch.Tensor:
+    """(D, H, W) bool mask -> (gd*gh*gw,) fraction of each patch's voxels inside, raster order."""
+    pooled = F.avg_pool3d(mask.float()[None, None], kernel_size=patch_size, stride=patch_size)
+    return pooled.flatten()
+
+
+def select_patches(coverage: torch.Tensor, grid: tuple[int, int, int], n_tokens: int) -> OrganSelection:
+    """Gamma's choice of patches for one organ (see the module docstring)."""
+    n = coverage.numel()
+    if n != grid[0] * grid[1] * grid[2]:
+        raise ValueError(f"coverage has {n} entries, the patch grid {grid} has {grid[0] * grid[1] * grid[2]}")
+    if n_tokens > n:
+        raise ValueError(f"cannot take {n_tokens} organ tokens from a grid of {n} patches")
+    coverage = coverage.detach().float().cpu()
+    covered = torch.nonzero(coverage > 0).flatten()
+    if covered.numel() == 0:
+        raise ValueError("the organ mask is empty on the model grid: no organ tokens can be taken")
+    coords = _grid_coords(grid)
+    weights = torch.zeros(n_tokens, n)
+    if covered.numel() <= n_tokens:
+        chosen = covered
+        if covered.numel() < n_tokens:
+            chosen = torch.cat([covered, _nearest_context(coords, covered, n_tokens - covered.numel())])
+        chosen = torch.sort(chosen).values  # raster order
+        weights[torch.arange(n_tokens), chosen] = 1.0
+        mode = "picked"
+    else:
+        for t, group in enumerate(_kd_groups(coords, covered, n_tokens)):
+            weights[t, group] = 1.0 / group.numel()
+        mode = "pooled"
+    return OrganSelection(weights=weights, coverage=coverage, mode=mode, grid=tuple(grid))
+
+
+def apply_selection(tokens: torch.Tensor, selection: OrganSelection) -> torch.Tensor:
+    """(1, N, Dv) encoder tokens -> (1, Ll, Dv) organ tokens."""
+    w = selection.weights.to(device=tokens.device, dtype=tokens.dtype)
+    return torch.einsum("ln,bnd->bld", w, tokens)
+
+
+def crop_box(
+    mask: torch.Tensor,
+    margin: float,
+    min_extent: tuple[int, int, int],
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Box around the organ, in model-voxel edge coordinates (voxel i spans [i, i+1)).
+
+    The box is the organ's bounding box plus `margin` x its extent on each side, grown so that its
+    shape is proportional to the model grid (same zoom on every axis: no distortion), at least
+    `min_extent`, and moved inside the volume when it fits. Returns (lo, hi) per axis (d, h, w).
+    """
+    shape = tuple(mask.shape)
+    nz = torch.nonzero(mask)
+    if nz.numel() == 0:
+        raise ValueError("the organ mask is empty on the model grid: nothing to crop")
+    lo = nz.min(dim=0).values.double()
+    hi = nz.max(dim=0).values.double() + 1.0
+    extent = (hi - lo) * (1.0 + 2.0 * margin)
+    ref = torch.tensor(shape, dtype=torch.float64)
+    # fraction of the volume the box spans, the same on every axis
+    fraction = torch.max(torch.max(extent / ref), torch.max(torch.tensor(min_extent, dtype=torch.float64) / ref))
+    extent = ref * fraction
+    centre = (lo + hi) / 2.0
+    new_lo = centre - extent / 2.0
+    # keep the box inside the volume where it fits, so no pixels are spent on padding
+    fits = extent <= ref
+    new_lo = torch.where(fits, new_lo.clamp(min=0.0), new_lo)
+    new_lo = torch.where(fits, torch.minimum(new_lo, ref - extent), new_lo)
+    new_hi = new_lo + extent
+    return tuple(new_lo.tolist()), tuple(new_hi.tolist())  # type: ignore[return-value]
+
+
+def _grid_coords(grid: tuple[int, int, int]) -> torch.Tensor:
+    """(N, 3) integer (z, y, x) of every patch, raster order."""
+    zz, yy, xx = torch.meshgrid(*(torch.arange(g) for g in grid), indexing="ij")
+    return torch.stack([zz.flatten(), yy.flatten(), xx.flatten()], dim=1)
+
+
+def _nearest_context(coords: torch.Tensor, covered: torch.Tensor, count: int) -> torch.Tensor:
+    """The `count` uncovered patches closest to any covered patch (ties: raster index)."""
+    others = torch.ones(coords.shape[0], dtype=torch.bool)
+    others[covered] = False
+    candidates = torch.nonzero(others).flatten()
+    dist = torch.cdist(coords[candidates].double(), coords[covered].double()).min(dim=1).values
+    order = torch.sort(dist, stable=True).indices  # candidates are in raster order already
+    return candidates[order[:count]]
+
+
+def _kd_groups(coords: torch.Tensor, members: torch.Tensor, k: int) -> list[torch.Tensor]:
+    """Split `members` (raster indices) into k compact groups of near-equal size."""
+    if k == 1:
+        return [members]
+    pts = coords[members]
+    axis = int(torch.argmax(pts.max(dim=0).values - pts.min(dim=0).values))
+    # stable sort on the axis keeps raster order among equal coordinates
+    order = torch.sort(pts[:, axis], stable=True).indices
+    members = members[order]
+    k1 = k // 2
+    n1 = members.numel() * k1 // k
+    return _kd_groups(coords, members[:n1], k1) + _kd_groups(coords, members[n1:], k - k1)

@@ -1,0 +1,279 @@
+"""The headless case flow: load CT -> organ masks -> preprocess -> encode once -> IIR -> RunRecord.
+
+Used by the command line and by the GUI's worker thread: long steps report
+``progress(fraction, message)`` and stop with inference.errors.Cancelled when ``cancel`` is set.
+A Pipeline keeps one model loaded across cases and remembers the last cases' encodings, so a
+second question on the same case skips the vision encoder.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from inference.ct_volume import CTVolume
+from inference.errors import Cancelled, InputError, ModelError
+from inference.iir.features import GridMasks, ModelCaseFeatures
+from inference.iir.generator import ModelRoundGenerator
+from inference.iir.loop import IIRLoop, IIRSettings, Matcher
+from inference.iir.prompts import task_question
+from inference.iir.rounds import Round
+from inference.run_record import (CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo, mask_hash,
+                                  model_weight_hash)
+from inference.segmentation.organ_masks import OrganMasks
+
+ProgressFn = Callable[[float, str], None]
+# share of the progress bar per step: load, segment, preprocess, encode, reasoning
+_SPANS = {"load": (0.0, 0.05), "segment": (0.05, 0.35), "preprocess": (0.35, 0.4), "encode": (0.4, 0.5),
+          "iir": (0.5, 1.0)}
+
+
+@dataclass
+class AnalysisRequest:
+    """One question about one CT. Give ``question`` or ``task`` (+ optional ``organ`` display name).
+
+    masks_path: a label NIfTI to use instead of running ``segmentation`` (a backend name of
+    inference.segmentation.make_expert, with ``segmentation_options``).
+    """
+
+    ct_path: Path
+    question: str | None = None
+    task: str | None = None
+    organ: str | None = None
+    masks_path: Path | None = None
+    segmentation: str = "totalsegmentator"
+    segmentation_options: dict[str, Any] = field(default_factory=dict)
+    case_id: str | None = None
+
+    def question_text(self) -> str:
+        if self.question is not None and self.task is not None:
+            raise InputError(None, "give a question or a task, not both")
+        if self.question is not None:
+            if not self.question.strip():
+                raise InputError(None, "the question is empty")
+            return self.question.strip()
+        if self.task is None:
+            raise InputError(None, "give a question or a task")
+        return task_question(self.task, self.organ)
+
+
+@dataclass
+class Callbacks:
+    """All optional. on_text streams (round index, text delta); on_round gets each finished Round."""
+
+    progress: ProgressFn | None = None
+    on_round_start: Callable[[int, str], None] | None = None
+    on_text: Callable[[int, str], None] | None = None
+    on_round: Callable[[Round], None] | None = None
+
+
+def load_model(model_dir: str | Path, device: str | None = None, dtype: str | None = None):
+    """A TumorChainModel from a saved folder (safetensors only, nothing downloaded)."""
+    from inference.model.modeling_tumorchain import TumorChainModel  # heavy import, only when needed
+
+    path = Path(model_dir).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"{path}: model folder not found")
+    return TumorChainModel.from_pretrained(path, device=device, dtype=dtype)
+
+
+class Pipeline:
+    """Runs requests against one loaded model. ``matcher`` defaults to inference.labels.organs_named."""
+
+    def __init__(self, model, model_dir: str | Path, settings: IIRSettings = IIRSettings(),
+                 matcher: Matcher | None = None, encodings_kept: int = 2):
+        self.model = model
+        self.model_dir = Path(model_dir)
+        self.settings = settings
+        self.matcher = matcher
+        self._encodings: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
+        self._encodings_kept = encodings_kept
+        self._model_info: ModelInfo | None = None
+
+    @classmethod
+    def from_model_dir(cls, model_dir: str | Path, settings: IIRSettings = IIRSettings(),
+                       device: str | None = None, dtype: str | None = None, **kwargs) -> "Pipeline":
+        return cls(load_model(model_dir, device, dtype), model_dir, settings, **kwargs)
+
+    # -- the whole flow ------------------------------------------------------------------------
+
+    def analyze(self, request: AnalysisRequest, callbacks: Callbacks = Callbacks(),
+                cancel: threading.Event | None = None) -> RunRecord:
+        question = request.question_text()  # user mistakes surface before any heavy work
+        t0 = time.perf_counter()
+        _progress(callbacks, "load", 0.0, f"loading {request.ct_path}")
+        from inference.ct_io import load_ct
+        ct = load_ct(request.ct_path)
+        t_load = time.perf_counter()
+        _check(cancel)
+        masks, mask_source = self.segment(ct, request, callbacks, cancel)
+        t_seg = time.perf_counter()
+        record = self.analyze_volume(ct, masks, question, task=request.task, case_id=request.case_id,
+                                     mask_source=mask_source, callbacks=callbacks, cancel=cancel)
+        record.timings = {"load_ct_ms": (t_load - t0) * 1000.0, "segmentation_ms": (t_seg - t_load) * 1000.0,
+                          **record.timings, "total_ms": (time.perf_counter() - t0) * 1000.0}
+        return record
+
+    def segment(self, ct: CTVolume, request: AnalysisRequest, callbacks: Callbacks,
+                cancel: threading.Event | None) -> tuple[OrganMasks, str | None]:
+        from inference.segmentation.expert import make_expert
+
+        lo, hi = _SPANS["segment"]
+        sub = (lambda f, msg: callbacks.progress(lo + (hi - lo) * f, msg)) if callbacks.progress else None
+        if request.masks_path is not None:
+            expert = make_expert("precomputed", path=Path(request.masks_path))
+            source = str(request.masks_path)
+        else:
+            expert = make_expert(request.segmentation, **request.segmentation_options)
+            source = None
+        return expert.segment(ct, sub, cancel), source
+
+    def analyze_volume(self, ct: CTVolume, masks: OrganMasks, question: str, *, task: str | None = None,
+                       case_id: str | None = None, mask_source: str | None = None,
+                       callbacks: Callbacks = Callbacks(), cancel: threading.Event | None = None) -> RunRecord:
+        """The model part for a CT and masks already in memory (the GUI has both)."""
+        from inference.preprocess import preprocess
+
+        t0 = time.perf_counter()
+        m_hash = mask_hash(masks.organs, masks.parts, masks.affine)
+        key = (ct.content_hash(), m_hash)
+        cached = key in self._encodings
+        _progress(callbacks, "preprocess", 0.0, "preparing the model input")
+        if cached:
+            self._encodings.move_to_end(key)
+            model_input, encoding = self._encodings[key]
+            t_pre = t_enc = time.perf_counter()
+        else:
+            model_input = preprocess(ct, masks)
+            t_pre = time.perf_counter()
+            _check(cancel)
+            _progress(callbacks, "encode", 0.0, "encoding the CT")
+            encoding = self._encode(model_input)
+            t_enc = time.perf_counter()
+            self._encodings[key] = (model_input, encoding)
+            while len(self._encodings) > self._encodings_kept:
+                self._encodings.popitem(last=False)
+        _check(cancel)
+        features = ModelCaseFeatures(self.model, encoding, GridMasks(model_input.organs, model_input.parts),
+                                     volume=model_input.volume)
+        generator = ModelRoundGenerator.for_model(self.model, sampling=self.settings.sampling,
+                                                  cache_mode=self.settings.cache_mode)
+        loop = IIRLoop(generator, features, self.settings, matcher=self.matcher, table=masks.table,
+                       tokenizer=self.model.tokenizer)
+        n = self.settings.max_rounds
+
+        def on_round(rnd: Round) -> None:
+            _progress(callbacks, "iir", rnd.index / n, f"round {rnd.index} done")
+            if callbacks.on_round is not None:
+                callbacks.on_round(rnd)
+
+        _progress(callbacks, "iir", 0.0, "reasoning")
+        result = loop.run(question, on_round_start=callbacks.on_round_start, on_text=callbacks.on_text,
+                          on_round=on_round, cancel=cancel)
+        t_iir = time.perf_counter()
+        _progress(callbacks, "iir", 1.0, "done")
+        s = self.settings
+        return RunRecord(
+            case=_case_info(ct, case_id),
+            segmentation=SegmentationInfo(
+                backend=masks.backend, mask_hash=m_hash, mask_source=mask_source,
+                labels_present=[masks.table.by_id(i).name for i in masks.present_ids() if i in masks.table],
+                details=_jsonable(masks.details),
+            ),
+            model=self.model_info(),
+            question=question,
+            task=task,
+            settings=RunSettings(
+                max_rounds=s.max_rounds, include_negated=s.include_negated,
+                max_new_tokens=s.sampling.max_new_tokens, temperature=s.sampling.temperature,
+                top_p=s.sampling.top_p, top_k=s.sampling.top_k, seed=s.sampling.seed, cache_mode=s.cache_mode,
+            ),
+            rounds=result.rounds,
+            stop_reason=result.stop_reason,
+            conclusion=result.conclusion,
+            # a case encoded before (same CT and masks) shows preprocess_ms and encode_ms near 0
+            timings={"preprocess_ms": (t_pre - t0) * 1000.0, "encode_ms": (t_enc - t_pre) * 1000.0,
+                     "iir_ms": (t_iir - t_enc) * 1000.0},
+            warnings=list(ct.warnings) + list(getattr(model_input, "warnings", ())),
+            tool_version=_tool_version(),
+        )
+
+    # -- pieces --------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _encode(self, model_input):
+        try:
+            return self.model.encode_case(model_input.volume)
+        except torch.OutOfMemoryError as exc:
+            raise ModelError(f"out of memory while encoding the CT: {exc}") from None
+
+    def model_info(self) -> ModelInfo:
+        if self._model_info is None:
+            digest, files = model_weight_hash(self.model_dir)
+            llm = self.model.llm
+            param = next(llm.parameters())
+            self._model_info = ModelInfo(
+                path=str(self.model_dir), name=self.model_dir.name, weight_hash=digest, weight_files=files,
+                llm_type=str(getattr(llm.config, "model_type", "")),
+                dtype=str(param.dtype).replace("torch.", ""), device=str(param.device),
+            )
+        return self._model_info
+
+
+def _case_info(ct: CTVolume, case_id: str | None) -> CaseInfo:
+    src = Path(ct.source_path)
+    return CaseInfo(
+        case_id=case_id or case_id_for(src),
+        source_path=str(src),
+        content_hash=ct.content_hash(),
+        shape=list(ct.shape),
+        spacing_mm=[round(s, 6) for s in ct.spacing],
+        modality=ct.modality,
+        series_uid=ct.series_uid,
+        series_description=ct.series_description,
+        study_instance_uid=ct.study.study_instance_uid,
+    )
+
+
+def case_id_for(path: Path) -> str:
+    """A case id from a file or folder name: "case_0001.nii.gz" -> "case_0001"."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _progress(cb: Callbacks, step: str, fraction: float, message: str) -> None:
+    if cb.progress is not None:
+        lo, hi = _SPANS[step]
+        cb.progress(lo + (hi - lo) * min(max(fraction, 0.0), 1.0), message)
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled by the user")
+
+
+def _jsonable(value: Any) -> Any:
+    """Backend details as plain JSON (paths -> str, tuples -> lists, others -> str)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _tool_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("tumorchain-workstation")
+    except Exception:  # running from a source tree without an install
+        return "0+unknown"

@@ -1,0 +1,264 @@
+"""CTVolume (+ OrganMasks) -> the model's input: a 1x1x32x256x256 volume and masks on the same grid.
+
+The steps (paper appendix 10.1), and why:
+
+1. Reorient to one canonical voxel order via the affine: depth runs head -> feet, rows anterior ->
+   posterior, columns patient right -> left (nibabel axcodes ("I", "P", "L")). These are axial
+   slices as a radiologist views them, top slice first, which is also how M3D's training volumes
+   were built (stacks of displayed 2D slices), so the published encoder sees familiar anatomy.
+2. Soft-tissue window W 400 / L 40: HU -160..240 -> 0..1 (clipped).
+3. Crop to the body (largest connected component above -500 HU, always including every organ
+   mask), then pad in-plane to a square in millimetres, centred: the 256x256 in-plane grid then
+   has square pixels and no organ is stretched. Depth is fitted to 32 slices (its mm scale differs
+   from in-plane; with a fixed 32-slice input that cannot be avoided). Padding is 0 (the window's
+   floor), as the paper's zero-padding.
+4. Resize to 32x256x256: trilinear for CT (after a box average when a source axis is shrunk by
+   2x or more, so thin slices are averaged rather than skipped), nearest for label maps.
+
+All of it is one axis-aligned map per axis, returned as ModelGrid: model voxel (d, h, w) ->
+CT voxel (i, j, k) and world RAS mm, so the GUI can show where any model voxel or patch lies.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import cc3d
+import nibabel.orientations as nio
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inference.ct_volume import CTVolume
+from inference.errors import InputError
+from inference.segmentation.organ_masks import OrganMasks
+
+MODEL_SHAPE = (32, 256, 256)  # (depth, height, width) = the paper's 256 x 256 x 32 (H x W x D)
+MODEL_AXCODES = ("I", "P", "L")
+SOFT_TISSUE_LEVEL = 40.0
+SOFT_TISSUE_WIDTH = 400.0
+BODY_THRESHOLD_HU = -500
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """Geometry of the model grid.
+
+    model_to_ct: 4x4, model voxel (d, h, w, 1) -> CT voxel (i, j, k, 1) of CTVolume.hu.
+    ct_affine:   4x4, CT voxel -> world RAS mm (the CTVolume's affine).
+    """
+
+    shape: tuple[int, int, int]
+    model_to_ct: np.ndarray
+    ct_affine: np.ndarray
+
+    @property
+    def model_to_world(self) -> np.ndarray:
+        """4x4: model voxel (d, h, w, 1) -> world RAS mm."""
+        return self.ct_affine @ self.model_to_ct
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """Size of one model voxel in mm along d, h, w."""
+        return tuple(float(s) for s in np.linalg.norm(self.model_to_world[:3, :3], axis=0))  # type: ignore[return-value]
+
+    def model_to_world_points(self, dhw: np.ndarray) -> np.ndarray:
+        """(N, 3) model voxel coordinates -> (N, 3) RAS mm."""
+        return _apply(self.model_to_world, dhw)
+
+    def world_to_model(self, xyz: np.ndarray) -> np.ndarray:
+        """(N, 3) RAS mm -> (N, 3) fractional model voxel coordinates."""
+        return _apply(np.linalg.inv(self.model_to_world), xyz)
+
+    def model_to_ct_points(self, dhw: np.ndarray) -> np.ndarray:
+        """(N, 3) model voxel coordinates -> (N, 3) fractional CT voxel indices."""
+        return _apply(self.model_to_ct, dhw)
+
+    def box_to_world(self, lo: tuple[float, float, float], hi: tuple[float, float, float]) -> np.ndarray:
+        """The 8 world corners (8, 3) of a model-voxel box given in edge coordinates
+        (voxel m spans [m, m+1)); e.g. a Gamma patch or a crop-mode box."""
+        corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+        return self.model_to_world_points(corners - 0.5)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInput:
+    """One case on the model grid; made once per case and cached by the caller.
+
+    volume: (1, 1, 32, 256, 256) float32 in [0, 1] (soft-tissue window).
+    organs: (32, 256, 256) uint8 merged ids, or None without masks.
+    parts:  (32, 256, 256) uint8 substructure ids (>= 100), or None.
+    """
+
+    volume: torch.Tensor
+    organs: np.ndarray | None
+    parts: np.ndarray | None
+    grid: ModelGrid
+    warnings: tuple[str, ...] = ()
+    # native-resolution source for crop mode: canonical HU view and its box (edge coordinates)
+    _canonical_hu: np.ndarray | None = field(default=None, repr=False)
+    _box: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def mask(self, label_id: int) -> torch.Tensor:
+        """(32, 256, 256) bool mask of one organ (id < 100) or substructure (id >= 100)."""
+        labels = self.parts if label_id >= 100 else self.organs
+        if labels is None:
+            return torch.zeros(self.grid.shape, dtype=torch.bool)
+        return torch.from_numpy(labels == label_id)
+
+    def crop(self, lo: tuple[float, float, float], hi: tuple[float, float, float]) -> torch.Tensor:
+        """Re-sample the CT at native resolution over a model-voxel box (edge coordinates, may
+        reach outside the grid) onto a full (1, 1, 32, 256, 256) model input (crop mode of Gamma)."""
+        if self._canonical_hu is None or self._box is None:
+            raise ValueError("this ModelInput keeps no native CT; crop from its volume instead")
+        box_lo, box_hi = self._box
+        scale = (box_hi - box_lo) / np.asarray(self.grid.shape, dtype=np.float64)
+        c_lo = box_lo + np.asarray(lo, dtype=np.float64) * scale
+        c_hi = box_lo + np.asarray(hi, dtype=np.float64) * scale
+        out = resample_box(self._canonical_hu, c_lo, c_hi, self.grid.shape, transform=soft_tissue_window)
+        return out[None, None]
+
+
+def soft_tissue_window(hu: np.ndarray) -> np.ndarray:
+    """HU -> [0, 1] float32 with the soft-tissue window (W 400, L 40)."""
+    lo = SOFT_TISSUE_LEVEL - SOFT_TISSUE_WIDTH / 2.0
+    return np.clip((hu.astype(np.float32) - lo) / SOFT_TISSUE_WIDTH, 0.0, 1.0)
+
+
+def preprocess(ct: CTVolume, masks: OrganMasks | None = None, shape: tuple[int, int, int] = MODEL_SHAPE) -> ModelInput:
+    """CTVolume (+ OrganMasks on its grid) -> ModelInput on the (32, 256, 256) model grid."""
+    if masks is not None:
+        if masks.shape != ct.shape or not np.allclose(masks.affine, ct.affine, atol=1e-3):
+            raise InputError(
+                ct.source_path,
+                f"organ masks (shape {masks.shape}) are not on this CT's grid (shape {ct.shape}); "
+                "segment this series again",
+            )
+    xform = nio.ornt_transform(nio.io_orientation(ct.affine), nio.axcodes2ornt(MODEL_AXCODES))
+    canon = nio.apply_orientation(ct.hu, xform)  # a view: flips and a transpose
+    canon_to_ct = nio.inv_ornt_aff(xform, ct.shape)
+    canon_affine = ct.affine @ canon_to_ct
+    spacing = np.linalg.norm(canon_affine[:3, :3], axis=0)
+
+    warnings: list[str] = []
+    organ_canon = nio.apply_orientation(masks.organs, xform) if masks is not None else None
+    lo, hi = _body_box(canon, organ_canon)
+    if lo is None:
+        warnings.append("no body found above -500 HU; the whole field of view is used")
+        lo, hi = np.zeros(3), np.asarray(canon.shape, dtype=np.float64)
+    lo, hi = _square_in_plane(lo, hi, spacing)
+
+    volume = resample_box(canon, lo, hi, shape, transform=soft_tissue_window)[None, None]
+    organs = parts = None
+    if masks is not None:
+        organs = resample_labels(organ_canon, lo, hi, shape)
+        if masks.parts is not None:
+            parts = resample_labels(nio.apply_orientation(masks.parts, xform), lo, hi, shape)
+
+    scale = (hi - lo) / np.asarray(shape, dtype=np.float64)
+    model_to_canon = np.eye(4)
+    model_to_canon[:3, :3] = np.diag(scale)
+    model_to_canon[:3, 3] = lo + 0.5 * scale - 0.5  # voxel centres, edge coordinates -> indices
+    grid = ModelGrid(shape=tuple(shape), model_to_ct=canon_to_ct @ model_to_canon, ct_affine=np.asarray(ct.affine, dtype=np.float64))
+    return ModelInput(volume=volume, organs=organs, parts=parts, grid=grid, warnings=tuple(warnings),
+                      _canonical_hu=canon, _box=(lo, hi))
+
+
+def resample_box(
+    source: np.ndarray | torch.Tensor,
+    lo: np.ndarray | tuple,
+    hi: np.ndarray | tuple,
+    out_shape: tuple[int, int, int],
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> torch.Tensor:
+    """Trilinear resampling of the box [lo, hi) (edge coordinates: voxel i spans [i, i+1), may
+    reach outside) of a (D, H, W) array onto out_shape; outside the array is 0.
+
+    Output voxel m samples the source at edge coordinate lo + (m + 0.5) * (hi - lo) / out.
+    `transform` (e.g. the HU window) is applied to the covering region before sampling.
+    Returns a float32 tensor of out_shape.
+    """
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    dims = np.asarray(source.shape)
+    a = np.clip(np.floor(lo).astype(int) - 1, 0, dims)
+    b = np.clip(np.ceil(hi).astype(int) + 1, 0, dims)
+    region = source[a[0]:b[0], a[1]:b[1], a[2]:b[2]]
+    if isinstance(region, torch.Tensor):
+        region = region.detach().float().cpu().numpy()
+    region = transform(region) if transform is not None else region.astype(np.float32)
+    if region.size == 0:
+        return torch.zeros(out_shape, dtype=torch.float32)
+    x = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32))[None, None]
+    # box-average first where an axis shrinks by k >= 2, so every source voxel contributes
+    step = (hi - lo) / np.asarray(out_shape, dtype=np.float64)
+    k = tuple(int(s) if s >= 2.0 else 1 for s in step)
+    if any(kk > 1 for kk in k):
+        pad = [(-n) % kk for n, kk in zip(x.shape[2:], k)]
+        x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")
+        x = F.avg_pool3d(x, kernel_size=k, stride=k)
+    kk = np.asarray(k, dtype=np.float64)
+    axes = []
+    for ax in range(3):
+        m = np.arange(out_shape[ax], dtype=np.float64)
+        edge = (lo[ax] - a[ax] + (m + 0.5) * step[ax]) / kk[ax]  # edge coordinate in the pooled region
+        axes.append(torch.from_numpy(2.0 * edge / x.shape[2 + ax] - 1.0).float())  # align_corners=False
+    gd, gh, gw = torch.meshgrid(*axes, indexing="ij")
+    grid = torch.stack([gw, gh, gd], dim=-1)[None]  # grid_sample wants (x=w, y=h, z=d)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out[0, 0]
+
+
+def resample_labels(labels: np.ndarray, lo: np.ndarray | tuple, hi: np.ndarray | tuple, out_shape: tuple[int, int, int]) -> np.ndarray:
+    """Nearest-neighbour resampling of a (D, H, W) label map over the box [lo, hi) (edge
+    coordinates) onto out_shape, same sampling points as resample_box; outside is 0."""
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    idx, valid = [], []
+    for ax in range(3):
+        m = np.arange(out_shape[ax], dtype=np.float64)
+        i = np.floor(lo[ax] + (m + 0.5) * (hi[ax] - lo[ax]) / out_shape[ax]).astype(int)
+        valid.append((i >= 0) & (i < labels.shape[ax]))
+        idx.append(np.clip(i, 0, labels.shape[ax] - 1))
+    out = labels[np.ix_(*idx)]
+    inside = valid[0][:, None, None] & valid[1][None, :, None] & valid[2][None, None, :]
+    return np.where(inside, out, 0).astype(labels.dtype)
+
+
+def _body_box(canon: np.ndarray, organs: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Bounding box [lo, hi) in canonical voxels of the largest connected body part (> -500 HU),
+    found on a subsampled grid for speed, grown to include every organ voxel."""
+    step = tuple(max(1, int(math.ceil(n / 128))) for n in canon.shape)
+    body = canon[::step[0], ::step[1], ::step[2]] > BODY_THRESHOLD_HU
+    boxes = []
+    if body.any():
+        largest = cc3d.largest_k(body, k=1, connectivity=26)
+        nz = np.argwhere(largest)
+        s = np.asarray(step)
+        # a subsampled voxel q stands for source voxels q*s - (s-1) .. q*s + (s-1)
+        boxes.append((np.maximum(nz.min(axis=0) * s - (s - 1), 0), np.minimum(nz.max(axis=0) * s + s, canon.shape)))
+    if organs is not None and organs.any():
+        nz = np.argwhere(organs)
+        boxes.append((nz.min(axis=0), nz.max(axis=0) + 1))
+    if not boxes:
+        return None, None
+    lo = np.min([bx[0] for bx in boxes], axis=0).astype(np.float64)
+    hi = np.max([bx[1] for bx in boxes], axis=0).astype(np.float64)
+    return lo, hi
+
+
+def _square_in_plane(lo: np.ndarray, hi: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grow the in-plane (h, w) extent of the box, centred, until it is square in mm."""
+    lo, hi = lo.copy(), hi.copy()
+    side_mm = max((hi[1] - lo[1]) * spacing[1], (hi[2] - lo[2]) * spacing[2])
+    for ax in (1, 2):
+        grow = side_mm / spacing[ax] - (hi[ax] - lo[ax])
+        lo[ax] -= grow / 2.0
+        hi[ax] += grow / 2.0
+    return lo, hi
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    pts = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    return pts @ matrix[:3, :3].T + matrix[:3, 3]

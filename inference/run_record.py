@@ -1,0 +1,279 @@
+"""run.json: the canonical, versioned record of one TumorChain run (schema ``tumorchain.run/1``).
+
+What the CLI writes, the GUI shows and the report exports: which case (identity and content
+hash), which masks (backend and hash), which model (folder and weight hash), every IIR Round,
+the conclusion and the timings. Reading validates every field and names the bad one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.errors import InputError
+from inference.iir.conclusion import Conclusion
+from inference.iir.json_fields import field as _field, list_field as _list, need as _need
+from inference.iir.rounds import Round
+
+SCHEMA = "tumorchain.run/1"
+STOP_REASONS = ("no_new_organ", "round_limit")
+
+
+@dataclass
+class CaseInfo:
+    """The CT: where it came from and what it is (no patient name or id: run.json travels)."""
+
+    case_id: str
+    source_path: str
+    content_hash: str  # CTVolume.content_hash(): SHA-256 of HU voxels + affine
+    shape: list[int]
+    spacing_mm: list[float]
+    modality: str = "CT"
+    series_uid: str = ""
+    series_description: str = ""
+    study_instance_uid: str = ""
+
+
+@dataclass
+class SegmentationInfo:
+    backend: str  # "totalsegmentator" | "precomputed:<file>" | "synthetic" ...
+    mask_hash: str  # mask_hash(): SHA-256 of organ and part label maps + grid
+    mask_source: str | None = None  # the --masks file, if one was given
+    labels_present: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    name: str
+    weight_hash: str  # model_weight_hash(): SHA-256 over the folder's safetensors files
+    weight_files: list[str] = field(default_factory=list)
+    llm_type: str = ""
+    dtype: str = ""
+    device: str = ""
+
+
+@dataclass
+class RunSettings:
+    max_rounds: int
+    include_negated: bool
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int
+    cache_mode: str = "shared"
+
+
+@dataclass
+class RunRecord:
+    case: CaseInfo
+    segmentation: SegmentationInfo
+    model: ModelInfo
+    question: str
+    task: str | None
+    settings: RunSettings
+    rounds: list[Round]
+    stop_reason: str
+    conclusion: Conclusion
+    timings: dict[str, float] = field(default_factory=dict)  # load_ct_ms, segmentation_ms, preprocess_ms, encode_ms, iir_ms, total_ms
+    warnings: list[str] = field(default_factory=list)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    tool_version: str = ""
+    schema: str = SCHEMA
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "schema": self.schema,
+            "created": self.created,
+            "tool_version": self.tool_version,
+            "case": asdict(self.case),
+            "segmentation": asdict(self.segmentation),
+            "model": asdict(self.model),
+            "task": self.task,
+            "question": self.question,
+            "settings": asdict(self.settings),
+            "rounds": [r.to_dict() for r in self.rounds],
+            "stop_reason": self.stop_reason,
+            "conclusion": self.conclusion.to_dict(),
+            "timings": dict(self.timings),
+            "warnings": list(self.warnings),
+        }
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (a half-written run.json never replaces a good one)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise InputError(path, f"cannot write the run record: {exc.strerror or exc}") from None
+        return path
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunRecord":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(path, "no such run record") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(path, f"cannot read the run record: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        return cls.from_dict(data, source=path)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | Path | None = None) -> "RunRecord":
+        """Validate and build; any problem raises InputError naming ``source`` and the field."""
+        try:
+            return cls._from_dict(data)
+        except ValueError as exc:
+            raise InputError(source, f"not a valid {SCHEMA} record: {exc}") from None
+
+    @classmethod
+    def _from_dict(cls, d: Any) -> "RunRecord":
+        _need(d, dict, "record")
+        schema = _field(d, "schema", str, "record")
+        if schema != SCHEMA:
+            family = schema.split("/")[0]
+            if family == SCHEMA.split("/")[0]:
+                raise ValueError(f"schema {schema!r} is from another version of TumorChain; this one reads {SCHEMA!r}")
+            raise ValueError(f"schema {schema!r} is not a TumorChain run record")
+        c = _field(d, "case", dict, "record")
+        case = CaseInfo(
+            case_id=_field(c, "case_id", str, "case"),
+            source_path=_field(c, "source_path", str, "case"),
+            content_hash=_hex(_field(c, "content_hash", str, "case"), "case.content_hash"),
+            shape=[_need(v, int, "case.shape[]") for v in _field(c, "shape", list, "case")],
+            spacing_mm=[float(_need(v, (int, float), "case.spacing_mm[]")) for v in _field(c, "spacing_mm", list, "case")],
+            modality=_field(c, "modality", str, "case", default="CT"),
+            series_uid=_field(c, "series_uid", str, "case", default=""),
+            series_description=_field(c, "series_description", str, "case", default=""),
+            study_instance_uid=_field(c, "study_instance_uid", str, "case", default=""),
+        )
+        if len(case.shape) != 3 or len(case.spacing_mm) != 3:
+            raise ValueError("case.shape and case.spacing_mm need 3 entries each")
+        s = _field(d, "segmentation", dict, "record")
+        seg = SegmentationInfo(
+            backend=_field(s, "backend", str, "segmentation"),
+            mask_hash=_hex(_field(s, "mask_hash", str, "segmentation"), "segmentation.mask_hash"),
+            mask_source=_field(s, "mask_source", (str, type(None)), "segmentation", default=None),
+            labels_present=[_need(v, str, "segmentation.labels_present[]") for v in _list(s, "labels_present", "segmentation")],
+            details=_field(s, "details", dict, "segmentation", default={}),
+        )
+        m = _field(d, "model", dict, "record")
+        model = ModelInfo(
+            path=_field(m, "path", str, "model"),
+            name=_field(m, "name", str, "model"),
+            weight_hash=_hex(_field(m, "weight_hash", str, "model"), "model.weight_hash"),
+            weight_files=[_need(v, str, "model.weight_files[]") for v in _list(m, "weight_files", "model")],
+            llm_type=_field(m, "llm_type", str, "model", default=""),
+            dtype=_field(m, "dtype", str, "model", default=""),
+            device=_field(m, "device", str, "model", default=""),
+        )
+        st = _field(d, "settings", dict, "record")
+        settings = RunSettings(
+            max_rounds=_field(st, "max_rounds", int, "settings"),
+            include_negated=_field(st, "include_negated", bool, "settings"),
+            max_new_tokens=_field(st, "max_new_tokens", int, "settings"),
+            temperature=float(_field(st, "temperature", (int, float), "settings")),
+            top_p=float(_field(st, "top_p", (int, float), "settings")),
+            top_k=_field(st, "top_k", int, "settings"),
+            seed=_field(st, "seed", int, "settings"),
+            cache_mode=_field(st, "cache_mode", str, "settings", default="shared"),
+        )
+        rounds = [Round.from_dict(r, where=f"rounds[{i}]") for i, r in enumerate(_field(d, "rounds", list, "record"))]
+        if not rounds:
+            raise ValueError("rounds: a run has at least one round")
+        if [r.index for r in rounds] != list(range(1, len(rounds) + 1)):
+            raise ValueError(f"rounds: indices must be 1..{len(rounds)} in order, got {[r.index for r in rounds]}")
+        stop = _field(d, "stop_reason", str, "record")
+        if stop not in STOP_REASONS:
+            raise ValueError(f"stop_reason: {stop!r} is not one of {', '.join(STOP_REASONS)}")
+        cc = _field(d, "conclusion", dict, "record")
+        conclusion = Conclusion(
+            reasoning=_field(cc, "reasoning", str, "conclusion"),
+            answer=_field(cc, "answer", str, "conclusion"),
+            found=_field(cc, "found", bool, "conclusion"),
+        )
+        timings = _field(d, "timings", dict, "record", default={})
+        for k, v in timings.items():
+            _need(v, (int, float), f"timings.{k}")
+        return cls(
+            case=case, segmentation=seg, model=model,
+            question=_field(d, "question", str, "record"),
+            task=_field(d, "task", (str, type(None)), "record", default=None),
+            settings=settings, rounds=rounds, stop_reason=stop, conclusion=conclusion,
+            timings={k: float(v) for k, v in timings.items()},
+            warnings=[_need(w, str, "warnings[]") for w in _list(d, "warnings", "record")],
+            created=_field(d, "created", str, "record", default=""),
+            tool_version=_field(d, "tool_version", str, "record", default=""),
+            schema=schema,
+        )
+
+
+def _hex(value: str, where: str) -> str:
+    if len(value) != 64 or any(ch not in "0123456789abcdef" for ch in value):
+        raise ValueError(f"{where}: expected a 64-digit lowercase SHA-256, got {value[:80]!r}")
+    return value
+
+
+# -- hashes --------------------------------------------------------------------------------------
+
+def mask_hash(organs: np.ndarray, parts: np.ndarray | None, affine: np.ndarray) -> str:
+    """SHA-256 over the organ and part label maps and their grid: the same masks, the same hash."""
+    h = hashlib.sha256()
+    h.update(str(tuple(organs.shape)).encode())
+    h.update(memoryview(np.ascontiguousarray(organs, dtype=np.uint8)).cast("B"))
+    if parts is not None:
+        h.update(b"parts")
+        h.update(memoryview(np.ascontiguousarray(parts, dtype=np.uint8)).cast("B"))
+    h.update(np.round(np.asarray(affine, dtype=np.float64), 4).tobytes())
+    return h.hexdigest()
+
+
+_WEIGHT_HASHES: dict[tuple, tuple[str, list[str]]] = {}
+
+
+def model_weight_hash(model_dir: str | Path) -> tuple[str, list[str]]:
+    """(SHA-256 over every *.safetensors file under ``model_dir``, their relative paths).
+
+    Each file contributes its relative path and its bytes, in sorted order, so renaming or
+    changing any weight file changes the hash. Remembered per (path, size, mtime) for the process:
+    a 7B model's 15 GB take a while to read.
+    """
+    root = Path(model_dir)
+    files = sorted(p for p in root.rglob("*.safetensors") if p.is_file())
+    if not files:
+        raise InputError(root, "no .safetensors weight files in the model folder")
+    rel = [p.relative_to(root).as_posix() for p in files]
+    key = (str(root.resolve()),) + tuple((r, p.stat().st_size, p.stat().st_mtime_ns) for r, p in zip(rel, files))
+    if key in _WEIGHT_HASHES:
+        return _WEIGHT_HASHES[key]
+    h = hashlib.sha256()
+    for r, p in zip(rel, files):
+        h.update(r.encode() + b"\0")
+        with p.open("rb") as fh:
+            while chunk := fh.read(8 << 20):
+                h.update(chunk)
+    _WEIGHT_HASHES[key] = (h.hexdigest(), rel)
+    return _WEIGHT_HASHES[key]

@@ -1,0 +1,172 @@
+"""`tumorchain analyze` / `batch` end to end with a real (tiny, random) TumorChainModel and small
+NIfTI cases; user mistakes give one line and exit code 2, never a traceback."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from inference.cli import main
+from inference.ct_io import load_ct
+from inference.run_record import RunRecord, model_weight_hash
+
+from iir_fakes import one_torch_thread, write_case, write_tiny_model  # noqa: F401
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    return write_case(tmp_path_factory.mktemp("case") / "case_a")
+
+
+def _run(argv, capsys):
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own usage errors
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_analyze_writes_a_valid_run_record_and_prints_each_round(model_dir, case, tmp_path, capsys):
+    ct, masks = case
+    out_file = tmp_path / "run.json"
+    rc, out, err = _run(["analyze", ct, "--masks", masks, "--model", model_dir, "--out", out_file,
+                         "--question", "Is there a lesion in the pancreas?", "--max-new-tokens", "8"], capsys)
+    assert rc == 0, err
+    rec = RunRecord.load(out_file)
+    assert rec.case.case_id == "ct" and rec.case.content_hash == load_ct(ct).content_hash()
+    assert rec.case.shape == [48, 40, 24] and rec.case.spacing_mm == [4.0, 4.0, 5.0]
+    assert rec.model.weight_hash == model_weight_hash(model_dir)[0]
+    assert rec.segmentation.backend.startswith("precomputed") and rec.segmentation.mask_source == str(masks)
+    assert set(rec.segmentation.labels_present) == {"spleen", "liver", "pancreas"}
+    # the question names the pancreas: round 2 examines it (eq. 6) with its classifier probability
+    assert len(rec.rounds) >= 2 and rec.rounds[0].organs == []
+    org = rec.rounds[1].organs[0]
+    assert org.name == "pancreas" and org.n_tokens == 4 and 0.0 <= org.abnormal_prob <= 1.0
+    assert all(0 < r.timings.generated_tokens <= 8 for r in rec.rounds)
+    assert rec.timings["encode_ms"] > 0 and rec.timings["total_ms"] >= rec.timings["iir_ms"]
+    assert out.count("== Round") == len(rec.rounds) and rec.rounds[0].text in out
+    assert "examined: pancreas (P abnormal" in out and "Conclusion:" in out
+    # the file round-trips exactly
+    assert RunRecord.from_dict(json.loads(out_file.read_text())).to_dict() == rec.to_dict()
+
+
+def test_analyze_streams_tokens_and_task_prompts(model_dir, case, tmp_path, capsys):
+    ct, masks = case
+    rc, out, err = _run(["analyze", ct, "--masks", masks, "--model", model_dir, "--out", tmp_path / "r.json",
+                         "--task", "tnm", "--organ", "liver", "--stream", "--max-new-tokens", "6",
+                         "--temperature", "0.7", "--seed", "5"], capsys)
+    assert rc == 0, err
+    rec = RunRecord.load(tmp_path / "r.json")
+    assert rec.task == "tnm" and rec.question == "Predict the TNM stage of the liver tumor in this abdominal CT."
+    assert rec.settings.temperature == 0.7 and rec.settings.seed == 5
+    assert rec.rounds[1].organs[0].name == "liver"
+    assert all(r.text in out for r in rec.rounds)
+
+
+@pytest.mark.parametrize("argv_tail, message", [
+    (["--question", "Q?", "--ct-missing"], None),  # argparse: unknown option
+    (["--question", "Q?", "--task", "tnm"], None),  # argparse: not both
+    (["--question", "Q?", "--organ", "liver"], "--organ narrows a --task prompt"),
+    (["--question", "   "], "the question is empty"),
+    (["--task", "staging"], None),  # argparse: invalid choice
+    (["--question", "Q?", "--max-rounds", "0"], None),
+])
+def test_option_mistakes_exit_2(model_dir, case, tmp_path, capsys, argv_tail, message):
+    ct, masks = case
+    rc, out, err = _run(["analyze", ct, "--masks", masks, "--model", model_dir, "--out", tmp_path / "r.json",
+                         *argv_tail], capsys)
+    assert rc == 2
+    assert "Traceback" not in err
+    if message:
+        assert message in err
+
+
+def test_file_mistakes_exit_2_with_one_line_naming_the_file(model_dir, case, tmp_path, capsys):
+    ct, masks = case
+    (tmp_path / "broken.nii.gz").write_bytes(b"not a nifti at all")
+    (tmp_path / "empty_model").mkdir()
+    cases = [
+        (["analyze", tmp_path / "nope.nii.gz", "--model", model_dir], "nope.nii.gz"),
+        (["analyze", ct, "--masks", tmp_path / "nomask.nii.gz", "--model", model_dir], "nomask.nii.gz"),
+        (["analyze", ct, "--masks", masks, "--model", tmp_path / "no_model"], "no_model"),
+        (["analyze", ct, "--masks", masks, "--model", tmp_path / "empty_model"], "empty_model"),
+        (["analyze", tmp_path / "broken.nii.gz", "--masks", masks, "--model", model_dir], "broken.nii.gz"),
+        (["analyze", ct, "--masks", tmp_path / "broken.nii.gz", "--model", model_dir], "broken.nii.gz"),
+    ]
+    for argv, name in cases:
+        out_file = tmp_path / "r.json"
+        rc, out, err = _run([*argv, "--out", out_file, "--question", "Q?"], capsys)
+        assert rc == 2, (argv, err)
+        assert err.startswith("tumorchain: error: ") and err.count("\n") == 1, err
+        assert name in err and "Traceback" not in err
+        assert not out_file.exists()
+    rc, _, err = _run(["analyze", ct, "--masks", masks, "--model", model_dir, "--out", tmp_path,
+                       "--question", "Q?"], capsys)
+    assert rc == 2 and "--out is a folder" in err
+
+
+def test_batch_over_a_csv_goes_on_past_a_bad_case(model_dir, case, tmp_path, capsys):
+    ct, masks = case
+    (tmp_path / "broken.nii.gz").write_bytes(b"garbage")
+    table = tmp_path / "cases.csv"
+    with table.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["ct", "masks", "case_id", "task"])
+        w.writerow([ct, masks, "good", "localization"])
+        w.writerow(["broken.nii.gz", masks, "bad", ""])  # relative to the CSV's folder
+    rc, out, err = _run(["batch", table, "--model", model_dir, "--out-dir", tmp_path / "runs",
+                         "--question", "Any lesion in the liver?", "--max-new-tokens", "5"], capsys)
+    assert rc == 1
+    rows = {r["case_id"]: r for r in csv.DictReader((tmp_path / "runs" / "summary.csv").open())}
+    assert rows["good"]["status"] == "ok" and rows["bad"]["status"] == "failed"
+    assert "broken.nii.gz" in rows["bad"]["error"]
+    good = RunRecord.load(tmp_path / "runs" / "good.json")
+    assert good.task == "localization" and good.case.case_id == "good"  # the row's task wins
+    assert not (tmp_path / "runs" / "bad.json").exists()
+    assert "1 of 2 case(s) analyzed" in out and "cases" in err  # the progress bar is on stderr
+
+
+def test_batch_over_a_cohort_folder_with_the_synthetic_backend(model_dir, tmp_path, capsys):
+    write_case(tmp_path / "cohort" / "c1")
+    write_case(tmp_path / "cohort" / "c2", organs=(5,))
+    rc, out, err = _run(["batch", tmp_path / "cohort", "--model", model_dir, "--out-dir", tmp_path / "runs",
+                         "--segmentation", "synthetic", "--task", "report", "--max-new-tokens", "4",
+                         "--max-rounds", "2"], capsys)
+    assert rc == 0, err
+    r1, r2 = RunRecord.load(tmp_path / "runs" / "c1.json"), RunRecord.load(tmp_path / "runs" / "c2.json")
+    assert r1.segmentation.backend == "synthetic" and r1.case.content_hash != r2.case.content_hash
+    assert r1.segmentation.mask_hash != r2.segmentation.mask_hash
+    assert len(r1.rounds) <= 2
+
+
+def test_batch_mistakes_exit_2(model_dir, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    rc, _, err = _run(["batch", tmp_path / "empty", "--model", model_dir, "--out-dir", tmp_path / "o",
+                       "--task", "tnm"], capsys)
+    assert rc == 2 and "no .nii/.nii.gz files or case folders" in err
+    bad_csv = tmp_path / "x.csv"
+    bad_csv.write_text("path,question\na.nii.gz,Q\n")
+    rc, _, err = _run(["batch", bad_csv, "--model", model_dir, "--out-dir", tmp_path / "o", "--task", "tnm"], capsys)
+    assert rc == 2 and "'ct' column" in err and "x.csv" in err
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "example_ct_sm.nii.gz").exists(), reason="shared example CT not present")
+def test_analyze_the_real_example_ct_with_its_totalsegmentator_masks(model_dir, tmp_path, capsys):
+    rc, out, err = _run(["analyze", SHARED_DATA / "example_ct_sm.nii.gz", "--masks", SHARED_DATA / "example_seg.nii.gz",
+                         "--model", model_dir, "--out", tmp_path / "r.json", "--max-new-tokens", "4",
+                         "--question", "Is the liver or the left kidney abnormal?"], capsys)
+    assert rc == 0, err
+    rec = RunRecord.load(tmp_path / "r.json")
+    assert rec.case.shape == [122, 101, 30] and "liver" in rec.segmentation.labels_present
+    examined = [o.name for o in rec.rounds[1].organs] + [s.name for s in rec.rounds[0].skipped_organs]
+    assert {"liver", "kidney_left"} <= set(examined)

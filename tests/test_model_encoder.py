@@ -1,0 +1,93 @@
+"""The 3D vision encoder, global pooling and the projector: shapes, patch order, sizes."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inference.model.config import TumorChainConfig, VisionConfig
+from inference.model.projector import Projector, pool_patch_grid
+from inference.model.vision_encoder import VisionEncoder3D
+
+TINY_FULL_INPUT = VisionConfig(hidden_size=32, mlp_dim=64, num_layers=2, num_heads=4)  # 1x32x256x256, patch 4x16x16
+
+
+def test_encoder_output_shape_on_the_full_size_input():
+    torch.manual_seed(0)
+    enc = VisionEncoder3D(TINY_FULL_INPUT).eval()
+    with torch.no_grad():
+        out = enc.encode(torch.rand(1, 1, 32, 256, 256))
+    assert out.grid == (8, 16, 16)
+    assert tuple(out.tokens.shape) == (1, 2048, 32)  # class token dropped
+    assert tuple(out.token_grid().shape) == (1, 32, 8, 16, 16)
+    assert torch.isfinite(out.tokens).all()
+
+
+def test_patch_tokens_are_in_raster_order_of_the_grid():
+    """Changing the voxels of patch (z=1, y=2, x=3) changes exactly token (1*16 + 2)*16 + 3 of
+    the patch embedding: the (z, y, x) raster order Gamma relies on."""
+    torch.manual_seed(0)
+    enc = VisionEncoder3D(TINY_FULL_INPUT).eval()
+    x = torch.rand(1, 1, 32, 256, 256)
+    y = x.clone()
+    y[0, 0, 4:8, 32:48, 48:64] += 1.0  # patch z=1 (slices 4..7), y=2 (rows 32..47), x=3 (cols 48..63)
+    with torch.no_grad():
+        diff = (enc.patch_embedding(y) - enc.patch_embedding(x)).abs().sum(dim=-1)[0]
+    assert torch.nonzero(diff > 1e-6).flatten().tolist() == [(1 * 16 + 2) * 16 + 3]
+
+
+def test_conv_patch_embedding_gives_the_same_layout():
+    torch.manual_seed(0)
+    cfg = VisionConfig(img_size=(8, 64, 64), hidden_size=32, mlp_dim=64, num_layers=1, num_heads=4, patch_embed="conv")
+    enc = VisionEncoder3D(cfg).eval()
+    x = torch.rand(1, 1, 8, 64, 64)
+    y = x.clone()
+    y[0, 0, 4:8, 16:32, 0:16] += 1.0  # patch (1, 1, 0) of grid (2, 4, 4)
+    with torch.no_grad():
+        diff = (enc.patch_embedding(y) - enc.patch_embedding(x)).abs().sum(dim=-1)[0]
+    assert torch.nonzero(diff > 1e-6).flatten().tolist() == [16 + 4 + 0]
+    assert "patch_embedding.patch_embeddings.weight" in enc.state_dict()
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    enc = VisionEncoder3D(VisionConfig(img_size=(8, 64, 64), hidden_size=32, mlp_dim=64, num_layers=1, num_heads=4))
+    with pytest.raises(ValueError, match=r"expects \(B, 1, 8, 64, 64\)"):
+        enc(torch.zeros(1, 1, 8, 64, 32))
+
+
+def test_config_rejects_sizes_that_do_not_tile():
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        VisionConfig(img_size=(30, 256, 256))
+    with pytest.raises(ValueError, match="pool_size"):
+        TumorChainConfig(vision=VisionConfig(img_size=(4, 64, 64)), pool_size=(2, 2, 2))  # grid depth 1
+
+
+def test_global_pooling_averages_2x2x2_blocks_in_raster_order():
+    grid = (2, 4, 4)
+    tokens = torch.arange(32, dtype=torch.float32).reshape(1, 32, 1).repeat(1, 1, 3)  # token value = its index
+    pooled = pool_patch_grid(tokens, grid, (2, 2, 2))
+    assert tuple(pooled.shape) == (1, 4, 3)
+    # pooled token (0, 0, 1) averages patches z in {0,1}, y in {0,1}, x in {2,3}
+    members = [z * 16 + y * 4 + x for z in (0, 1) for y in (0, 1) for x in (2, 3)]
+    assert pooled[0, 1, 0].item() == pytest.approx(sum(members) / 8)
+    with pytest.raises(ValueError, match="do not fill"):
+        pool_patch_grid(tokens[:, :31], grid, (2, 2, 2))
+
+
+def test_m3d_sizes_give_256_global_tokens_and_the_projector_maps_to_the_llm_width():
+    cfg = TumorChainConfig(llm_hidden_size=2048)
+    assert cfg.vision.grid == (8, 16, 16)
+    assert cfg.pooled_grid == (4, 8, 8) and cfg.n_global_tokens == 256
+    proj = Projector(32, 48, 40)
+    out = proj(torch.rand(1, 256, 32))
+    assert tuple(out.shape) == (1, 256, 40)
+    assert [type(m).__name__ for m in proj.children()] == ["Linear", "Linear"]  # ReLU between, in forward
+
+
+def test_m3d_sized_encoder_parameter_count():
+    """ViT-B of M3D-CLIP: 87,389,184 parameters (MONAI 1.3.0 ViT with the same arguments has the same)."""
+    with torch.device("meta"):
+        enc = VisionEncoder3D(VisionConfig())
+    assert sum(p.numel() for p in enc.parameters()) == 87_389_184
+    with torch.device("meta"):
+        tiny = VisionEncoder3D(TINY_FULL_INPUT)
+    assert sum(p.numel() for p in tiny.parameters()) == 108_640

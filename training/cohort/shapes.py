@@ -1,0 +1,155 @@
+"""Geometric primitives evaluated on grid boxes: ellipsoids and variable-radius tubes along
+smooth paths. Every function works in world millimetres and returns fields only for the
+bounding box of the shape."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .grid import Box, Grid
+
+
+def rot_x(deg: float) -> np.ndarray:
+    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def rot_y(deg: float) -> np.ndarray:
+    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def rot_z(deg: float) -> np.ndarray:
+    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """Uniform random 3x3 rotation (columns = local axes in world)."""
+    q = rng.standard_normal(4)
+    q /= np.linalg.norm(q)
+    w, x, y, z = q
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def local_coords(box: Box, centre, rot: np.ndarray | None):
+    """Box voxel offsets from ``centre`` expressed along the rotation's axes (three arrays)."""
+    dx = box.x - np.float32(centre[0])
+    dy = box.y - np.float32(centre[1])
+    dz = box.z - np.float32(centre[2])
+    if rot is None:
+        return dx, dy, dz
+    r = rot.astype(np.float32)
+    return tuple(r[0, k] * dx + r[1, k] * dy + r[2, k] * dz for k in range(3))
+
+
+def ellipsoid_box(grid: Grid, centre, semi, rot: np.ndarray | None = None, pad: float = 0.0) -> Box | None:
+    semi = np.asarray(semi, dtype=np.float64)
+    ext = semi if rot is None else np.sqrt(((rot * semi[None, :]) ** 2).sum(axis=1))
+    c = np.asarray(centre, dtype=np.float64)
+    return grid.box(c - ext - pad, c + ext + pad)
+
+
+def ellipsoid_rho(box: Box, centre, semi, rot: np.ndarray | None = None) -> np.ndarray:
+    """Normalised radius (< 1 inside) of an ellipsoid over ``box``; float32, box shape."""
+    u, v, w = local_coords(box, centre, rot)
+    a, b, c = (np.float32(s) for s in semi)
+    return np.sqrt((u / a) ** 2 + (v / b) ** 2 + (w / c) ** 2)
+
+
+@dataclass(frozen=True)
+class Path:
+    """A smooth centreline: points (N, 3) mm, radii (N,) mm, arc-length parameter t (N,) in [0, 1]
+    and ``knots`` (M,): the t of each control point the path was built from."""
+
+    points: np.ndarray
+    radii: np.ndarray
+    t: np.ndarray
+    knots: np.ndarray
+
+    def at(self, t: float) -> np.ndarray:
+        """World point at parameter t (linear between samples)."""
+        return np.array([np.interp(t, self.t, self.points[:, a]) for a in range(3)])
+
+    def radius_at(self, t: float) -> float:
+        return float(np.interp(t, self.t, self.radii))
+
+
+def smooth_path(ctrl, radii, step_mm: float = 5.0) -> Path:
+    """Catmull-Rom curve through control points (M, 3) with radii (M,), resampled every ~step."""
+    ctrl = np.asarray(ctrl, dtype=np.float64)
+    radii = np.asarray(radii, dtype=np.float64)
+    ext = np.vstack([2 * ctrl[0] - ctrl[1], ctrl, 2 * ctrl[-1] - ctrl[-2]])
+    pts, rad, seg_of = [], [], []
+    for i in range(len(ctrl) - 1):
+        p0, p1, p2, p3 = ext[i], ext[i + 1], ext[i + 2], ext[i + 3]
+        n = max(2, int(math.ceil(np.linalg.norm(p2 - p1) / step_mm)))
+        s = np.linspace(0.0, 1.0, n, endpoint=False)[:, None]
+        seg = 0.5 * ((2 * p1) + (-p0 + p2) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s ** 2
+                     + (-p0 + 3 * p1 - 3 * p2 + p3) * s ** 3)
+        pts.append(seg)
+        rad.append(radii[i] + (radii[i + 1] - radii[i]) * s[:, 0])
+        seg_of.append(np.full(n, i))
+    pts.append(ctrl[-1:])
+    rad.append(radii[-1:])
+    seg_of.append(np.array([len(ctrl) - 1]))
+    points = np.vstack(pts)
+    r = np.concatenate(rad)
+    seg_idx = np.concatenate(seg_of)
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+    t = arc / max(arc[-1], 1e-6)
+    knots = np.array([t[np.argmax(seg_idx >= i)] for i in range(len(ctrl))])
+    return Path(points, r, t, knots)
+
+
+@dataclass
+class TubeField:
+    """Distance field of a tube over its bounding box.
+
+    q: float32 box-shaped d / r(t) (< 1 inside the tube); t: float32 path parameter of the
+    nearest centreline point; d: float32 distance to the centreline in mm.
+    """
+
+    box: Box
+    q: np.ndarray
+    t: np.ndarray
+    d: np.ndarray
+
+
+def tube_field(grid: Grid, path: Path, scale: float = 1.0) -> TubeField | None:
+    """Evaluate a tube of radius ``scale * path.radii`` segment by segment inside its box."""
+    pts, rad, tt = path.points, path.radii * scale, path.t
+    pad = float(rad.max())
+    box = grid.box(pts.min(axis=0) - pad, pts.max(axis=0) + pad)
+    if box is None:
+        return None
+    q = np.full(box.shape, np.inf, dtype=np.float32)
+    t = np.zeros(box.shape, dtype=np.float32)
+    d = np.full(box.shape, np.inf, dtype=np.float32)
+    off = [s.start for s in box.sl]
+    for i in range(len(pts) - 1):
+        p0, p1 = pts[i], pts[i + 1]
+        r0, r1 = rad[i], rad[i + 1]
+        rmax = max(r0, r1)
+        sub = grid.box(np.minimum(p0, p1) - rmax, np.maximum(p0, p1) + rmax)
+        if sub is None:
+            continue
+        local = tuple(slice(s.start - o, s.stop - o) for s, o in zip(sub.sl, off))
+        seg = (p1 - p0).astype(np.float32)
+        ll = float(seg @ seg) or 1e-6
+        dx, dy, dz = sub.x - np.float32(p0[0]), sub.y - np.float32(p0[1]), sub.z - np.float32(p0[2])
+        u = np.clip((dx * seg[0] + dy * seg[1] + dz * seg[2]) / np.float32(ll), 0.0, 1.0)
+        dist = np.sqrt((dx - u * seg[0]) ** 2 + (dy - u * seg[1]) ** 2 + (dz - u * seg[2]) ** 2)
+        qq = dist / (np.float32(r0) + u * np.float32(r1 - r0))
+        qv, tv, dv = q[local], t[local], d[local]
+        better = qq < qv
+        qv[better] = qq[better]
+        dv[better] = dist[better]
+        tv[better] = (np.float32(tt[i]) + u * np.float32(tt[i + 1] - tt[i]))[better]
+    return TubeField(box, q, t, d)

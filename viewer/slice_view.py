@@ -1,0 +1,380 @@
+"""One MPR slice view (axial, coronal or sagittal) of the scene state, in a Qt widget.
+
+It renders the state (CT slice under window/level, organ overlay, crosshair, ROI box, orientation
+letters, annotations) and turns mouse and keys into state changes (``SliceInteraction``). It holds
+display buffers only; the case lives in the ``SceneState``. Every VTK call is on the GUI thread.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QCursor
+from PySide6.QtCore import Qt
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
+from vtkmodules.vtkInteractionStyle import vtkInteractorStyleUser
+from vtkmodules.vtkRenderingCore import vtkRenderer
+
+from viewer.overlay import OverlayStyle, compose, upsample_factor
+from viewer.probe import ProbeResult, probe
+from viewer.scene_state import SceneState
+from viewer.slice_geometry import PLANE_OF_WORLD_AXIS, SliceGeometry, voxel_axis_of_world
+from viewer.slice_interaction import SliceInteraction
+from viewer.vtk_props import PLANE_RGB, Polyline, corner_annotation, edge_letters, image_actor, image_data
+
+_Z_CT, _Z_OVERLAY, _Z_LINES = 0.0, 0.5, 1.0  # layer depths in display space (camera looks down -z)
+MAX_ZOOM = 4.0  # ROI framing never zooms past this many times the fitted view
+
+
+class SliceView(QVTKRenderWindowInteractor):
+    """MPR view of one plane. Signals: ``probed(ProbeResult | None)`` on mouse move,
+    ``rendered()`` after each frame, ``double_clicked()`` (the app maximises the view)."""
+
+    probed = Signal(object)
+    rendered = Signal()
+    double_clicked = Signal()
+
+    def __init__(self, state: SceneState, plane: str, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.plane = plane
+        self.geometry: SliceGeometry | None = None
+        self.slice_index = -1
+        self._factor = 1
+        self._style: OverlayStyle | None = None
+        self._saved_camera: tuple | None = None
+        self._fitted = True
+
+        self.renderer = vtkRenderer()
+        self.renderer.SetBackground(0.0, 0.0, 0.0)
+        self.GetRenderWindow().AddRenderer(self.renderer)
+        self.GetRenderWindow().SetMultiSamples(0)
+        self._Iren.SetInteractorStyle(vtkInteractorStyleUser())  # Qt handlers do all interaction
+        cam = self.renderer.GetActiveCamera()
+        cam.ParallelProjectionOn()
+        cam.SetViewUp(0, 1, 0)
+
+        self.ct_actor = image_actor(interpolate=True)
+        self.overlay_actor = image_actor(interpolate=False)
+        for a in (self.ct_actor, self.overlay_actor):
+            a.VisibilityOff()
+            self.renderer.AddViewProp(a)
+        self.crosshair: dict[str, Polyline] = {}  # 'vertical', 'horizontal'
+        self.roi_box = Polyline(4, [(0, 1), (1, 2), (2, 3), (3, 0)], tuple(c / 255 for c in state.highlight_rgb), 2.0)
+        self.roi_box.actor.VisibilityOff()
+        self.renderer.AddActor(self.roi_box.actor)
+        self.letters = edge_letters()
+        for t in self.letters.values():
+            self.renderer.AddViewProp(t)
+        self.annotation = corner_annotation()
+        self.renderer.AddViewProp(self.annotation)
+
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(0)
+        self._render_timer.timeout.connect(self.render_now)
+        self.interaction = SliceInteraction(self)
+        self.setCursor(QCursor(Qt.CursorShape.CrossCursor))
+        self._handlers = {"case": self._on_case, "cursor": self._on_cursor, "window_level": self._on_window_level,
+                          "labels": self._on_labels, "highlight": self._on_highlight}
+        for name, fn in self._handlers.items():
+            state.events.connect(name, fn)
+        self._on_case()
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def detach(self) -> None:
+        """Stop observing the state (before the widget goes away)."""
+        for name, fn in self._handlers.items():
+            self.state.events.disconnect(name, fn)
+        self._render_timer.stop()
+
+    def closeEvent(self, ev) -> None:  # noqa: N802 (Qt)
+        self.detach()
+        super().closeEvent(ev)
+
+    # --- rendering ------------------------------------------------------------------------
+    def request_render(self) -> None:
+        """Render once when control returns to the event loop (coalesces many changes)."""
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def render_now(self) -> None:
+        self._render_timer.stop()
+        self.GetRenderWindow().Render()
+        self.rendered.emit()
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802 (Qt)
+        super().resizeEvent(ev)
+        if self._fitted and self.geometry is not None:
+            self.reset_view()
+
+    # --- state observers ------------------------------------------------------------------
+    def _on_case(self) -> None:
+        ct = self.state.ct
+        self.slice_index = -1
+        self._saved_camera = None
+        if ct is None:
+            self.geometry = None
+            for a in (self.ct_actor, self.overlay_actor, self.roi_box.actor):
+                a.VisibilityOff()
+            for line in self.crosshair.values():
+                line.actor.VisibilityOff()
+            for t in self.letters.values():
+                t.SetInput("")
+            for corner in range(4):
+                self.annotation.SetText(corner, "")
+            self.request_render()
+            return
+        g = self.geometry = SliceGeometry.create(self.plane, ct.shape, ct.affine)
+        self._ct_buf = np.zeros((g.n_rows, g.n_cols), dtype=np.int16)
+        self.ct_actor.SetInputData(image_data(self._ct_buf, (g.du, g.dv), (g.u0, g.v0, _Z_CT)))
+        f = self._factor = upsample_factor(g.n_rows, g.n_cols)
+        self._ov_buf = np.zeros((g.n_rows * f, g.n_cols * f, 4), dtype=np.uint8)
+        origin = (g.u0 - g.du / 2 + g.du / (2 * f), g.v0 - g.dv / 2 + g.dv / (2 * f), _Z_OVERLAY)
+        self.overlay_actor.SetInputData(image_data(self._ov_buf, (g.du / f, g.dv / f), origin))
+        self.ct_actor.VisibilityOn()
+        self.overlay_actor.SetVisibility(self.state.masks is not None)
+        self._build_crosshair()
+        for side, t in self.letters.items():
+            t.SetInput(g.letters[side])
+        self._style = OverlayStyle.from_state(self.state)
+        self._on_window_level()
+        self._update_slice()
+        self._update_cursor_lines()
+        self._update_roi_box()
+        self.annotation.SetText(3, "")
+        self.annotation.SetText(1, "")
+        self.reset_view()
+
+    def _build_crosshair(self) -> None:
+        for line in self.crosshair.values():
+            self.renderer.RemoveActor(line.actor)
+        g = self.geometry
+        vox_of, _ = voxel_axis_of_world(g.affine)
+        world_of_vox = {a: w for w, a in enumerate(vox_of)}
+        # a vertical line marks constant u: the plane perpendicular to u's world axis, in its colour
+        self.crosshair = {
+            "vertical": Polyline(2, [(0, 1)], PLANE_RGB[PLANE_OF_WORLD_AXIS[world_of_vox[g.axis_u]]]),
+            "horizontal": Polyline(2, [(0, 1)], PLANE_RGB[PLANE_OF_WORLD_AXIS[world_of_vox[g.axis_v]]]),
+        }
+        for line in self.crosshair.values():
+            self.renderer.AddActor(line.actor)
+
+    def _on_cursor(self) -> None:
+        if self.geometry is None:
+            return
+        self._update_slice()
+        self._update_cursor_lines()
+        self.request_render()
+
+    def _on_window_level(self) -> None:
+        prop = self.ct_actor.GetProperty()
+        prop.SetColorWindow(self.state.window)
+        prop.SetColorLevel(self.state.level)
+        self.annotation.SetText(0, f"W {self.state.window:.0f}  L {self.state.level:.0f}")
+        self.request_render()
+
+    def _on_labels(self) -> None:
+        if self.geometry is None:
+            return
+        self._style = OverlayStyle.from_state(self.state)
+        self._update_overlay()
+        self.request_render()
+
+    def _on_highlight(self) -> None:
+        if self.geometry is None:
+            return
+        self._style = OverlayStyle.from_state(self.state)
+        roi = self.state.roi
+        if roi is not None:
+            if self._saved_camera is None:
+                self._saved_camera = self._camera_state()
+            self._frame_roi()
+            names = ", ".join(self.state.label_name(i) for i in roi.label_ids)
+            self.annotation.SetText(3, f"ROI: {names}")
+        else:
+            if self._saved_camera is not None:
+                self._restore_camera(self._saved_camera)
+                self._saved_camera = None
+            self.annotation.SetText(3, "")
+        self._update_overlay()
+        self._update_roi_box()
+        self.request_render()
+
+    # --- content updates ------------------------------------------------------------------
+    def _update_slice(self) -> None:
+        g = self.geometry
+        k = g.slice_index(self.state.cursor)
+        if k == self.slice_index:
+            return
+        self.slice_index = k
+        np.copyto(self._ct_buf, g.extract(self.state.ct.hu, k))
+        self.ct_actor.GetInput().GetPointData().GetScalars().Modified()
+        self.ct_actor.GetInput().Modified()
+        self._update_overlay()
+        self._update_roi_box()
+        self.annotation.SetText(2, f"{self.plane.capitalize()}  {g.slice_position(k)}  ({k + 1}/{g.n_slices})")
+
+    def _update_overlay(self) -> None:
+        masks = self.state.masks
+        if masks is None or self.slice_index < 0:
+            return
+        g, k = self.geometry, self.slice_index
+        parts = g.extract(masks.parts, k) if masks.parts is not None else None
+        compose(g.extract(masks.organs, k), parts, self._style, self._factor, out=self._ov_buf)
+        self.overlay_actor.GetInput().GetPointData().GetScalars().Modified()
+        self.overlay_actor.GetInput().Modified()
+
+    def _update_cursor_lines(self) -> None:
+        g = self.geometry
+        u, v = g.world_to_display(self.state.cursor)
+        u_min, u_max, v_min, v_max = g.extent()
+        self.crosshair["vertical"].set_points([(u, v_min, _Z_LINES), (u, v_max, _Z_LINES)])
+        self.crosshair["horizontal"].set_points([(u_min, v, _Z_LINES), (u_max, v, _Z_LINES)])
+        for line in self.crosshair.values():
+            line.actor.VisibilityOn()
+
+    def _update_roi_box(self) -> None:
+        roi, g = self.state.roi, self.geometry
+        n = g.axis_n if g is not None else 0
+        if roi is None or g is None or not (roi.voxel_min[n] <= self.slice_index <= roi.voxel_max[n]):
+            self.roi_box.actor.VisibilityOff()
+            return
+        lo = np.asarray(roi.voxel_min, dtype=float) - 0.5
+        hi = np.asarray(roi.voxel_max, dtype=float) + 0.5
+        corners = []
+        for cu, cv in ((lo, lo), (hi, lo), (hi, hi), (lo, hi)):
+            vox = np.zeros(3)
+            vox[g.axis_u], vox[g.axis_v] = cu[g.axis_u], cv[g.axis_v]
+            u, v = g.voxel_to_display(vox)
+            corners.append((u, v, _Z_LINES))
+        self.roi_box.set_points(corners)
+        self.roi_box.actor.VisibilityOn()
+
+    # --- camera ---------------------------------------------------------------------------
+    def reset_view(self) -> None:
+        """Fit the whole slice in the view (the 'r' key)."""
+        if self.geometry is None:
+            return
+        u_min, u_max, v_min, v_max = self.geometry.extent()
+        self._set_camera(((u_min + u_max) / 2, (v_min + v_max) / 2), self._fit_scale(u_max - u_min, v_max - v_min))
+        self._fitted = True
+        self.request_render()
+
+    def _fit_scale(self, width: float, height: float) -> float:
+        w, h = self.GetRenderWindow().GetSize()
+        aspect = (w / h) if w > 0 and h > 0 else 1.0
+        return max(height / 2, width / 2 / aspect) * 1.04
+
+    def _frame_roi(self) -> None:
+        roi, g = self.state.roi, self.geometry
+        lo = np.asarray(roi.voxel_min, dtype=float) - 0.5
+        hi = np.asarray(roi.voxel_max, dtype=float) + 0.5
+        (ua, va), (ub, vb) = g.voxel_to_display(lo), g.voxel_to_display(hi)
+        u_min, u_max, v_min, v_max = g.extent()
+        fit_all = self._fit_scale(u_max - u_min, v_max - v_min)
+        scale = self._fit_scale(abs(ub - ua), abs(vb - va)) * 1.5
+        scale = min(max(scale, fit_all / MAX_ZOOM), fit_all)
+        self._set_camera(((ua + ub) / 2, (va + vb) / 2), scale)
+        self._fitted = False
+
+    def _set_camera(self, centre: tuple[float, float], scale: float) -> None:
+        cam = self.renderer.GetActiveCamera()
+        cam.SetFocalPoint(centre[0], centre[1], 0.0)
+        cam.SetPosition(centre[0], centre[1], 1000.0)
+        cam.SetViewUp(0, 1, 0)
+        cam.SetParallelScale(scale)
+        cam.SetClippingRange(1.0, 2000.0)
+
+    def _camera_state(self) -> tuple:
+        cam = self.renderer.GetActiveCamera()
+        return cam.GetFocalPoint()[:2], cam.GetParallelScale(), self._fitted
+
+    def _restore_camera(self, saved: tuple) -> None:
+        centre, scale, fitted = saved
+        self._set_camera(centre, scale)
+        self._fitted = fitted
+        if fitted:
+            self.reset_view()
+
+    def zoom(self, factor: float) -> None:
+        cam = self.renderer.GetActiveCamera()
+        cam.SetParallelScale(cam.GetParallelScale() / factor)
+        self._fitted = False
+        self.request_render()
+
+    def pan(self, du: float, dv: float) -> None:
+        """Move the picture by (du, dv) mm (positive = picture moves right / up)."""
+        cam = self.renderer.GetActiveCamera()
+        fx, fy, _ = cam.GetFocalPoint()
+        self._set_camera((fx - du, fy - dv), cam.GetParallelScale())
+        self._fitted = False
+        self.request_render()
+
+    # --- coordinates for interaction ------------------------------------------------------
+    def widget_to_display(self, x: float, y: float) -> tuple[float, float]:
+        """Qt widget pixel (logical, y down) -> display (u, v) mm on this view."""
+        w, h = self.GetRenderWindow().GetSize()
+        cam = self.renderer.GetActiveCamera()
+        scale = cam.GetParallelScale()  # half the viewport height in mm
+        dpr = self.devicePixelRatioF()
+        xd, yd = x * dpr + 0.5, (self.height() - y) * dpr - 0.5
+        mm_per_px = 2 * scale / max(h, 1)
+        fx, fy, _ = cam.GetFocalPoint()
+        return fx + (xd - w / 2) * mm_per_px, fy + (yd - h / 2) * mm_per_px
+
+    def mm_per_pixel(self) -> float:
+        _, h = self.GetRenderWindow().GetSize()
+        return 2 * self.renderer.GetActiveCamera().GetParallelScale() / max(h, 1) * self.devicePixelRatioF()
+
+    def world_at(self, x: float, y: float) -> np.ndarray | None:
+        """World point (RAS mm) under a widget pixel on the current slice."""
+        if self.geometry is None:
+            return None
+        u, v = self.widget_to_display(x, y)
+        return self.geometry.display_to_world(u, v, self.slice_index)
+
+    def world_to_widget(self, world: np.ndarray) -> tuple[float, float]:
+        """Widget pixel (logical, y down) where a world point appears (tests, overlays)."""
+        u, v = self.geometry.world_to_display(world)
+        w, h = self.GetRenderWindow().GetSize()
+        cam = self.renderer.GetActiveCamera()
+        px_per_mm = max(h, 1) / (2 * cam.GetParallelScale())
+        fx, fy, _ = cam.GetFocalPoint()
+        dpr = self.devicePixelRatioF()
+        xd, yd = w / 2 + (u - fx) * px_per_mm, h / 2 + (v - fy) * px_per_mm
+        return (xd - 0.5) / dpr, self.height() - (yd + 0.5) / dpr
+
+    def show_probe(self, result: ProbeResult | None) -> None:
+        self.annotation.SetText(1, result.text() if result is not None else "")
+        self.probed.emit(result)
+        self.request_render()
+
+    def probe_at(self, x: float, y: float) -> ProbeResult | None:
+        world = self.world_at(x, y)
+        return probe(self.state, world) if world is not None else None
+
+    # --- Qt event plumbing (all interaction lives in SliceInteraction) --------------------
+    def mousePressEvent(self, ev) -> None:  # noqa: N802
+        self.interaction.press(ev)
+
+    def mouseReleaseEvent(self, ev) -> None:  # noqa: N802
+        self.interaction.release(ev)
+
+    def mouseMoveEvent(self, ev) -> None:  # noqa: N802
+        self.interaction.move(ev)
+
+    def mouseDoubleClickEvent(self, ev) -> None:  # noqa: N802
+        self.double_clicked.emit()
+
+    def wheelEvent(self, ev) -> None:  # noqa: N802
+        self.interaction.wheel(ev)
+
+    def keyPressEvent(self, ev) -> None:  # noqa: N802
+        if not self.interaction.key(ev):
+            ev.ignore()
+
+    def keyReleaseEvent(self, ev) -> None:  # noqa: N802
+        ev.ignore()
+
+    def leaveEvent(self, ev) -> None:  # noqa: N802
+        self.show_probe(None)

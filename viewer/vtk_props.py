@@ -1,0 +1,111 @@
+"""Small VTK prop factories shared by the slice and 3D views (GUI thread only)."""
+from __future__ import annotations
+
+import numpy as np
+import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text rendering backend)
+import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (OpenGL backend for the factories)
+from vtkmodules.util.numpy_support import numpy_to_vtk
+from vtkmodules.vtkCommonCore import vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
+from vtkmodules.vtkRenderingAnnotation import vtkCornerAnnotation
+from vtkmodules.vtkRenderingCore import vtkActor, vtkImageActor, vtkPolyDataMapper, vtkTextActor
+
+# 3D Slicer's view colours: axial red, sagittal yellow, coronal green
+PLANE_RGB = {"axial": (0.95, 0.33, 0.33), "sagittal": (0.93, 0.85, 0.31), "coronal": (0.43, 0.73, 0.31)}
+
+
+def image_data(buffer: np.ndarray, spacing: tuple[float, float], origin: tuple[float, float, float]) -> vtkImageData:
+    """vtkImageData sharing memory with a C-contiguous (rows, cols[, comps]) numpy buffer.
+
+    Row 0 is the bottom of the image (VTK's y grows upward). The buffer must outlive the image;
+    the returned array keeps a reference to it.
+    """
+    rows, cols = buffer.shape[:2]
+    comps = buffer.shape[2] if buffer.ndim == 3 else 1
+    img = vtkImageData()
+    img.SetDimensions(cols, rows, 1)
+    img.SetSpacing(spacing[0], spacing[1], 1.0)
+    img.SetOrigin(*origin)
+    arr = numpy_to_vtk(buffer.reshape(rows * cols, comps) if comps > 1 else buffer.reshape(-1), deep=False)
+    arr.SetName("scalars")
+    img.GetPointData().SetScalars(arr)
+    return img
+
+
+def image_actor(interpolate: bool) -> vtkImageActor:
+    actor = vtkImageActor()
+    actor.GetMapper().BorderOn()  # draw whole edge pixels so overlay and CT edges align
+    prop = actor.GetProperty()
+    if interpolate:
+        prop.SetInterpolationTypeToLinear()
+    else:
+        prop.SetInterpolationTypeToNearest()
+    return actor
+
+
+class Polyline:
+    """A set of line segments whose points are moved in place (crosshair, ROI box)."""
+
+    def __init__(self, n_points: int, segments: list[tuple[int, int]], rgb: tuple[float, float, float],
+                 width: float = 1.0):
+        self.points = vtkPoints()
+        self.points.SetNumberOfPoints(n_points)
+        for i in range(n_points):
+            self.points.SetPoint(i, 0.0, 0.0, 0.0)
+        lines = vtkCellArray()
+        for a, b in segments:
+            lines.InsertNextCell(2)
+            lines.InsertCellPoint(a)
+            lines.InsertCellPoint(b)
+        self.poly = vtkPolyData()
+        self.poly.SetPoints(self.points)
+        self.poly.SetLines(lines)
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputData(self.poly)
+        self.actor = vtkActor()
+        self.actor.SetMapper(mapper)
+        p = self.actor.GetProperty()
+        p.SetColor(*rgb)
+        p.SetLineWidth(width)
+        p.LightingOff()
+
+    def set_points(self, pts: list[tuple[float, float, float]]) -> None:
+        for i, xyz in enumerate(pts):
+            self.points.SetPoint(i, *xyz)
+        self.points.Modified()
+        self.poly.Modified()
+
+
+def edge_letters() -> dict[str, vtkTextActor]:
+    """Four text actors at the middle of each viewport edge for orientation letters."""
+    place = {"left": (0.01, 0.5, 0, 1), "right": (0.99, 0.5, 2, 1),
+             "top": (0.5, 0.985, 1, 2), "bottom": (0.5, 0.015, 1, 0)}
+    out = {}
+    for side, (x, y, hj, vj) in place.items():
+        t = vtkTextActor()
+        t.SetTextScaleModeToNone()
+        coord = t.GetPositionCoordinate()
+        coord.SetCoordinateSystemToNormalizedViewport()
+        coord.SetValue(x, y)
+        tp = t.GetTextProperty()
+        tp.SetFontSize(17)
+        tp.BoldOn()
+        tp.ShadowOn()
+        tp.SetColor(0.95, 0.95, 0.95)
+        (tp.SetJustificationToLeft, tp.SetJustificationToCentered, tp.SetJustificationToRight)[hj]()
+        (tp.SetVerticalJustificationToBottom, tp.SetVerticalJustificationToCentered,
+         tp.SetVerticalJustificationToTop)[vj]()
+        out[side] = t
+    return out
+
+
+def corner_annotation() -> vtkCornerAnnotation:
+    ca = vtkCornerAnnotation()
+    ca.SetMaximumFontSize(15)
+    ca.SetMinimumFontSize(11)
+    ca.SetLinearFontScaleFactor(2)
+    ca.SetNonlinearFontScaleFactor(1)
+    tp = ca.GetTextProperty()
+    tp.SetColor(0.9, 0.9, 0.9)
+    tp.ShadowOn()
+    return ca
