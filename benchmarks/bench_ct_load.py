@@ -17,11 +17,13 @@ Goals (from the issue): time ours <= 1.0x baseline; peak memory ours <= 1.3x the
 size. These are figures to read, never a pass/fail test.
 
 How memory is measured: every run is a fresh subprocess that first imports the same modules
-(numpy, nibabel, pydicom, inference.ct_io) and collects garbage, then records its peak resident
-set size (``resource.getrusage(...).ru_maxrss``), performs the one load, and records the peak
-again. The difference is the extra peak RSS the load needed on top of an idle interpreter with
-the same imports, including every temporary (buffers, decoded slices, header objects), not just
-numpy's allocations. Files are read once before timing so both readers see a warm page cache.
+(numpy, nibabel, pydicom, inference.ct_io) and collects garbage; that idle interpreter is the
+baseline. On Linux it then resets its peak-RSS counter (writing "5" to /proc/self/clear_refs),
+reads VmRSS, performs the one load, and reads the peak VmHWM: peak extra = VmHWM - VmRSS before.
+This is resident memory, so it counts every temporary (gzip buffers, decoded slices, header
+objects, C-library allocations), not just numpy's. Where the counter cannot be reset the
+fallback is ru_maxrss after minus ru_maxrss before, which can under-count if importing peaked
+higher than the load. Files are read once before timing so both readers see a warm page cache.
 Times are the median over ``--repeats`` runs, readers interleaved so machine noise hits both.
 """
 from __future__ import annotations
@@ -63,7 +65,6 @@ def _slice_image(shape_ij: tuple[int, int], k: int, rng: np.random.Generator) ->
 
 def make_data(folder: Path, size: tuple[int, int, int]) -> tuple[Path, Path]:
     import nibabel as nib
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -104,6 +105,24 @@ def make_data(folder: Path, size: tuple[int, int, int]) -> tuple[Path, Path]:
 
 # ---- one measured run (in a fresh interpreter) ------------------------------------------------
 
+def _status(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status("VmHWM") <= _status("VmRSS") + 4096 * 16
+    except OSError:
+        return False
+
+
 def child(kind: str, path: str) -> None:
     import gc
     import resource
@@ -114,7 +133,8 @@ def child(kind: str, path: str) -> None:
     from inference.ct_io import load_ct
 
     gc.collect()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    exact = _reset_peak()
+    before = _status("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
     if kind == "nifti_baseline":
         arr = np.asanyarray(nib.load(path).dataobj)
@@ -124,8 +144,9 @@ def child(kind: str, path: str) -> None:
     else:
         arr = load_ct(path).hu
     elapsed = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"time": elapsed, "extra_peak": peak - before, "shape": list(arr.shape), "dtype": str(arr.dtype)}))
+    peak = _status("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"time": elapsed, "extra_peak": peak - before, "exact": exact,
+                      "shape": list(arr.shape), "dtype": str(arr.dtype)}))
 
 
 def run_child(kind: str, path: Path) -> dict:
@@ -202,6 +223,8 @@ def main() -> None:
             base = statistics.median(x["time"] for x in results[kind.split("_")[0] + "_baseline"])
             print(f"{kind:<16}{t:>16.3f}{t / base:>12.2f}x{peak / 2**20:>16.1f}{peak / raw:>11.2f}x")
         print("times per run:", {k: [round(x["time"], 3) for x in v] for k, v in results.items()})
+        exact = all(x["exact"] for v in results.values() for x in v)
+        print("peak memory:", "VmHWM after reset (exact)" if exact else "ru_maxrss delta (may under-count)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -122,7 +122,10 @@ class RunRecord:
             tmp.write_text(self.to_json() + "\n", encoding="utf-8")
             os.replace(tmp, path)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass  # the folder itself is unusable; nothing was written
             raise InputError(path, f"cannot write the run record: {exc.strerror or exc}") from None
         return path
 

@@ -170,3 +170,28 @@ def test_analyze_the_real_example_ct_with_its_totalsegmentator_masks(model_dir, 
     assert rec.case.shape == [122, 101, 30] and "liver" in rec.segmentation.labels_present
     examined = [o.name for o in rec.rounds[1].organs] + [s.name for s in rec.rounds[0].skipped_organs]
     assert {"liver", "kidney_left"} <= set(examined)
+
+
+def test_pipeline_progress_encoding_cache_and_cancel(model_dir, case):
+    import threading
+
+    from inference.errors import Cancelled
+    from inference.iir.decoding import SamplingConfig
+    from inference.iir.loop import IIRSettings
+    from inference.pipeline import AnalysisRequest, Callbacks, Pipeline
+
+    ct, masks = case
+    pipe = Pipeline.from_model_dir(model_dir, IIRSettings(max_rounds=3, sampling=SamplingConfig(max_new_tokens=6)),
+                                   device="cpu")
+    seen: list[float] = []
+    req = AnalysisRequest(ct_path=ct, masks_path=masks, question="Is the liver abnormal?")
+    first = pipe.analyze(req, Callbacks(progress=lambda f, msg: seen.append(f)))
+    assert seen == sorted(seen) and seen[0] == 0.0 and seen[-1] == 1.0
+    second = pipe.analyze(req)  # same CT and masks: the encoding is reused
+    assert second.timings["encode_ms"] < first.timings["encode_ms"] / 10
+    assert [r.token_ids for r in second.rounds] == [r.token_ids for r in first.rounds]
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):
+        pipe.analyze(req, Callbacks(on_text=lambda i, d: cancel.set()), cancel=cancel)
+    third = pipe.analyze(req)  # a cancelled run leaves the pipeline usable
+    assert [r.token_ids for r in third.rounds] == [r.token_ids for r in first.rounds]

@@ -111,6 +111,22 @@ def test_transfer_syntaxes(tmp_path, ts, kwargs, tolerance):
     np.testing.assert_allclose(vol.affine, AFFINE, atol=1e-5)
 
 
+def test_rescale_is_applied_per_slice(tmp_path):
+    paths = write_series(tmp_path / "s", HU, AFFINE, shuffle=False)
+    ds = pydicom.dcmread(paths[3])  # same HU stored differently: +100 raw, intercept -1124
+    ds.PixelData = (np.frombuffer(ds.PixelData, dtype=np.uint16) + np.uint16(100)).tobytes()
+    ds.RescaleIntercept = -1124
+    ds.save_as(paths[3])
+    ds = pydicom.dcmread(paths[5])  # and with a slope: raw / 2 (rounded), slope 2
+    raw = np.frombuffer(ds.PixelData, dtype=np.uint16)
+    ds.PixelData = (raw // 2).astype(np.uint16).tobytes()
+    ds.RescaleSlope = 2
+    ds.save_as(paths[5])
+    vol = load_ct(tmp_path / "s")
+    np.testing.assert_array_equal(vol.hu[:, :, 3], HU[:, :, 3])
+    np.testing.assert_array_equal(vol.hu[:, :, 5], ((HU[:, :, 5].astype(np.int32) + 1024) // 2) * 2 - 1024)
+
+
 def _three_series(root):
     ct_big = write_series(root / "a" / "ct_big", HU, AFFINE, description="CT big")
     ct_small = write_series(root / "b" / "ct_small", HU[:, :, :5], AFFINE, description="CT small")

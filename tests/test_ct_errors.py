@@ -12,7 +12,6 @@ from pydicom import uid as U
 from pydicom.pixels import get_decoder
 
 from inference.ct_io import load_ct
-from inference.ct_io import dicom_pixels
 from inference.errors import InputError
 
 from dicom_factory import phantom, write_nifti_raw, write_non_image, write_series
@@ -51,6 +50,16 @@ def test_corrupt_gzip_nifti(tmp_path):
     p.write_bytes(bytes(blob))
     err = _error(p)
     assert str(p) in str(err) and "corrupt" in err.problem
+
+
+def test_corruption_that_still_inflates_is_caught_by_the_crc(tmp_path):
+    hu = phantom((64, 64, 20))
+    p = write_nifti_raw(tmp_path / "ct.nii.gz", hu, AFFINE)
+    blob = bytearray(p.read_bytes())
+    blob[len(blob) // 3 : len(blob) // 3 + 50] = b"\xff" * 50  # (with zlib 1.2.13 this still inflates)
+    p.write_bytes(bytes(blob))
+    err = _error(p)
+    assert err.path == p and "corrupt" in err.problem
 
 
 def test_truncated_uncompressed_nifti_says_how_much(tmp_path):
@@ -112,6 +121,7 @@ def test_dicom_with_cut_pixel_data_names_the_file(tmp_path):
     assert err.path == victim and "cut short" in err.problem
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached before delimiter")
 def test_compressed_dicom_with_cut_pixel_data(tmp_path):
     paths = write_series(tmp_path, HU, AFFINE, transfer_syntax=U.RLELossless)
     victim = paths[2]

@@ -54,7 +54,8 @@ def test_dtypes_are_scaled_rounded_and_clipped(tmp_path, dtype, slope, inter):
         raw = rng.integers(lo, hi, size=(9, 8, 5), endpoint=True).astype(dtype)
     else:
         raw = (rng.normal(0, 800, size=(9, 8, 5)) + 0.5).astype(dtype)
-    p = write_nifti_raw(tmp_path / f"ct_{np.dtype(dtype).name}.nii", raw, np.diag([1.0, 1.0, 2.0, 1.0]), slope=slope, inter=inter)
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    p = write_nifti_raw(tmp_path / f"ct_{np.dtype(dtype).name}.nii", raw, affine, slope=slope, inter=inter)
     vol = load_ct(p)
     expected = np.clip(np.rint(raw.astype(np.float64) * slope + inter), -32768, 32767)
     np.testing.assert_array_equal(vol.hu, expected.astype(np.int16))

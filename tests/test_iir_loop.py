@@ -194,3 +194,10 @@ def test_real_tiny_lm_rounds_are_identical_with_and_without_cache_reuse():
     assert [r.text for r in shared.rounds] == [r.text for r in none.rounds]
     assert shared.rounds[1].timings.prompt_tokens < none.rounds[1].timings.prompt_tokens
     assert all(r.timings.generated_tokens == len(r.token_ids) for r in shared.rounds)
+
+
+def test_default_matcher_is_the_label_matcher_with_its_negation_detection():
+    answers = ["No liver metastasis. The spleen is enlarged. Thus, the answer is x.", "Thus, the answer is y."]
+    for include, want in ((True, ["liver", "spleen"]), (False, ["spleen"])):
+        loop = IIRLoop(ScriptedGenerator(answers), FakeFeatures(ALL), IIRSettings(include_negated=include))
+        assert loop.run("Staging?").rounds[0].next_organs == want

@@ -65,3 +65,41 @@ def tiny_config(gamma_mode: str = "tokens", n_organ_tokens: int = 4, img_size=(8
         vision=VisionConfig(img_size=img_size, patch_size=patch, hidden_size=32, mlp_dim=64, num_layers=2, num_heads=4),
         n_organ_tokens=n_organ_tokens, gamma_mode=gamma_mode, projector_hidden=48,
     )
+
+
+def tiny_model(folder: Path, config: TumorChainConfig | None = None, llm: str = "qwen2_5_vl"):
+    """A TumorChainModel on CPU/float32 over a tiny LLM checkpoint written into folder."""
+    from inference.model import TumorChainModel
+
+    llm_folder = tiny_qwen25_vl(folder / "vl") if llm == "qwen2_5_vl" else tiny_qwen2(folder / "q2")
+    torch.manual_seed(0)
+    return TumorChainModel.build(llm_folder, config=config or tiny_config(), device="cpu", dtype=torch.float32)
+
+
+def as_published_layout(folder: Path, language_model_keys: bool) -> Path:
+    """Rewrite a tiny Qwen2.5-VL folder the way checkpoints on the Hub look: text settings flat at
+    the top of config.json (transformers 4.4x), and optionally the newer "model.language_model.*"
+    / "model.visual.*" key layout of transformers >= 4.52."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    cfg = json.loads((folder / "config.json").read_text())
+    text = cfg.pop("text_config")
+    text.pop("model_type", None)
+    rope = text.pop("rope_parameters")
+    cfg.update(text)
+    cfg["rope_scaling"] = {"type": "mrope", "mrope_section": rope["mrope_section"]}
+    cfg["rope_theta"] = rope["rope_theta"]
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+    if language_model_keys:
+        state = load_file(str(folder / "model.safetensors"))
+        renamed = {}
+        for key, value in state.items():
+            if key.startswith("visual."):
+                key = "model." + key
+            elif key.startswith("model."):
+                key = "model.language_model." + key[len("model."):]
+            renamed[key] = value
+        save_file(renamed, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder

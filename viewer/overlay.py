@@ -71,9 +71,7 @@ def compose(organs: np.ndarray, parts: np.ndarray | None, style: OverlayStyle, f
     if style.roi.any():
         inside = style.roi[lab]
         if inside.any():
-            ring = _edges(inside, both_sides=True)
-            if factor > 1:  # keep the ROI ring about 2 CT pixels' worth of screen at any zoom
-                ring |= _grow(ring)
+            ring = _edges(inside, both_sides=True)  # two pixels: one inside, one outside the edge
             rgba[ring] = style.highlight_rgba
     return rgba
 
@@ -90,12 +88,3 @@ def _edges(lab: np.ndarray, both_sides: bool = False) -> np.ndarray:
     if not both_sides and lab.dtype == bool:
         e &= lab
     return e
-
-
-def _grow(mask: np.ndarray) -> np.ndarray:
-    g = mask.copy()
-    g[1:, :] |= mask[:-1, :]
-    g[:-1, :] |= mask[1:, :]
-    g[:, 1:] |= mask[:, :-1]
-    g[:, :-1] |= mask[:, 1:]
-    return g

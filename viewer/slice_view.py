@@ -22,7 +22,7 @@ from viewer.slice_interaction import SliceInteraction
 from viewer.vtk_props import PLANE_RGB, Polyline, corner_annotation, edge_letters, image_actor, image_data
 
 _Z_CT, _Z_OVERLAY, _Z_LINES = 0.0, 0.5, 1.0  # layer depths in display space (camera looks down -z)
-MAX_ZOOM = 4.0  # ROI framing never zooms past this many times the fitted view
+MAX_ZOOM = 3.0  # ROI framing never zooms past this many times the fitted view
 
 
 class SliceView(QVTKRenderWindowInteractor):
@@ -55,7 +55,8 @@ class SliceView(QVTKRenderWindowInteractor):
 
         self.ct_actor = image_actor(interpolate=True)
         self.overlay_actor = image_actor(interpolate=False)
-        for a in (self.ct_actor, self.overlay_actor):
+        for a, buf in ((self.ct_actor, np.zeros((1, 1), np.int16)), (self.overlay_actor, np.zeros((1, 1, 4), np.uint8))):
+            a.SetInputData(image_data(buf, (1.0, 1.0), (0.0, 0.0, 0.0)))  # never input-less
             a.VisibilityOff()
             self.renderer.AddViewProp(a)
         self.crosshair: dict[str, Polyline] = {}  # 'vertical', 'horizontal'
@@ -272,7 +273,7 @@ class SliceView(QVTKRenderWindowInteractor):
         (ua, va), (ub, vb) = g.voxel_to_display(lo), g.voxel_to_display(hi)
         u_min, u_max, v_min, v_max = g.extent()
         fit_all = self._fit_scale(u_max - u_min, v_max - v_min)
-        scale = self._fit_scale(abs(ub - ua), abs(vb - va)) * 1.5
+        scale = self._fit_scale(abs(ub - ua), abs(vb - va)) * 1.6
         scale = min(max(scale, fit_all / MAX_ZOOM), fit_all)
         self._set_camera(((ua + ub) / 2, (va + vb) / 2), scale)
         self._fitted = False

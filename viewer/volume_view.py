@@ -171,6 +171,8 @@ class VolumeView(QVTKRenderWindowInteractor):
         self._apply_styles()
         if self._queue:
             self._build_timer.start(0)
+        else:
+            self.annotation.SetText(2, "")
         self.request_render()
 
     def _on_highlight(self) -> None:

@@ -147,14 +147,17 @@ def stack_geometry(folder: str | Path, headers: Sequence[SliceHeader]) -> StackG
     iop = np.array(headers[0].orientation, dtype=np.float64)
     r, c = iop[:3] / np.linalg.norm(iop[:3]), iop[3:] / np.linalg.norm(iop[3:])
     if abs(float(r @ c)) > ORIENTATION_TOL:
-        raise InputError(headers[0].path, f"ImageOrientationPatient {list(iop)} has row and column directions that are not perpendicular")
+        raise InputError(
+            headers[0].path,
+            f"ImageOrientationPatient {list(iop)} has row and column directions that are not perpendicular",
+        )
     n = np.cross(r, c)
     pos = np.array([h.position for h in headers], dtype=np.float64)
     order = [int(i) for i in np.argsort(pos @ n, kind="stable")]
     pos = pos[order]
     hs = [headers[i] for i in order]
     s = pos @ n
-    nominal = _check_spacing(folder, hs, s)
+    _check_spacing(folder, hs, s)
     row_sp, col_sp = headers[0].pixel_spacing  # between rows (along c), between columns (along r)
     pix = np.array([col_sp, row_sp])  # mm per pixel along r, c
 

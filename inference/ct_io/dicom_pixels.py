@@ -146,11 +146,30 @@ def _read_decoded(h: SliceHeader) -> np.ndarray:
     return arr
 
 
+def _int16_in_place(out: np.ndarray, h: SliceHeader) -> bool:
+    """The usual CT case: slope 1, integer intercept, and every storable value + intercept fits
+    int16 (e.g. 12-bit unsigned, intercept -1024). Then the stored values already read into
+    ``out`` (unused bits corrected, so unsigned ones are < 2**15 and read the same as int16) are
+    shifted in place: no temporary, no clipping possible."""
+    if h.slope != 1.0 or h.intercept != round(h.intercept) or h.bits_stored > 15:
+        return False
+    bs = h.bits_stored
+    lo, hi = (-(1 << (bs - 1)), (1 << (bs - 1)) - 1) if h.pixel_representation else (0, (1 << bs) - 1)
+    inter = int(h.intercept)
+    if lo + inter < -32768 or hi + inter > 32767:
+        return False
+    if inter:
+        np.add(out, np.int16(inter), out=out)
+    return True
+
+
 def read_slice_into(out: np.ndarray, h: SliceHeader) -> int:
     """Fill ``out`` (int16 (rows, cols), C-contiguous) with the HU of slice ``h``; return #clipped."""
     if _native_ok(h):
         _read_native(out, h)
         raw = out if h.pixel_representation == 1 else out.view(np.uint16)
         _correct_unused_bits(raw, h.bits_stored)
+        if _int16_in_place(out, h):
+            return 0
         return to_hu_into(out, raw, h.slope, h.intercept)
     return to_hu_into(out, _read_decoded(h), h.slope, h.intercept)

@@ -29,7 +29,9 @@ tag_for_keyword = lru_cache(maxsize=None)(_tag_for_keyword)
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 # Modalities / SOP classes that carry pixels but are not slices of an image volume.
-NON_VOLUME_MODALITIES = {"SEG", "SR", "PR", "KO", "REG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "DOC", "RWV"}
+NON_VOLUME_MODALITIES = {
+    "SEG", "SR", "PR", "KO", "REG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "DOC", "RWV"
+}
 NON_VOLUME_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
     "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation
@@ -239,6 +241,13 @@ class UnreadableDicom(ValueError):
     """A DICOM image file whose header or pixel data is cut off or broken."""
 
 
+def _is_deflated(ts: UID) -> bool:
+    try:
+        return ts.is_deflated
+    except ValueError:  # a private / unknown transfer syntax
+        return False
+
+
 def _is_image_class(sop_class: str) -> bool:
     return bool(sop_class) and "Image Storage" in UID(sop_class).name
 
@@ -255,7 +264,8 @@ def read_slice_header(path: Path) -> tuple[SliceHeader, pydicom.Dataset] | str:
     """
     ds, pixel_offset = _read_dataset(path)
     meta = getattr(ds, "file_meta", None)
-    if meta is not None and _ascii(meta, "MediaStorageSOPClassUID") == DICOMDIR_CLASS or path.name.upper() == "DICOMDIR":
+    meta_class = _ascii(meta, "MediaStorageSOPClassUID") if meta is not None else ""
+    if meta_class == DICOMDIR_CLASS or path.name.upper() == "DICOMDIR":
         return "DICOMDIR"
     modality = _ascii(ds, "Modality").upper()
     sop_class = _ascii(ds, "SOPClassUID")
@@ -264,17 +274,16 @@ def read_slice_header(path: Path) -> tuple[SliceHeader, pydicom.Dataset] | str:
         return f"non-image DICOM ({modality or sop_class})"
     ts_value = _ascii(meta, "TransferSyntaxUID") if meta is not None else ""
     transfer_syntax = UID(ts_value) if ts_value else ImplicitVRLittleEndian
-    no_pixels = pixel_offset is None and not transfer_syntax.is_deflated
+    # (a deflated file's offset is in the compressed stream: its pixels are found on decoding)
+    no_pixels = pixel_offset is None and not _is_deflated(transfer_syntax)
     if not rows or not cols or no_pixels:
         # pydicom reads a cut-off header without complaint: an image SOP class without
         # Rows or pixel data is a broken file, not a non-image object
-        declared = sop_class or (_ascii(meta, "MediaStorageSOPClassUID") if meta is not None else "")
+        declared = sop_class or meta_class
+        missing = "pixel data" if rows and cols else "Rows/Columns"
         if _is_image_class(declared):
-            raise UnreadableDicom(
-                f"a {UID(declared).name} file without {'pixel data' if rows and cols else 'Rows/Columns'} "
-                "(truncated?)"
-            )
-        return f"non-image DICOM ({modality or 'no Rows/Columns'})" if not rows or not cols else "DICOM without pixel data"
+            raise UnreadableDicom(f"a {UID(declared).name} file without {missing} (truncated?)")
+        return f"non-image DICOM ({modality or 'no ' + missing})"
     spacing = _numbers(ds, "PixelSpacing", 2)
     bits_allocated = _ushort(ds, "BitsAllocated") or 16
     header = SliceHeader(

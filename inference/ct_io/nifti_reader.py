@@ -44,7 +44,7 @@ _READ_ERRORS = (OSError, EOFError, zlib.error, _IsalError, ValueError)
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 16 * 2**20
+CHUNK_BYTES = 4 * 2**20
 
 
 def _open_voxels(filename: str) -> BinaryIO:
@@ -86,9 +86,11 @@ def _check_affine(path: Path, img: nib.Nifti1Image) -> tuple[np.ndarray, list[st
 
 
 def _read_exact(f: BinaryIO, view: memoryview) -> int:
+    """readinto in CHUNK_BYTES pieces: GzipFile.readinto is read(n) + copy, so one call for the
+    whole volume would hold a second full-size copy for a moment (2x peak memory)."""
     got = 0
     while got < len(view):
-        n = f.readinto(view[got:])
+        n = f.readinto(view[got : got + CHUNK_BYTES])
         if not n:
             break
         got += n
@@ -177,6 +179,9 @@ def read_nifti(path: str | Path, *, memory_limit_bytes: int | None = None) -> CT
         with _open_voxels(str(proxy.file_like)) as f:
             f.seek(int(proxy.offset))
             n_clipped = _stream_voxels(path, f, out_flat, raw_dtype, slope, inter)
+            # Step onto the gzip trailer: its CRC is checked only at the end of the stream, and
+            # corruption can still inflate to the right number of (wrong) bytes.
+            f.read(1)
     except InputError:
         raise
     except _READ_ERRORS as exc:

@@ -7,6 +7,7 @@ from .organ_labels import (
     totalseg_task_names,
     totalseg_to_merged,
 )
+from .organ_matcher import OrganMention, match_organs, organs_named, parent_or_self
 
 __all__ = [
     "Label",
@@ -16,4 +17,8 @@ __all__ = [
     "totalseg_task_names",
     "totalseg_to_merged",
     "totalseg_liver_segments_to_parts",
+    "OrganMention",
+    "match_organs",
+    "organs_named",
+    "parent_or_self",
 ]

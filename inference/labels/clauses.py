@@ -15,13 +15,14 @@ from dataclasses import dataclass
 # Each alternative is one boundary character (or newline run); group "strong" = sentence end too.
 _BOUNDARY = re.compile(
     r"""
-    (?P<strong>
+    (?=[!?.;:\n])                                   # cheap first-character filter
+    (?:(?P<strong>
         [!?]
       | \.(?!\w)(?!\s+[a-z])        # full stop; not '2.3', 'e.g', nor 'approx. the'
       | \n[ \t]*\n\s*                                 # blank line
       | \n(?=[ \t]*(?:[A-Z0-9]|[-*\u2022\u00b7\u2013]\s))  # new line starting an item
     )
-    | (?P<weak> ; | (?<!\d):|:(?!\d) )
+    | (?P<weak> ; | (?<!\d):|:(?!\d) ))
     """,
     re.VERBOSE,
 )

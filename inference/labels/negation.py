@@ -95,11 +95,15 @@ class AssertionScanner:
     def triggers(self, text: str, spans: list[tuple[int, int]]) -> list[_Trigger]:
         """Trigger and terminator matches, skipping any that overlap an organ mention."""
         out = []
+        k = 0  # spans are sorted and disjoint: walk them alongside the matches
         for m in self._regex.finditer(text):
-            if any(s < m.end() and m.start() < e for s, e in spans):
+            start, end = m.span()
+            while k < len(spans) and spans[k][1] <= start:
+                k += 1
+            if k < len(spans) and spans[k][0] < end:
                 continue
             kind, direction = self._kind_of[normalize_key(m.group())]
-            out.append(_Trigger(m.start(), m.end(), kind, direction))
+            out.append(_Trigger(start, end, kind, direction))
         return out
 
     # -- gap tests ----------------------------------------------------------------------------
@@ -189,6 +193,7 @@ class AssertionScanner:
             floor = clauses.clause_start(t.start)
             first_after = _bisect_left(starts, t.end)
             trig_text = text[t.start:t.end]
+            covered_forward = False
             if t.forward:
                 if t.direction == "adjacent":
                     for i in self._forward_chain(text, spans, t.end, ceiling, first_after):
@@ -204,7 +209,12 @@ class AssertionScanner:
                     for i in range(first_after, len(spans)):
                         if spans[i][0] >= stop:
                             break
+                        covered_forward = True
                         offer(i, spans[i][0] - t.end, trig_text, t.kind)
+            # "not"/"does not" look back only when nothing follows them: "The liver is not
+            # enlarged" vs "the hepatic flexure, not the liver".
+            if t.direction == "pre_post" and covered_forward:
+                continue
             if t.backward and first_after > 0:
                 for i in self._backward_chain(text, spans, t.start, floor, first_after - 1):
                     offer(i, t.start - spans[i][1], trig_text, t.kind)

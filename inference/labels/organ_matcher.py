@@ -22,7 +22,7 @@ from functools import lru_cache
 from .clauses import ClauseMap, clause_map
 from .negation import default_scanner
 from .organ_labels import LabelTable, merged_labels
-from .phrase_syntax import normalize_key, trie_regex
+from .phrase_syntax import SEP_RE, expand, normalize_key, trie_regex
 from .synonyms import Candidate, Lexicon, SegmentListSpec, build_lexicon, default_lexicon
 
 _SEG_TOKEN = re.compile(r"[a-z]+|\d+[a-z]?|[-\u2013]")  # words, numerals ("4a"), range dashes
@@ -56,22 +56,35 @@ class _Raw:
 class OrganMatcher:
     """The vocabulary of one LabelTable compiled into one regex."""
 
-    def __init__(self, table: LabelTable, lexicon: Lexicon):
+    def __init__(self, table: LabelTable, lexicon: Lexicon, share: OrganMatcher | None = None):
+        """``share``: a matcher of the same lexicon whose compiled regexes can be reused."""
         self.table = table
         self.lexicon = lexicon
         self._ids = self._name_to_ids(table)
+        self._organ_cache: dict[tuple[int, ...], frozenset[int]] = {}
         self._context_ids = {name: frozenset(table.parent_or_self(i) for n in names for i in self._ids.get(n, ()))
                              for name, names in lexicon.contexts.items()}
+        if share is not None and share.lexicon is lexicon:
+            self._regex, self._side_before, self._side_of = share._regex, share._side_before, share._side_of
+            self._numeral, self._s_numeral = share._numeral, share._s_numeral
+            self._seg_order = share._seg_order
+            return
         seg = lexicon.segment_lists
         parts = [f"(?P<seg>{self._segment_list_re(seg, s_form=False)})",
                  f"(?P<sseg>{self._segment_list_re(seg, s_form=True)})",
-                 f"(?P<term>{trie_regex(lexicon.texts.values())})"]
+                 f"(?P<term>{trie_regex(sorted(t for spellings in lexicon.texts.values() for t in spellings))})"]
         if lexicon.prefixes:
             stems = "|".join(re.escape(p) for p, _ in lexicon.prefixes)
             parts.append(rf"(?P<prefix>(?<!\w)(?:{stems})[a-z]*(?!\w))")
-        self._regex = re.compile("|".join(parts), re.IGNORECASE)
+        # One word-start test per position for all four alternatives (see phrase_syntax).
+        self._regex = re.compile(r"(?<!\w)(?=\w)(?:" + "|".join(parts) + ")", re.IGNORECASE)
+        side_phrases = {plain: side for side, raws in lexicon.side_words.items() for raw in raws
+                        for plain in expand(raw)}
+        self._side_of = {normalize_key(p): side for p, side in side_phrases.items()}
+        self._side_before = re.compile(f"({trie_regex(sorted(side_phrases))}){SEP_RE}$", re.IGNORECASE)
         self._numeral = {f.lower(): name for name, forms in seg.forms.items() for f in forms}
         self._s_numeral = {f.lower(): name for name, forms in seg.s_forms.items() for f in forms}
+        self._seg_order = list(seg.forms)  # label names in numeral order (segment 1..8)
 
     # -- compile ------------------------------------------------------------------------------
     def _name_to_ids(self, table: LabelTable) -> dict[str, tuple[int, ...]]:
@@ -108,9 +121,9 @@ class OrganMatcher:
         for tok in _SEG_TOKEN.findall(surface.lower()):
             if tok in lookup:
                 name = lookup[tok]
-                if pending_range and names:
-                    lo, hi = sorted((_seg_no(names[-1]), _seg_no(name)))
-                    names += [f"liver_segment_{k}" for k in range(lo, hi + 1)]
+                if pending_range and names:  # "5-8": every segment between, in value-map order
+                    lo, hi = sorted((self._seg_order.index(names[-1]), self._seg_order.index(name)))
+                    names += self._seg_order[lo:hi + 1]
                 else:
                     names.append(name)
                 pending_range = False
@@ -118,12 +131,32 @@ class OrganMatcher:
                 pending_range = True
         return tuple(dict.fromkeys(names))
 
-    def _raw_mentions(self, text: str) -> list[_Raw]:
+    def _with_side(self, text: str, start: int, floor: int, readings: tuple[Candidate, ...]):
+        """Attach a side word right before a paired organ: 'left' + 'kidney' -> left kidney."""
+        window_start = max(floor, start - 24)
+        m = self._side_before.search(text, window_start, start)
+        if m is None:
+            return start, readings
+        side = self._side_of[normalize_key(m.group(1))]
         out = []
+        for cand in readings:
+            if cand.left is None:
+                return start, readings  # not a paired organ
+            labels = cand.labels if side == "both" else (cand.left if side == "left" else cand.right)
+            out.append(Candidate(labels, cand.plural or side == "both", cand.context, cand.window))
+        return m.start(), tuple(out)
+
+    def _raw_mentions(self, text: str) -> list[_Raw]:
+        out: list[_Raw] = []
         for m in self._regex.finditer(text):
             kind, surface = m.lastgroup, m.group()
+            start = m.start()
             if kind == "term":
-                readings = tuple(self.lexicon.phrases[normalize_key(surface)])
+                # A surface without separators is its own key; skip the normalizing regex then.
+                readings = self.lexicon.phrases.get(surface.lower()) or self.lexicon.phrases[normalize_key(surface)]
+                readings = tuple(readings)
+                if readings[0].left is not None:
+                    start, readings = self._with_side(text, start, out[-1].end if out else 0, readings)
             elif kind == "seg":
                 readings = (Candidate(self._segment_labels(surface, False), True),)
             elif kind == "sseg":
@@ -133,7 +166,7 @@ class OrganMatcher:
                 low = surface.lower()
                 labels = next(labs for p, labs in self.lexicon.prefixes if low.startswith(p))
                 readings = (Candidate(labels),)
-            out.append(_Raw(m.start(), m.end(), readings))
+            out.append(_Raw(start, m.end(), readings))
         return out
 
     def _resolve(self, raws: list[_Raw], clauses: ClauseMap) -> list[tuple[_Raw, Candidate, tuple[int, ...]]]:
@@ -145,10 +178,11 @@ class OrganMatcher:
                 ids = self._ids_of(first)
                 if len(raw.readings) == 1:
                     chosen[n] = (first, ids)
+        if len(chosen) == len(raws):
+            return [(raw, chosen[n][0], chosen[n][1]) for n, raw in enumerate(raws) if chosen[n][1]]
         for _ in range(3):  # resolved contextual mentions may support others ("S6 ... S7")
             changed = False
-            support = [(raw, {self.table.parent_or_self(i) for i in chosen[n][1]})
-                       for n, raw in enumerate(raws) if n in chosen and chosen[n][1]]
+            support = [(raw, self._organs_of(chosen[n][1])) for n, raw in enumerate(raws) if n in chosen and chosen[n][1]]
             for n, raw in enumerate(raws):
                 if n in chosen:
                     continue
@@ -181,6 +215,12 @@ class OrganMatcher:
                     best, best_dist = cand, dist
         return best
 
+    def _organs_of(self, ids: tuple[int, ...]) -> frozenset[int]:
+        organs = self._organ_cache.get(ids)
+        if organs is None:
+            organs = self._organ_cache[ids] = frozenset(self.table.parent_or_self(i) for i in ids)
+        return organs
+
     def _ids_of(self, cand: Candidate) -> tuple[int, ...]:
         return tuple(sorted({i for name in cand.labels for i in self._ids.get(name, ())}))
 
@@ -198,15 +238,16 @@ class OrganMatcher:
         ]
 
 
-def _seg_no(name: str) -> int:
-    return int(name.rsplit("_", 1)[1])
-
-
 @lru_cache(maxsize=8)
 def matcher_for(table: LabelTable | None = None) -> OrganMatcher:
     """The compiled matcher of a table (default: the merged scheme), built once."""
-    if table is None or table is merged_labels():
-        return OrganMatcher(merged_labels(), default_lexicon())
+    default = merged_labels()
+    if table is None or table is default:
+        return OrganMatcher(default, default_lexicon())
+    if all(lab.name in default and default.by_name(lab.name).display == lab.display for lab in table):
+        # Same vocabulary (e.g. the organs without substructures): reuse the compiled regex;
+        # names missing from the table resolve to their parent organ.
+        return OrganMatcher(table, default_lexicon(), share=matcher_for(None))
     return OrganMatcher(table, build_lexicon(table))
 
 

@@ -157,8 +157,15 @@ def trie_regex(phrases: Iterable[str]) -> str:
         node.end = True
     if not root.children:
         return r"(?!x)x"  # matches nothing
+    # Test "word start" and the first character once per position, before branching: sre has
+    # no first-character filter for a pattern this large, so this is what keeps it fast.
+    word_units = sorted(u for u in root.children if re.match(r"\w", u))
+    other_units = sorted(u for u in root.children if not re.match(r"\w", u))
     branches = []
-    for unit, child in sorted(root.children.items()):
-        start = r"(?<!\w)" if re.match(r"\w", unit) else ""
-        branches.append(start + _unit_re(unit) + _emit(child, unit))
+    if word_units:
+        first = "".join(re.escape(u) for u in word_units)
+        alts = "|".join(_unit_re(u) + _emit(root.children[u], u) for u in word_units)
+        branches.append(rf"(?<!\w)(?=[{first}])(?:{alts})")
+    for unit in other_units:
+        branches.append(_unit_re(unit) + _emit(root.children[unit], unit))
     return "(?:" + "|".join(branches) + ")"

@@ -26,6 +26,8 @@ class Candidate:
     plural: bool = False
     context: str | None = None  # a key of Lexicon.contexts, or None = always counts
     window: str = "near"
+    left: tuple[str, ...] | None = None  # for a paired organ: the labels when "left ..." precedes it
+    right: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,26 +45,28 @@ class SegmentListSpec:
 @dataclass
 class Lexicon:
     phrases: dict[str, list[Candidate]] = field(default_factory=dict)  # normalize_key -> readings
-    texts: dict[str, str] = field(default_factory=dict)  # normalize_key -> one plain phrase (for the trie)
+    texts: dict[str, set[str]] = field(default_factory=dict)  # normalize_key -> spellings (for the trie)
     contexts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # context -> label names
     prefixes: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # longest first
+    side_words: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "left"/"right"/"both" -> phrases
     segment_lists: SegmentListSpec | None = None
     source: str = ""
 
     def add(self, plain: str, cand: Candidate, where: str) -> None:
         key = normalize_key(plain)
         readings = self.phrases.setdefault(key, [])
+        self.texts.setdefault(key, set()).add(plain)
         for i, old in enumerate(readings):
             if old.context == cand.context:
                 if set(old.labels) != set(cand.labels):
                     raise ValueError(f"{self.source}: phrase {plain!r} ({where}) names {list(cand.labels)} "
                                      f"but an earlier entry names {list(old.labels)}")
-                readings[i] = Candidate(old.labels, old.plural or cand.plural, old.context, old.window)
+                readings[i] = Candidate(old.labels, old.plural or cand.plural, old.context, old.window,
+                                        old.left or cand.left, old.right or cand.right)
                 return
         readings.append(cand)
         # Conditional readings first: they are tried before the unconditional fallback.
         readings.sort(key=lambda c: c.context is None)
-        self.texts.setdefault(key, plain)
 
 
 def _load_json(path: Path) -> dict:
@@ -117,21 +121,18 @@ def build_lexicon(table: LabelTable | None = None, path: Path | None = None) -> 
                 add_all(raw, Candidate(labels, True, ctx, window), where)
 
         sides = data["side_words"]
+        lex.side_words = {k: tuple(sides[k]) for k in ("left", "right", "both")}
         for n, entry in enumerate(data["lateral"]):
             where = f"lateral[{n}]"
             left, right, also = (check(entry.get(k, []), where) for k in ("left", "right", "also"))
-            both = _unique(right + left + also)
+            left, right = _unique(left + also), _unique(right + also)
             for raw, plural in [(p, False) for p in entry["phrases"]] + [(p, True) for p in entry.get("plurals", [])]:
-                for side, labels in (("left", left), ("right", right)):
-                    labels = _unique(labels + also)
-                    group = "{" + "|".join(sides[side]) + "}"
-                    if "{side}" in raw:
+                if "{side}" in raw:  # side inside the phrase ("7th left rib"): spell out both sides
+                    for side, labels in (("left", left), ("right", right)):
+                        group = "{" + "|".join(sides[side]) + "}"
                         add_all(raw.replace("{side}", group), Candidate(labels, plural), where)
-                    else:
-                        add_all(f"{group} {raw}", Candidate(labels, plural), where)
-                if "{side}" not in raw:
-                    add_all("{" + "|".join(sides["both"]) + "} " + raw, Candidate(both, True), where)
-                    add_all(raw, Candidate(both, plural), where)
+                else:  # a side word before it is attached by the matcher ("left" + "kidney")
+                    add_all(raw, Candidate(_unique(right + left), plural, left=left, right=right), where)
 
         value_maps = data["value_maps"]
         for n, entry in enumerate(data["numbered"]):
@@ -164,12 +165,24 @@ def build_lexicon(table: LabelTable | None = None, path: Path | None = None) -> 
         raise ValueError(f"{path}: missing or malformed section {exc}") from exc
 
     # Every label answers to its own display and machine name unless the file says otherwise.
+    side_prefixes = [f"{w.lower()} " for words in lex.side_words.values() for w in words]
     for lab in table:
         for raw in (lab.display, lab.name.replace("_", " ")):
             plain = " ".join(raw.lower().split())
-            if normalize_key(plain) not in lex.phrases:
-                lex.add(plain, Candidate((lab.name,)), f"label {lab.id} name")
+            if normalize_key(plain) in lex.phrases or _is_side_plus_paired(plain, side_prefixes, lex):
+                continue
+            lex.add(plain, Candidate((lab.name,)), f"label {lab.id} name")
     return lex
+
+
+def _is_side_plus_paired(plain: str, side_prefixes: list[str], lex: Lexicon) -> bool:
+    """'right kidney' is already understood as side word + paired organ."""
+    for prefix in side_prefixes:
+        if plain.startswith(prefix):
+            readings = lex.phrases.get(normalize_key(plain[len(prefix):]))
+            if readings and readings[0].left is not None:
+                return True
+    return False
 
 
 def _unique(names: tuple[str, ...]) -> tuple[str, ...]:

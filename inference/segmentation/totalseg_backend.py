@@ -42,6 +42,9 @@ WORKER = Path(__file__).with_name("totalseg_worker.py")
 EVENT_PREFIX = "TCEVENT "  # must match totalseg_worker.EVENT_PREFIX
 LIVER_SEGMENT_BASE = 100  # liver_segments class k (1..8) -> merged substructure id 100 + k
 _DEVICE = re.compile(r"^(auto|cpu|mps|gpu|gpu:\d+)$")
+# Runs the worker file as __main__ without putting its folder (this package) first on sys.path,
+# where our module names (cache, expert, ...) could shadow the env's packages; cwd is a fresh temp dir.
+_BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 # Variables that would make the worker import the workstation's packages instead of its own env's.
 _SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
 
@@ -132,7 +135,7 @@ class TotalSegmentatorExpert:
             report(progress, 0.01, "writing the CT for TotalSegmentator")
             ct_file = tmp_dir / "ct.nii"
             nib.save(nib.Nifti1Image(ct.hu, ct.affine), str(ct_file))
-            cmd = [str(python), "-u", str(WORKER), "--input", str(ct_file), "--out-dir", str(tmp_dir / "out"),
+            cmd = [str(python), "-u", "-c", _BOOT, str(WORKER), "--input", str(ct_file), "--out-dir", str(tmp_dir / "out"),
                    "--home-dir", str(home_dir), "--device", self.device,
                    "--resample-threads", str(self.resample_threads)]
             if self.fast:

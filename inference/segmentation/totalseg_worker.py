@@ -120,7 +120,7 @@ def instrument_progress(total_calls: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.time()
-    progress(0.0, "starting TotalSegmentator")
+    progress(0.0, "starting TotalSegmentator (loading torch and nnU-Net)")
     os.environ["TOTALSEG_HOME_DIR"] = str(args.home_dir)
     weights = load_weights_table()
     roi_subset = [r.strip() for r in args.roi_subset.split(",") if r.strip()] or None
@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
 
     make_offline()
     ids = weights.needed_dataset_ids(fast=args.fast, roi_subset=roi_subset, liver_segments=args.liver_segments)
-    instrument_progress(len(ids))
+    instrument_progress(len(ids))  # imports nnU-Net: the slow part of starting
+    progress(0.03, "TotalSegmentator loaded; preparing the image")
     device = args.device
     if device == "auto":
         device = "gpu" if torch.cuda.is_available() else "cpu"
@@ -175,7 +176,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     try:
-        sys.exit(main())
+        code = main()
+        # Skip interpreter teardown: with torch and nnU-Net loaded it takes seconds, and every
+        # output file is written and closed by now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     except SystemExit:
         raise
     except BaseException as exc:  # report, then let the parent show the stderr tail

@@ -88,7 +88,8 @@ def save_artifact(img: np.ndarray, name: str) -> Path:
 class Viewer:
     """Scene state + axial/coronal/sagittal/3D views in one shown window (no app chrome)."""
 
-    def __init__(self, qtbot):
+    def __init__(self):
+        from PySide6.QtTest import QTest
         from PySide6.QtWidgets import QGridLayout, QWidget
 
         from viewer.scene_state import SceneState
@@ -108,14 +109,26 @@ class Viewer:
         for view, (r, c) in zip((self.axial, self.volume, self.sagittal, self.coronal), ((0, 0), (0, 1), (1, 0), (1, 1))):
             grid.addWidget(view, r, c)
         self.window.resize(960, 800)
-        qtbot.addWidget(self.window)
         self.window.show()
-        qtbot.waitExposed(self.window)
+        assert QTest.qWaitForWindowExposed(self.window, 10000)
 
     def load(self, ct, masks=None) -> None:
+        """Show a case with default display settings (the views are shared by a module's tests)."""
         from PySide6.QtWidgets import QApplication
 
-        self.state.set_case(ct, masks)
+        from viewer.window_presets import DEFAULT_PRESET
+
+        st = self.state
+        st.clear_highlight()
+        st.set_window_level(DEFAULT_PRESET.window, DEFAULT_PRESET.level)
+        st.set_opacity(0.45)
+        st.set_fill(True)
+        st.set_outline(True)
+        st.set_volume_rendering(False)
+        for view in self.slices.values():
+            for t in view.letters.values():
+                t.VisibilityOn()
+        st.set_case(ct, masks)
         QApplication.processEvents()
 
     def grab(self, plane: str, save_as: str | None = None) -> np.ndarray:
@@ -134,9 +147,10 @@ class Viewer:
         self.window.close()
 
 
-@pytest.fixture
-def viewer(qtbot):
-    v = Viewer(qtbot)
+@pytest.fixture(scope="module")
+def viewer(qapp):
+    """Four views shared by one test module (creating GL windows is the slow part)."""
+    v = Viewer()
     yield v
     v.close()
 

@@ -12,7 +12,7 @@ from viewer.vtk_props import PLANE_RGB
 MAGENTA, GREEN = (255, 0, 255), (0, 255, 0)
 LETTERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
 # (label on magenta, label on green, cursor): which pair each view shows on one slice
-PAIRS = {"axial": (LIVER, SPLEEN, (0, 0, 0)), "coronal": (LIVER, SPLEEN, (0, 0, 0)),
+PAIRS = {"axial": (LIVER, SPLEEN, (0, 0, 0)), "coronal": (LIVER, SPLEEN, (0, -8, 0)),
          "sagittal": (LIVER, KIDNEY_R, (30, 0, 0))}
 
 
@@ -77,7 +77,7 @@ def test_click_moves_crosshair_and_the_other_views(viewer, synthetic, qtbot):
     viewer.load(*synthetic("lps"))
     st = viewer.state
     before = {p: viewer.grab(p) for p in ("coronal", "sagittal")}
-    target = np.array([40.0, 20.0, st.cursor[2]])  # right-anterior, same axial slice
+    target = np.array([41.0, 21.0, st.cursor[2]])  # right-anterior voxel centre, same axial slice
     x, y = viewer.axial.world_to_widget(target)
     qtbot.mouseClick(viewer.axial, Qt.MouseButton.LeftButton, pos=QPoint(round(x), round(y)))
     np.testing.assert_allclose(st.cursor[:2], target[:2], atol=2.5)  # within about a pixel

@@ -6,7 +6,7 @@ import numpy as np
 from .anatomy_frame import REF_CAVITY_BACK, Frame
 from .grid import Canvas, lid, lut
 from .intensities import Tissue as T
-from .shapes import ellipsoid_box, ellipsoid_rho, smooth_path, tube_field
+from .shapes import Path, ellipsoid_box, ellipsoid_rho, smooth_path, tube_field
 
 _P = 2.4  # superellipse exponent: a boxy, lying-down abdomen
 
@@ -37,12 +37,18 @@ def paint_body_wall(canvas: Canvas, frame: Frame) -> None:
     radius = 0.5 * min(grid.shape[0] * grid.spacing[0], grid.shape[1] * grid.spacing[1])
     slab[(x ** 2 + y ** 2 > radius ** 2) & (slab == T.AIR)] = T.OUTSIDE_FOV
     canvas.tissue[...] = slab[:, :, None]
-    # paraspinal (autochthon) muscles: two bellies either side of the spinous processes
-    cy = b.cavity_back - 0.55 * b.back_wall
-    bellies = ((np.abs(x) - 30.0) / 27.0) ** 2 + ((y - cy) / (0.42 * b.back_wall)) ** 2 <= 1
-    posterior = bellies & (slab == T.MUSCLE_WALL)
+    # paraspinal (autochthon) muscles: two bellies either side of the spinous processes, filling
+    # the thick midline part of the posterior wall
+    cy = b.spine_back - 0.5 * (b.back_wall - 4.0)
+    bellies = ((np.abs(x) - 30.0) / 31.0) ** 2 + ((y - cy) / (0.5 * b.back_wall)) ** 2 <= 1
+    bellies |= (np.abs(x) < 14.0) & (y < b.spine_back)  # between them, behind the spine
+    posterior = bellies & ((slab == T.MUSCLE_WALL) | (slab == T.FAT)) & (y < b.spine_back + 4)
     canvas.tissue[posterior] = T.MUSCLE
     canvas.organs[posterior] = lid("autochthon")
+
+
+LEVEL_MM = 35.0  # one vertebral body plus its disc
+BODY_HALF_MM = 14.0  # half height of a vertebral body
 
 
 # vertebral levels, top to bottom: (label, reference z of the body centre, body semi-axes x, y)
@@ -50,7 +56,7 @@ def _levels():
     names = ["T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"]
     out = []
     for n, name in enumerate(names):
-        z = 134.0 - 36.0 * n
+        z = 134.0 - LEVEL_MM * n
         out.append((name, z, 20.0 + 0.8 * n, 15.0 + 0.5 * n))
     return out
 
@@ -68,21 +74,21 @@ def paint_spine(canvas: Canvas, frame: Frame) -> None:
     for name, zr, ax, ay in _levels():
         zc = zr + frame.dz
         label = lid("thoracic_vertebrae") if name.startswith("T") else lid("lumbar_vertebrae")
-        box = grid.box((-70, yc - 80, zc - 18.5), (70, yc + ay + 2, zc + 18.5))
+        half = LEVEL_MM / 2.0
+        box = grid.box((-70, yc - 80, zc - half), (70, yc + ay + 2, zc + half))
         if box is None:
             continue
         dx, dy, dz = box.x, box.y - np.float32(yc), box.z - np.float32(zc)
         ell = np.sqrt((dx / ax) ** 2 + (dy / ay) ** 2)
-        in_body_z = np.abs(dz) <= 13.5
+        in_body_z = np.abs(dz) <= BODY_HALF_MM
         body = (ell <= 1) & in_body_z
-        canvas.paint(box, body & ((ell > 1 - 2.5 / ay) | (np.abs(dz) > 12.0)), T.BONE_CORTEX, into, label)
-        canvas.paint(box, body & (ell <= 1 - 2.5 / ay) & (np.abs(dz) <= 12.0), T.BONE_MARROW, into, label)
+        canvas.paint(box, body & ((ell > 1 - 2.5 / ay) | (np.abs(dz) > BODY_HALF_MM - 1.5)), T.BONE_CORTEX, into, label)
+        canvas.paint(box, body & (ell <= 1 - 2.5 / ay) & (np.abs(dz) <= BODY_HALF_MM - 1.5), T.BONE_MARROW, into, label)
         canvas.paint(box, (ell <= 0.97) & ~in_body_z, T.DISC, into, 0)
-        # canal and posterior arch, spinous and transverse processes
+        # canal and posterior arch (continuous: laminae and facets), spinous and transverse processes
         cy = yc - ay - 11.0
         rr = np.sqrt(dx ** 2 + (box.y - np.float32(cy)) ** 2)
-        arch_z = np.abs(dz) <= 11.0
-        arch = (rr > 9.5) & (rr <= 16.0) & arch_z & (box.y < yc - ay + 3)
+        arch = (rr > 9.5) & (rr <= 16.0) & (box.y < yc - ay + 3)
         spinous = (np.abs(dx) <= 4.0) & (box.y < cy - 12) & (box.y > cy - 42) & (np.abs(dz) <= 10.0)
         trans_len = 38.0 if name.startswith("L") else 26.0
         transverse = (np.abs(dx) <= trans_len) & (np.abs(box.y - np.float32(cy + 6)) <= 3.5) & (np.abs(dz) <= 5.0)
@@ -128,18 +134,24 @@ def paint_psoas(canvas: Canvas, frame: Frame) -> None:
     ys = REF_CAVITY_BACK + 22.0
     for side in (1.0, -1.0):
         ctrl = [frame.p(side * x, ys, z) for x, z in ((22, 44), (27, 10), (34, -30), (42, -70), (50, -110), (56, -150))]
-        path = smooth_path(ctrl, [3.0, 9.0, 15.0, 20.0, 23.0, 24.0], step_mm=6.0)
+        path = smooth_path(ctrl, [3.0, 9.0, 15.0, 20.0, 23.0, 24.0], step_mm=12.0)
         tf = tube_field(canvas.grid, path)
         if tf is not None:
             canvas.paint(tf.box, tf.q <= 1, T.MUSCLE, into, lid("iliopsoas"))
 
 
-def paint_heart_and_lungs(canvas: Canvas, frame: Frame) -> None:
-    """Everything free above the diaphragm: the heart's inferior part, then the lung bases."""
+def paint_heart_and_lungs(canvas: Canvas, frame: Frame, sleeves: tuple[Path, ...] = ()) -> None:
+    """Everything free above the diaphragm: the heart's inferior part, then the lung bases.
+    ``sleeves``: tubes (esophagus, aorta with a margin) kept as mediastinal fat."""
     grid = canvas.grid
+    for sleeve in sleeves:
+        tf = tube_field(grid, sleeve)
+        if tf is not None:
+            canvas.paint(tf.box, tf.q <= 1, T.RESERVED, lut(T.FAT))
     top = grid.extent_mm[1][2]
     box = grid.box((-400, -400, frame.dz + 20.0), (400, 400, top + 1))
     if box is None:
+        canvas.tissue[canvas.tissue == T.RESERVED] = T.FAT
         return
     above = box.z > frame.diaphragm_z(box.x, box.y)
     c = frame.p(-15.0, 40.0, 150.0, "heart")
@@ -149,6 +161,7 @@ def paint_heart_and_lungs(canvas: Canvas, frame: Frame) -> None:
     right = box.x > 0
     canvas.paint(box, above & right, T.LUNG, lut(T.FAT), lid("lung_lower_lobe_right"))
     canvas.paint(box, above & ~right, T.LUNG, lut(T.FAT), lid("lung_lower_lobe_left"))
+    canvas.tissue[canvas.tissue == T.RESERVED] = T.FAT
 
 
 def paint_frame_structures(canvas: Canvas, frame: Frame) -> None:

@@ -3,7 +3,7 @@
 All organ positions are written once, in a *reference* body (coordinates in mm, RAS: x to the
 patient's right, y anterior, z superior; abdominal cavity 256 mm wide, its back wall at
 y = -50, its front wall at y = +83). ``Frame.p`` maps them into the case's own body: the cavity
-is stretched to the case's width and depth, the whole trunk shifts craniocaudally, and every
+is stretched to the case's width and depth (front wall to vertebral bodies), the whole trunk shifts craniocaudally, and every
 organ gets its own small offset and size factor.
 """
 from __future__ import annotations
@@ -34,7 +34,8 @@ class BodyShape:
     fat_side: float
     fat_back: float
     muscle: float  # anterior/lateral muscle wall
-    back_wall: float  # posterior wall: spine, paraspinal muscles
+    back_wall: float  # posterior wall at the midline: spine, paraspinal muscles
+    flank_wall: float  # posterior wall lateral to the paraspinal muscles
 
     @property
     def cavity_half_width(self) -> float:
@@ -46,6 +47,12 @@ class BodyShape:
 
     @property
     def cavity_back(self) -> float:
+        """Back of the abdominal cavity beside the spine (the flanks' thin posterior wall)."""
+        return self.centre_y - self.half_depth + self.fat_back + self.flank_wall
+
+    @property
+    def spine_back(self) -> float:
+        """Where the cavity meets the vertebral bodies: the anchor of the reference anatomy."""
         return self.centre_y - self.half_depth + self.fat_back + self.back_wall
 
 
@@ -64,13 +71,13 @@ class Frame:
 
     @property
     def sy(self) -> float:
-        return (self.body.cavity_front - self.body.cavity_back) / (REF_CAVITY_FRONT - REF_CAVITY_BACK)
+        return (self.body.cavity_front - self.body.spine_back) / (REF_CAVITY_FRONT - REF_CAVITY_BACK)
 
     def p(self, x: float, y: float, z: float, organ: str | None = None) -> np.ndarray:
         """Reference point -> world point (mm), plus the organ's own offset."""
         world = np.array([
             x * self.sx,
-            self.body.cavity_back + (y - REF_CAVITY_BACK) * self.sy,
+            self.body.spine_back + (y - REF_CAVITY_BACK) * self.sy,
             z + self.dz,
         ])
         if organ is not None:
@@ -86,7 +93,7 @@ class Frame:
 
     def to_ref(self, x, y):
         """World (x, y) -> reference (x, y); arrays welcome."""
-        return x / self.sx, REF_CAVITY_BACK + (y - self.body.cavity_back) / self.sy
+        return x / self.sx, REF_CAVITY_BACK + (y - self.body.spine_back) / self.sy
 
     def diaphragm_z(self, x, y):
         """World z of the diaphragm surface above world (x, y): right dome higher, posterior
@@ -111,6 +118,7 @@ def sample_frame(rng: np.random.Generator) -> Frame:
         fat_back=fat * rng.uniform(0.3, 0.6),
         muscle=rng.uniform(9.0, 14.0),
         back_wall=rng.uniform(52.0, 60.0),
+        flank_wall=rng.uniform(16.0, 22.0),
     )
     frame = Frame(body=body, dz=rng.uniform(-14.0, 14.0))
     for name in JITTERED:

@@ -135,7 +135,7 @@ def paint_small_bowel(canvas: Canvas, frame: Frame, rng: np.random.Generator) ->
             p = np.clip(p + 16.0 * d, lo, hi)
             ctrl.append(p.copy())
         radius = rng.uniform(10.0, 13.0) * frame.s("small_bowel")
-        path = smooth_path(frame.pts(ctrl, "small_bowel"), np.full(len(ctrl), radius), step_mm=6.0)
+        path = smooth_path(frame.pts(ctrl, "small_bowel"), np.full(len(ctrl), radius), step_mm=8.0)
         tf = tube_field(canvas.grid, path)
         if tf is not None:
             tissue = _hollow_tissue(tf, path, 2.5, T.GI_FLUID, rng.uniform(0.5, 1.0))

@@ -105,7 +105,8 @@ def liver_shape(box: Box, frame: Frame) -> np.ndarray:
     xr, yr = frame.to_ref(box.x - np.float32(off[0]), box.y - np.float32(off[1]))
     zr = box.z - np.float32(frame.dz + off[2])
     right = ((xr - 68) / (70 * s)) ** 2 + ((yr - 2) / (86 * s)) ** 2 + ((zr - 54) / (80 * s)) ** 2 <= 1
-    right &= zr > 26.0 - 0.45 * (xr - 20.0) + 0.12 * yr
+    # inferior surface: oblique (lower laterally and posteriorly) and gently curved
+    right &= zr > 22.0 - 0.42 * (xr - 20.0) + 0.12 * yr + 0.0035 * (xr - 55.0) ** 2 - 0.002 * yr ** 2
     left = ((xr - 2) / (60 * s)) ** 2 + ((yr - 46) / (36 * s)) ** 2 + ((zr - 70) / (40 * s)) ** 2 <= 1
     left &= zr > 46.0 - 0.08 * xr - 0.15 * (yr - 40.0)
     return right | left
@@ -127,6 +128,6 @@ def paint_liver(canvas: Canvas, frame: Frame) -> None:
     # intrahepatic vessels stay labelled liver (as TotalSegmentator's liver mask includes them)
     inside = lut(T.LIVER)
     for rows in HEPATIC_VEINS.values():
-        paint_vessel(canvas, ref_path(frame, rows, "liver", step_mm=4.0), T.HEPATIC_VEIN, lid("liver"), inside)
+        paint_vessel(canvas, ref_path(frame, rows, "liver", step_mm=6.0), T.HEPATIC_VEIN, lid("liver"), inside)
     for rows in PORTAL_BRANCHES.values():
-        paint_vessel(canvas, ref_path(frame, rows, "liver", step_mm=4.0), T.PORTAL, lid("liver"), inside)
+        paint_vessel(canvas, ref_path(frame, rows, "liver", step_mm=6.0), T.PORTAL, lid("liver"), inside)

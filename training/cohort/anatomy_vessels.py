@@ -32,7 +32,7 @@ PORTAL_BRANCHES = {
 }
 
 
-def ref_path(frame: Frame, rows, organ: str | None = None, step_mm: float = 6.0, scale: float = 1.0) -> Path:
+def ref_path(frame: Frame, rows, organ: str | None = None, step_mm: float = 8.0, scale: float = 1.0) -> Path:
     rows = np.asarray(rows, dtype=np.float64)
     pts = frame.pts(rows[:, :3], organ)
     return smooth_path(pts, rows[:, 3] * scale, step_mm=step_mm)

@@ -81,7 +81,7 @@ class Path:
         return float(np.interp(t, self.t, self.radii))
 
 
-def smooth_path(ctrl, radii, step_mm: float = 5.0) -> Path:
+def smooth_path(ctrl, radii, step_mm: float = 10.0) -> Path:
     """Catmull-Rom curve through control points (M, 3) with radii (M,), resampled every ~step."""
     ctrl = np.asarray(ctrl, dtype=np.float64)
     radii = np.asarray(radii, dtype=np.float64)
@@ -123,7 +123,10 @@ class TubeField:
 
 
 def tube_field(grid: Grid, path: Path, scale: float = 1.0) -> TubeField | None:
-    """Evaluate a tube of radius ``scale * path.radii`` segment by segment inside its box."""
+    """Evaluate a tube of radius ``scale * path.radii`` segment by segment inside its box.
+
+    Each segment only touches the voxels of its own padded bounding box; distances are built
+    from 1-D coordinate differences by broadcasting, which keeps the per-segment cost small."""
     pts, rad, tt = path.points, path.radii * scale, path.t
     pad = float(rad.max())
     box = grid.box(pts.min(axis=0) - pad, pts.max(axis=0) + pad)
@@ -132,24 +135,29 @@ def tube_field(grid: Grid, path: Path, scale: float = 1.0) -> TubeField | None:
     q = np.full(box.shape, np.inf, dtype=np.float32)
     t = np.zeros(box.shape, dtype=np.float32)
     d = np.full(box.shape, np.inf, dtype=np.float32)
-    off = [s.start for s in box.sl]
-    for i in range(len(pts) - 1):
-        p0, p1 = pts[i], pts[i + 1]
-        r0, r1 = rad[i], rad[i + 1]
-        rmax = max(r0, r1)
-        sub = grid.box(np.minimum(p0, p1) - rmax, np.maximum(p0, p1) + rmax)
-        if sub is None:
-            continue
-        local = tuple(slice(s.start - o, s.stop - o) for s, o in zip(sub.sl, off))
-        seg = (p1 - p0).astype(np.float32)
-        ll = float(seg @ seg) or 1e-6
-        dx, dy, dz = sub.x - np.float32(p0[0]), sub.y - np.float32(p0[1]), sub.z - np.float32(p0[2])
-        u = np.clip((dx * seg[0] + dy * seg[1] + dz * seg[2]) / np.float32(ll), 0.0, 1.0)
-        dist = np.sqrt((dx - u * seg[0]) ** 2 + (dy - u * seg[1]) ** 2 + (dz - u * seg[2]) ** 2)
-        qq = dist / (np.float32(r0) + u * np.float32(r1 - r0))
-        qv, tv, dv = q[local], t[local], d[local]
+    start = np.array([s.start for s in box.sl])
+    stop = np.array([s.stop for s in box.sl])
+    origin, spacing = np.array(grid.origin), np.array(grid.spacing)
+    p0, p1 = pts[:-1], pts[1:]
+    rmax = np.maximum(rad[:-1], rad[1:])[:, None]
+    i0 = np.maximum(np.ceil((np.minimum(p0, p1) - rmax - origin) / spacing).astype(int), start)
+    i1 = np.minimum(np.floor((np.maximum(p0, p1) + rmax - origin) / spacing).astype(int) + 1, stop)
+    axes = grid.axes
+    for i in np.flatnonzero(np.all(i1 > i0, axis=1)):
+        a, b = i0[i], i1[i]
+        seg = (p1[i] - p0[i]).astype(np.float32)
+        ll = np.float32(max(float(seg @ seg), 1e-6))
+        dx = (axes[0][a[0]:b[0]] - np.float32(p0[i][0]))[:, None, None]
+        dy = (axes[1][a[1]:b[1]] - np.float32(p0[i][1]))[None, :, None]
+        dz = (axes[2][a[2]:b[2]] - np.float32(p0[i][2]))[None, None, :]
+        dot = dx * seg[0] + dy * seg[1] + dz * seg[2]
+        u = np.clip(dot / ll, 0.0, 1.0)
+        dist = np.sqrt(np.maximum(dx * dx + dy * dy + dz * dz - u * (2.0 * dot - u * ll), 0.0))
+        qq = dist / (np.float32(rad[i]) + u * np.float32(rad[i + 1] - rad[i]))
+        local = tuple(slice(lo - s0, hi - s0) for lo, hi, s0 in zip(a, b, start))
+        qv = q[local]
         better = qq < qv
         qv[better] = qq[better]
-        dv[better] = dist[better]
-        tv[better] = (np.float32(tt[i]) + u * np.float32(tt[i + 1] - tt[i]))[better]
+        d[local][better] = dist[better]
+        t[local][better] = (np.float32(tt[i]) + u * np.float32(tt[i + 1] - tt[i]))[better]
     return TubeField(box, q, t, d)

@@ -1,0 +1,218 @@
+"""IIR decoding benchmark: prefix-cache reuse vs recomputing the prompt each round, encoder cost.
+
+    python benchmarks/bench_iir.py                       # CPU: "small" random Qwen2, fp32
+    python benchmarks/bench_iir.py --size 3b --device cuda --dtype bfloat16   # on a GPU machine
+    python benchmarks/bench_iir.py --encoder             # + M3D-size encoder cost and per-case caching
+
+Part 1 runs the same 3-round IIR sequence (round 1: Lg global tokens + question; rounds 2-3: the
+attention sentence + Ll organ tokens for ``--organs`` organs each) twice per repeat, greedy with
+``--new-tokens`` tokens per round, in the same process:
+  shared     one KV cache for the run, each round prefills only its new segment (the product);
+  per_round  each round re-prefills the whole context from scratch (the baseline).
+It checks both produce identical tokens and prints the speed-up of the whole run and of the
+prefill part, plus decode tokens per second. Weights are random (no downloads): timing depends
+on shapes, not values.
+Part 2 (--encoder) times the M3D-size vision encoder once per case and shows that a second
+question on the same case is answered from the pipeline's encoding cache.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
+
+from inference.iir.decoding import SamplingConfig  # noqa: E402
+from inference.iir.generator import ModelRoundGenerator  # noqa: E402
+from inference.iir.prompts import OrganRef, followup_segments, load_template, round1_segments  # noqa: E402
+
+SIZES = {
+    # name: hidden, layers, heads, kv heads, intermediate, vocab, tie embeddings
+    "tiny": (128, 2, 4, 2, 256, 1000, False),
+    "small": (768, 12, 12, 2, 2048, 32000, False),
+    "3b": (2048, 36, 16, 2, 11008, 151936, True),  # Qwen2.5-3B
+}
+ORGANS = [OrganRef(7, "pancreas", 7), OrganRef(5, "liver", 5), OrganRef(1, "spleen", 1),
+          OrganRef(6, "stomach", 6), OrganRef(19, "duodenum", 19), OrganRef(20, "colon", 20)]
+
+
+def bench_tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["The question requires greater attention to pancreas. Answer:",
+              "Where is the lesion located in the pancreas? Identify its sub-region.",
+              "The liver, spleen, stomach, duodenum and colon. Thus, the answer is T3N0M0."] * 20
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<|endoftext|>", "<ct>", "<organ_feature>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                   additional_special_tokens=["<ct>", "<organ_feature>"])
+
+
+def random_llm(size: str, device: str, dtype: torch.dtype, vocab: int | None = None) -> Qwen2ForCausalLM:
+    hidden, layers, heads, kv, inter, v, tie = SIZES[size]
+    cfg = Qwen2Config(vocab_size=vocab or v, hidden_size=hidden, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+                      max_position_embeddings=32768, tie_word_embeddings=tie)
+    torch.manual_seed(0)
+    with torch.device(device):
+        llm = Qwen2ForCausalLM(cfg)
+    return llm.to(dtype).eval()
+
+
+def run_iir(llm, tok, mode: str, args, lg: int, ll: int, k: int, device: str):
+    """One 3-round run; returns the round Generations and the wall time in ms."""
+    gen = ModelRoundGenerator(llm, tok, llm.get_input_embeddings(), cache_mode=mode,
+                              sampling=SamplingConfig(max_new_tokens=args.new_tokens, ignore_eos=True))
+    tpl = load_template()
+    g = torch.Generator(device="cpu").manual_seed(1)
+    dtype = llm.get_input_embeddings().weight.dtype
+
+    def vis(n):
+        return (torch.randn(1, n, k, generator=g) * 0.02).to(device=device, dtype=dtype)
+
+    plan = [(round1_segments(tpl, "Where is the lesion located in the pancreas? Identify its sub-region.", lg), [vis(lg)])]
+    for r in range(1, args.rounds):
+        organs = ORGANS[(r - 1) * args.organs:r * args.organs]
+        plan.append((followup_segments(tpl, organs, ll), [vis(ll) for _ in organs]))
+    _sync(device)
+    t0 = time.perf_counter()
+    out = [gen.generate(segs, visuals) for segs, visuals in plan]
+    _sync(device)
+    return out, (time.perf_counter() - t0) * 1000.0
+
+
+def bench_cache(args) -> None:
+    device, dtype = args.device, getattr(torch, args.dtype)
+    tok = bench_tokenizer()
+    llm = random_llm(args.size, device, dtype)
+    k = llm.config.hidden_size
+    n_params = sum(p.numel() for p in llm.parameters())
+    print(f"LLM: random Qwen2 '{args.size}' ({n_params / 1e6:.0f} M params), {args.dtype} on {device}; "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"IIR run: {args.rounds} rounds, Lg={args.lg} global tokens, {args.organs} organ(s) x Ll={args.ll} "
+          f"tokens per later round, {args.new_tokens} new tokens per round (greedy)")
+    run_iir(llm, tok, "shared", args, args.lg, args.ll, k, device)  # warm-up (allocator, kernels)
+    times = {"shared": [], "per_round": []}
+    last = {}
+    for _ in range(args.repeats):
+        for mode in ("per_round", "shared"):
+            gens, ms = run_iir(llm, tok, mode, args, args.lg, args.ll, k, device)
+            times[mode].append(ms)
+            last[mode] = gens
+    same = [g.ids for g in last["shared"]] == [g.ids for g in last["per_round"]]
+    print(f"identical tokens in both modes: {'yes' if same else 'NO'}")
+    print(f"{'round':>5} | {'mode':>9} | {'prefilled':>9} | {'prefill ms':>10} | {'decode ms':>9} | {'tok/s':>7}")
+    for mode in ("per_round", "shared"):
+        for i, g in enumerate(last[mode], 1):
+            print(f"{i:>5} | {mode:>9} | {g.prefill_tokens:>9} | {g.prefill_ms:>10.1f} | {g.decode_ms:>9.1f} | "
+                  f"{g.tokens_per_s:>7.1f}")
+    med = {m: statistics.median(v) for m, v in times.items()}
+    pre = {m: sum(g.prefill_ms for g in last[m]) for m in last}
+    dec_tps = statistics.mean(g.tokens_per_s for g in last["shared"])
+    print(f"whole 3-round run, median of {args.repeats}: per_round {med['per_round']:.0f} ms, "
+          f"shared {med['shared']:.0f} ms  -> speed-up x{med['per_round'] / med['shared']:.2f} (goal >= 1.7)")
+    print(f"prefill only (last repeat): per_round {pre['per_round']:.0f} ms, shared {pre['shared']:.0f} ms "
+          f"-> x{pre['per_round'] / max(pre['shared'], 1e-9):.2f}")
+    print(f"decode: {dec_tps:.1f} tokens/s (shared cache)")
+
+
+def bench_encoder(args) -> None:
+    """M3D-size encoder once per case; the pipeline's cache answers a second question without it."""
+    from inference.ct_volume import CTVolume
+    from inference.iir.loop import IIRSettings
+    from inference.model.config import TumorChainConfig
+    from inference.model.modeling_tumorchain import TumorChainModel
+    from inference.pipeline import Pipeline
+    from inference.segmentation.organ_masks import OrganMasks
+
+    device, dtype = args.device, getattr(torch, args.dtype)
+    tok = bench_tokenizer()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        random_llm("tiny", "cpu", torch.float32, vocab=len(tok)).save_pretrained(base)
+        tok.save_pretrained(base)
+        model = TumorChainModel.build(base, TumorChainConfig(), device=device, dtype=args.dtype)
+        counts = model.parameter_counts()
+        print(f"\nencoder: M3D-size 3D ViT ({counts['vision_encoder'] / 1e6:.0f} M params) + projector, "
+              f"{args.dtype} on {device}")
+        vol = torch.rand(1, 1, 32, 256, 256)
+        with torch.inference_mode():
+            model.encode_case(vol)  # warm-up
+            ts = []
+            for _ in range(args.repeats):
+                _sync(device)
+                t0 = time.perf_counter()
+                enc = model.encode_case(vol)
+                model.global_tokens(enc)
+                _sync(device)
+                ts.append((time.perf_counter() - t0) * 1000)
+            mask = torch.zeros(32, 256, 256, dtype=torch.bool)
+            mask[8:20, 90:170, 100:180] = True
+            t0 = time.perf_counter()
+            model.organ_tokens(enc, mask)
+            organ_ms = (time.perf_counter() - t0) * 1000
+        print(f"encode_case + global tokens: {statistics.median(ts):.0f} ms per case (median of {args.repeats}); "
+              f"one organ's tokens from it: {organ_ms:.1f} ms")
+        model.save_pretrained(Path(tmp) / "model")
+        ct, masks = _synthetic_case(CTVolume, OrganMasks)
+        pipe = Pipeline(model, Path(tmp) / "model", IIRSettings(max_rounds=2, sampling=SamplingConfig(max_new_tokens=4)))
+        first = pipe.analyze_volume(ct, masks, "Is the pancreas normal?")
+        second = pipe.analyze_volume(ct, masks, "Is the liver normal?")
+        print(f"pipeline, same case twice: encode {first.timings['encode_ms']:.0f} ms then "
+              f"{second.timings['encode_ms']:.2f} ms (cached); preprocess {first.timings['preprocess_ms']:.0f} ms "
+              f"then {second.timings['preprocess_ms']:.2f} ms")
+
+
+def _synthetic_case(CTVolume, OrganMasks):
+    shape = (128, 128, 40)
+    hu = np.full(shape, -1000, np.int16)
+    hu[10:118, 14:114, :] = 40
+    organs = np.zeros(shape, np.uint8)
+    organs[30:70, 30:70, 10:30] = 5
+    organs[70:90, 60:80, 15:25] = 7
+    affine = np.diag([3.0, 3.0, 5.0, 1.0])
+    ct = CTVolume(hu=hu, affine=affine, source_path=Path("synthetic_case.nii.gz"))
+    return ct, OrganMasks(organs=organs, affine=affine, backend="synthetic")
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=tuple(SIZES), default="small")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--organs", type=int, default=2, help="organs examined per later round")
+    p.add_argument("--lg", type=int, default=256, help="global tokens (M3D: 256)")
+    p.add_argument("--ll", type=int, default=64, help="tokens per organ (default config: 64)")
+    p.add_argument("--new-tokens", type=int, default=32, help="generated tokens per round")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--encoder", action="store_true", help="also time the M3D-size encoder and its cache")
+    p.add_argument("--skip-cache", action="store_true", help="skip part 1")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.skip_cache:
+        bench_cache(args)
+    if args.encoder:
+        bench_encoder(args)
+
+
+if __name__ == "__main__":
+    main()

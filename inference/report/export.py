@@ -1,0 +1,190 @@
+"""``export_report``: write the traceable report of one reviewed run, in every format asked for.
+
+    out_dir/run.json            the run record (tumorchain.run/1) as exported
+    out_dir/review.json         the review (tumorchain.review/1): AI text and radiologist's side by side
+    out_dir/report.json         the traceable report (tumorchain.report/1): rounds <-> regions <-> images
+    out_dir/key_images/round<r>_key.png
+    out_dir/report.html         self-contained (images inline)
+    out_dir/report.pdf
+    out_dir/seg_organs.dcm      DICOM SEG (and seg_parts.dcm when the case has substructures)
+    out_dir/sr.dcm              DICOM Comprehensive 3D SR referencing the SEG segments and CT slices
+
+DICOM objects are written only when the CT came from a DICOM series; otherwise the result
+carries a note saying why. ``deidentify=True`` removes patient identifiers from every file
+(deidentify.py). Each file is written to a temporary name and renamed, so an export that fails
+half-way leaves no half-written file behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from inference.ct_volume import CTVolume
+from inference.errors import InputError
+from inference.report.deidentify import Deidentifier
+from inference.report.review import Review, ReviewError
+from inference.report.traceable_report import TraceableReport, build_report
+from inference.run_record import mask_hash
+from inference.segmentation.organ_masks import OrganMasks
+
+FORMATS = ("json", "html", "pdf", "dicom")
+
+
+@dataclass
+class ExportResult:
+    """paths: what was written, by kind; timings_ms: per step and total; notes: what was not
+    written and why, and other things the user should know."""
+
+    out_dir: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    report: TraceableReport | None = None
+
+
+def export_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, out_dir: str | Path, *,
+                  formats: Iterable[str] = FORMATS, deidentify: bool = False,
+                  key_images: Mapping[int, Any] | None = None, salt: bytes | None = None,
+                  organization: str = "", image_size: int = 512) -> ExportResult:
+    """Export ``run`` with its ``review`` for the CT and masks it was made from.
+
+    key_images: round index -> the GUI's picture (KeyImage, PNG bytes or file); others are
+    rendered. salt: de-identification secret (same salt -> same pseudonym and UIDs).
+    Raises InputError when the CT, masks or review do not belong to the run, a format is
+    unknown, or the folder cannot be written.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    formats = set(formats)
+    if unknown := formats - set(FORMATS):
+        raise InputError(None, f"unknown export format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
+    _check_inputs(run, review, ct, masks)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(out, f"cannot create the export folder: {exc.strerror or exc}") from None
+    result = ExportResult(out)
+    deid = None
+    if deidentify:
+        deid = Deidentifier(ct.study, salt) if salt is not None else Deidentifier(ct.study)
+    if deid and key_images:
+        result.notes.append("de-identified export: key images were rendered, not taken from screenshots "
+                            "(a screenshot may show identifiers)")
+
+    t = time.perf_counter()
+    try:
+        report = build_report(run, review, ct, masks, deidentifier=deid, key_images=key_images, image_size=image_size)
+    except ReviewError as exc:
+        raise InputError(None, f"the review does not belong to this run: {exc}") from None
+    result.report = report
+    result.timings_ms["report_ms"] = _ms(t)
+
+    if "json" in formats or "html" in formats:
+        for r in report.rounds:
+            result.paths[f"key_image_{r.index}"] = _write(out / "key_images" / r.key_image.file, r.image.png)
+    if "json" in formats:
+        t = time.perf_counter()
+        run_d = deid.run_dict(run.to_dict()) if deid else run.to_dict()
+        review_d = deid.review_dict(review.to_dict()) if deid else review.to_dict()
+        result.paths["run_json"] = _write(out / "run.json", _json(run_d))
+        result.paths["review_json"] = _write(out / "review.json", _json(review_d))
+        result.paths["report_json"] = _write(out / "report.json", _json(report.to_dict()))
+        result.timings_ms["json_ms"] = _ms(t)
+    if "html" in formats:
+        from inference.report.html_report import render_html
+
+        t = time.perf_counter()
+        result.paths["html"] = _write(out / "report.html", render_html(report).encode("utf-8"))
+        result.timings_ms["html_ms"] = _ms(t)
+    if "pdf" in formats:
+        from inference.report.pdf_report import render_pdf
+
+        t = time.perf_counter()
+        result.paths["pdf"] = _write(out / "report.pdf", render_pdf(report))
+        result.timings_ms["pdf_ms"] = _ms(t)
+    if "dicom" in formats:
+        _export_dicom(report, run, ct, masks, out, deid, organization, result)
+    result.timings_ms["total_ms"] = _ms(t0)
+    return result
+
+
+def _export_dicom(report: TraceableReport, run: Any, ct: CTVolume, masks: OrganMasks, out: Path,
+                  deid: Deidentifier | None, organization: str, result: ExportResult) -> None:
+    from inference.report.dicom_source import dicom_unavailable_reason, has_dicom_source, source_headers
+
+    if not has_dicom_source(ct):
+        result.notes.append(dicom_unavailable_reason(ct))
+        return
+    from inference.report.dicom_seg import build_segmentations
+    from inference.report.dicom_sr import build_sr
+
+    version = run.tool_version or "unknown"
+    t = time.perf_counter()
+    sources = source_headers(ct, deid.header_study() if deid else None, deid.uid(ct.series_uid) if deid else None)
+    if deid:  # identifiers are already pseudonymised in header_study; this marks and shifts the rest
+        for s in sources:
+            deid.dataset(s, remap_uids=False)
+    segs = build_segmentations(masks, sources, software_version=version, algorithm_version=version)
+    for seg in segs:
+        if deid:
+            deid.dataset(seg.dataset, remap_uids=False)
+        result.paths["seg" if seg.kind == "organs" else "seg_parts"] = _write_dicom(out / f"seg_{seg.kind}.dcm", seg.dataset)
+    result.timings_ms["dicom_seg_ms"] = _ms(t)
+    t = time.perf_counter()
+    sr = build_sr(report, sources, segs, software_version=version, organization=organization)
+    if deid:
+        deid.dataset(sr, remap_uids=False)
+    result.paths["sr"] = _write_dicom(out / "sr.dcm", sr)
+    result.timings_ms["dicom_sr_ms"] = _ms(t)
+
+
+def _check_inputs(run: Any, review: Review, ct: CTVolume, masks: OrganMasks) -> None:
+    if ct.content_hash() != run.case.content_hash:
+        raise InputError(ct.source_path, "is not the CT this run analysed (its content hash differs from run.json's)")
+    if masks.shape != ct.shape:
+        raise InputError(None, f"the organ masks {masks.shape} are not on the CT grid {ct.shape}")
+    if mask_hash(masks.organs, masks.parts, masks.affine) != run.segmentation.mask_hash:
+        raise InputError(None, f"the organ masks ({masks.backend}) are not the ones this run used "
+                         "(their mask hash differs from run.json's)")
+    try:
+        review.check_matches(run)
+    except ReviewError as exc:
+        raise InputError(None, f"the review does not belong to this run: {exc}") from None
+
+
+def _json(d: dict) -> bytes:
+    return (json.dumps(d, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _write(path: Path, data: bytes) -> Path:
+    """Write via a temporary file + rename: a failed export never leaves a half-written file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise InputError(path, f"cannot write: {exc.strerror or exc}") from None
+    return path
+
+
+def _write_dicom(path: Path, ds) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return _write(path, buf.getvalue())
+
+
+def _ms(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000.0, 2)

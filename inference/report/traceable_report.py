@@ -1,0 +1,244 @@
+"""The traceable report: run record + review + key images, with every statement tied to the
+rounds and image regions behind it.
+
+Each round entry carries its AI text, the radiologist's decision and text beside it, the organs
+it examined (label ids, mask labels, abnormal probability) and their regions in the CT (bounding
+box in RAS mm, volume), and its key image with where it was cut (voxel axis and slice index,
+world position in mm, and the source DICOM slice's SOP instance UID when there is one). The
+conclusion names the round it was read from and the chain of rounds and regions behind it.
+
+``to_dict()`` is the canonical JSON form (key images by file name and SHA-256, not bytes);
+html_report, pdf_report and dicom_sr render the same object.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+import numpy as np
+
+from inference.ct_volume import CTVolume, StudyInfo
+from inference.iir.rounds import Round
+from inference.report.deidentify import Deidentifier
+from inference.report.key_images import KeyImage, render_key_image, screenshot_key_image
+from inference.report.review import CONCLUSION, Decision, Review, round_key
+from inference.segmentation.organ_masks import OrganMasks
+
+SCHEMA = "tumorchain.report/1"
+
+
+@dataclass
+class Region:
+    """Where a mask label lies: voxel count, volume, axis-aligned bounding box in RAS mm."""
+
+    label_id: int
+    name: str
+    display: str
+    colour: tuple[int, int, int]
+    voxels: int
+    volume_ml: float
+    bbox_mm: tuple[tuple[float, float, float], tuple[float, float, float]] | None  # (min xyz, max xyz)
+
+
+@dataclass
+class OrganEvidence:
+    label_id: int
+    name: str
+    display: str
+    mask_label: int
+    abnormal_prob: float
+    fallback: str | None
+    region: Region
+
+
+@dataclass
+class KeyImageRef:
+    """Where a round's key image was cut (and what the picture is)."""
+
+    file: str  # name of the PNG next to the HTML report
+    sha256: str
+    source: str  # "rendered" | "screenshot"
+    labels: list[int]
+    slice_axis: int
+    slice_index: int
+    world_mm: tuple[float, float, float]
+    sop_instance_uid: str | None  # the CT slice it shows, when the CT came from DICOM
+
+
+@dataclass
+class RoundEntry:
+    index: int
+    ai_text: str
+    decision: Decision  # the effective decision (after amendments)
+    text: str  # what a reader takes: the radiologist's text when edited, else the AI's
+    organs: list[OrganEvidence]
+    roi_labels: list[int]  # mask labels the key image outlines
+    named_organs: list[str]
+    next_organs: list[str]
+    key_image: KeyImageRef
+    image: KeyImage = field(repr=False, compare=False)
+
+
+@dataclass
+class ConclusionEntry:
+    answer: str
+    reasoning: str
+    found: bool
+    decision: Decision
+    text: str
+    from_round: int  # the round whose text the answer was read from
+    chain: list[int]  # every round it rests on
+    regions: list[tuple[int, int]]  # (round index, mask label) behind it
+
+
+@dataclass
+class TraceableReport:
+    run_key: str
+    generated: str
+    deidentified: bool
+    study: StudyInfo  # what the header prints (pseudonymised when deidentified)
+    case: dict[str, Any]
+    model: dict[str, Any]
+    segmentation: dict[str, Any]
+    question: str
+    task: str | None
+    stop_reason: str
+    rounds: list[RoundEntry]
+    conclusion: ConclusionEntry
+    reviewer: str
+    signed: dict[str, str] | None
+    amendments: list[dict[str, Any]]
+    warnings: list[str]
+    regions: dict[int, Region]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "schema": SCHEMA, "run_key": self.run_key, "generated": self.generated,
+            "deidentified": self.deidentified,
+            "patient": {"name": self.study.patient_name, "id": self.study.patient_id,
+                        "birth_date": self.study.patient_birth_date, "sex": self.study.patient_sex},
+            "study": {"study_instance_uid": self.study.study_instance_uid, "date": self.study.study_date,
+                      "description": self.study.study_description, "accession": self.study.accession_number},
+            "case": self.case, "model": self.model, "segmentation": self.segmentation,
+            "question": self.question, "task": self.task, "stop_reason": self.stop_reason,
+            "rounds": [{k: v for k, v in asdict(r).items() if k != "image"} for r in self.rounds],
+            "conclusion": asdict(self.conclusion),
+            "review": {"reviewer": self.reviewer, "signed": self.signed, "amendments": self.amendments},
+            "regions": {str(k): asdict(v) for k, v in self.regions.items()},
+            "warnings": self.warnings,
+        }
+        return d
+
+
+def roi_labels(rnd: Round, masks: OrganMasks) -> list[int]:
+    """Mask labels a round's key image shows: the organs whose tokens it examined; for a round
+    without organ tokens (round 1), the organs its text named that have a mask (a substructure
+    without its own mask falls back to its parent organ)."""
+    if rnd.organs:
+        return list(dict.fromkeys(o.mask_label for o in rnd.organs))
+    present = set(masks.present_ids())
+    out: list[int] = []
+    for name in list(rnd.next_organs) + list(rnd.named_organs):
+        if name not in masks.table:
+            continue
+        lab = masks.table.by_name(name)
+        lid = lab.id if lab.id in present else (lab.parent if lab.parent in present else None)
+        if lid is not None and lid not in out:
+            out.append(lid)
+    return out
+
+
+def region_of(label_id: int, ct: CTVolume, masks: OrganMasks) -> Region:
+    lab = masks.table.by_id(label_id)
+    m = masks.mask(label_id)
+    n = int(m.sum())
+    bbox = None
+    if n:
+        lo, hi = [], []
+        for a in range(3):
+            hit = np.flatnonzero(m.any(axis=tuple(b for b in range(3) if b != a)))
+            lo.append(hit[0] - 0.5)  # voxel edges, not centres: the box encloses the voxels
+            hi.append(hit[-1] + 0.5)
+        world = ct.voxel_to_world(np.array(list(itertools.product(*zip(lo, hi)))))
+        bbox = (tuple(round(float(v), 2) for v in world.min(axis=0)),
+                tuple(round(float(v), 2) for v in world.max(axis=0)))
+    voxel_ml = abs(float(np.linalg.det(ct.affine[:3, :3]))) / 1000.0
+    return Region(label_id, lab.name, lab.display, tuple(lab.colour), n, round(n * voxel_ml, 3), bbox)
+
+
+def build_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, *,
+                 deidentifier: Deidentifier | None = None,
+                 key_images: Mapping[int, KeyImage | bytes | str] | None = None,
+                 image_size: int = 512) -> TraceableReport:
+    """Assemble the report. key_images: round index -> the GUI's picture (KeyImage, PNG bytes or
+    a file); others are rendered. De-identified reports always render (a screenshot may show
+    identifiers) and scrub every text."""
+    if masks.shape != ct.shape:
+        raise ValueError(f"masks {masks.shape} are not on the CT grid {ct.shape}")
+    review.check_matches(run)
+    deid = deidentifier
+    text = deid.scrub_text if deid else (lambda s: s)
+    study = deid.header_study() if deid else ct.study
+    uids = study.sop_instance_uids
+    regions: dict[int, Region] = {}
+    rounds: list[RoundEntry] = []
+    for rnd in run.rounds:
+        labels = roi_labels(rnd, masks)
+        for lid in labels:
+            if lid not in regions:
+                regions[lid] = region_of(lid, ct, masks)
+        given = (key_images or {}).get(rnd.index)
+        caption = f"Round {rnd.index}: " + (", ".join(regions[lid].display for lid in labels) or "overview")
+        if isinstance(given, KeyImage) and deid is None:
+            image = given
+        elif given is not None and deid is None:
+            image = screenshot_key_image(given, ct, masks, labels, round_index=rnd.index, caption=caption)
+        else:
+            image = render_key_image(ct, masks, labels, round_index=rnd.index, size=image_size, caption=caption)
+        c = image.choice
+        ref = KeyImageRef(
+            file=f"round{rnd.index}_key.png", sha256=hashlib.sha256(image.png).hexdigest(), source=image.source,
+            labels=list(c.labels), slice_axis=c.axis, slice_index=c.index, world_mm=c.world_mm,
+            sop_instance_uid=uids[c.index] if c.axis == 2 and len(uids) == ct.shape[2] else None)
+        organs = []
+        for o in rnd.organs:
+            if o.mask_label not in regions:
+                regions[o.mask_label] = region_of(o.mask_label, ct, masks)
+            organs.append(OrganEvidence(o.label_id, o.name, o.display, o.mask_label, o.abnormal_prob,
+                                        o.fallback, regions[o.mask_label]))
+        key = round_key(rnd.index)
+        d = review.effective(key)
+        rounds.append(RoundEntry(rnd.index, text(rnd.text), _scrub_decision(d, deid), text(review.effective_text(key)),
+                                 organs, labels, list(rnd.named_organs), list(rnd.next_organs), ref, image))
+    cd = review.effective(CONCLUSION)
+    conclusion = ConclusionEntry(
+        answer=text(run.conclusion.answer), reasoning=text(run.conclusion.reasoning), found=run.conclusion.found,
+        decision=_scrub_decision(cd, deid), text=text(review.effective_text(CONCLUSION)),
+        from_round=run.rounds[-1].index, chain=[r.index for r in run.rounds],
+        regions=[(r.index, lid) for r in rounds for lid in r.roi_labels])
+    run_dict = run.to_dict()
+    if deid:
+        run_dict = deid.run_dict(run_dict)
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return TraceableReport(
+        run_key=review.run_key, generated=deid.shift_date(generated) if deid else generated,
+        deidentified=deid is not None, study=study, case=run_dict["case"], model=run_dict["model"],
+        segmentation=run_dict["segmentation"], question=text(run.question), task=run.task,
+        stop_reason=run.stop_reason, rounds=rounds, conclusion=conclusion, reviewer=review.reviewer,
+        signed=({"reviewer": review.signed.reviewer,
+                 "at": deid.shift_date(review.signed.at) if deid else review.signed.at} if review.signed else None),
+        amendments=[{"number": a.number, "item": a.key, "decision": a.decision.decision,
+                     "text": text(a.decision.text) if a.decision.text else None, "reason": text(a.reason),
+                     "reviewer": a.decision.reviewer,
+                     "at": deid.shift_date(a.decision.at) if deid else a.decision.at} for a in review.amendments],
+        warnings=[text(w) for w in run_dict.get("warnings", [])], regions=regions)
+
+
+def _scrub_decision(d: Decision, deid: Deidentifier | None) -> Decision:
+    if deid is None:
+        return d
+    return Decision(d.decision, deid.scrub_text(d.text) if d.text is not None else None,
+                    deid.scrub_text(d.comment), d.reviewer, deid.shift_date(d.at))

@@ -1,0 +1,156 @@
+"""Gamma (local organ tokens) and the auxiliary classifier, on a tiny model (grid 2x4x4, patch 4x16x16)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inference.model.organ_tokens import crop_box, patch_coverage, select_patches
+from inference.preprocess import resample_box, resample_labels
+
+from tiny_models import tiny_config, tiny_model
+
+GRID = (2, 4, 4)
+SHAPE = (8, 64, 64)
+
+
+def patch_index(z: int, y: int, x: int) -> int:
+    return (z * GRID[1] + y) * GRID[2] + x
+
+
+def mask_of(patches=(), voxels=()) -> torch.Tensor:
+    """Bool (8, 64, 64) mask filling whole patches (z, y, x) and single voxels (d, h, w)."""
+    m = torch.zeros(SHAPE, dtype=torch.bool)
+    for z, y, x in patches:
+        m[4 * z:4 * z + 4, 16 * y:16 * y + 16, 16 * x:16 * x + 16] = True
+    for d, h, w in voxels:
+        m[d, h, w] = True
+    return m
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("gamma"), tiny_config(n_organ_tokens=4))
+
+
+@pytest.fixture(scope="module")
+def case(model):
+    torch.manual_seed(1)
+    volume = torch.rand(1, 1, *SHAPE)
+    with torch.no_grad():
+        return volume, model.encode_case(volume)
+
+
+def test_gamma_takes_exactly_the_covered_patches_encoder_outputs(model, case):
+    _, enc = case
+    # three whole patches and one patch touched by a single voxel (border patches count)
+    mask = mask_of(patches=[(0, 0, 0), (0, 0, 1), (1, 3, 2)], voxels=[(1, 20, 17)])
+    expected = sorted([patch_index(0, 0, 0), patch_index(0, 0, 1), patch_index(0, 1, 1), patch_index(1, 3, 2)])
+    with torch.no_grad():
+        tokens, selection = model.organ_selection(enc, mask)
+        projected = model.organ_tokens(enc, mask)
+    assert selection.mode == "picked" and selection.n_covered == 4
+    assert selection.patch_indices() == [[i] for i in expected]
+    assert torch.equal(tokens, enc.tokens[:, expected])
+    assert torch.allclose(projected, model.projector(enc.tokens[:, expected]))
+    assert tuple(projected.shape) == (1, 4, model.config.llm_hidden_size)
+
+
+def test_small_organ_is_padded_with_its_nearest_neighbours():
+    coverage = patch_coverage(mask_of(voxels=[(0, 20, 20)]), (4, 16, 16))  # only patch (0, 1, 1)
+    selection = select_patches(coverage, GRID, 4)
+    # distance-1 neighbours of (0,1,1): (0,0,1), (0,1,0), (0,1,2), (0,2,1), (1,1,1); ties by raster index
+    assert [i[0] for i in selection.patch_indices()] == sorted([1, 4, 5, 6])
+    assert selection.n_covered == 1 and selection.mode == "picked"
+
+
+def test_large_organ_is_pooled_into_compact_groups():
+    coverage = patch_coverage(mask_of(patches=[(0, 0, x) for x in range(4)]), (4, 16, 16))
+    selection = select_patches(coverage, GRID, 2)
+    assert selection.mode == "pooled"
+    assert selection.patch_indices() == [[0, 1], [2, 3]]  # split along x, the axis of largest extent
+    tokens = torch.rand(1, 32, 5)
+    from inference.model.organ_tokens import apply_selection
+
+    out = apply_selection(tokens, selection)
+    assert torch.allclose(out[0, 0], tokens[0, [0, 1]].mean(0)) and torch.allclose(out[0, 1], tokens[0, [2, 3]].mean(0))
+
+
+def test_pooled_groups_partition_the_organ_in_near_equal_sizes():
+    torch.manual_seed(3)
+    coverage = (torch.rand(32) > 0.3).float()  # ~22 covered patches
+    selection = select_patches(coverage, GRID, 5)
+    groups = selection.patch_indices()
+    members = sorted(i for g in groups for i in g)
+    assert members == torch.nonzero(coverage).flatten().tolist()  # disjoint and complete
+    sizes = [len(g) for g in groups]
+    assert max(sizes) - min(sizes) <= 1
+    assert torch.allclose(selection.weights.sum(dim=1), torch.ones(5))
+
+
+def test_empty_or_misshaped_mask_is_a_clear_error(model, case):
+    _, enc = case
+    with pytest.raises(ValueError, match="empty"):
+        model.organ_tokens(enc, torch.zeros(SHAPE, dtype=torch.bool))
+    with pytest.raises(ValueError, match="must be"):
+        model.organ_tokens(enc, torch.ones(8, 64, 32, dtype=torch.bool))
+
+
+def test_crop_box_keeps_the_grid_proportions_and_contains_the_organ():
+    mask = mask_of(voxels=[(3, 10, 40), (4, 30, 50)])
+    lo, hi = crop_box(mask, margin=0.15, min_extent=(2, 16, 16))
+    ext = [h - l for l, h in zip(lo, hi)]
+    assert ext[0] / SHAPE[0] == pytest.approx(ext[1] / SHAPE[1]) == pytest.approx(ext[2] / SHAPE[2])
+    assert lo[0] <= 3 and hi[0] >= 5 and lo[1] <= 10 and hi[1] >= 31 and lo[2] <= 40 and hi[2] >= 51
+    assert min(lo) >= 0 and all(h <= s for h, s in zip(hi, SHAPE))  # fits, so moved inside
+
+
+def test_crop_mode_re_encodes_the_organ_box(model, case):
+    volume, enc = case
+    mask = mask_of(voxels=[(5, 40, 40), (6, 44, 46)])
+    model.config.gamma_mode = "crop"
+    try:
+        with torch.no_grad():
+            tokens, selection = model.organ_selection(enc, mask, volume)
+            with pytest.raises(ValueError, match="needs the volume"):
+                model.organ_tokens(enc, mask)
+    finally:
+        model.config.gamma_mode = "tokens"
+    lo, hi = crop_box(mask, model.config.crop_margin, model.config.crop_min_extent)
+    with torch.no_grad():
+        crop_enc = model.encode_case(resample_box(volume[0, 0], lo, hi, SHAPE)[None, None])
+    crop_mask = torch.from_numpy(resample_labels(mask.numpy().astype("uint8"), lo, hi, SHAPE) > 0)
+    expected = select_patches(patch_coverage(crop_mask, (4, 16, 16)), GRID, 4)
+    assert torch.equal(selection.weights, expected.weights)
+    assert torch.allclose(tokens, crop_enc.tokens[:, [i[0] for i in expected.patch_indices()]])
+    assert selection.n_covered > 1  # two voxels in the case grid cover several patches after the zoom
+
+
+def test_classifier_learns_separable_organs_and_trains_the_encoder(model):
+    """Cross-entropy on Cls(P(Gamma(E_v(x)))) falls on toy data, and its gradient reaches E_v."""
+    torch.manual_seed(0)
+    mask = mask_of(patches=[(0, 1, 1), (0, 1, 2), (1, 2, 1), (1, 2, 2)])
+    normal = torch.rand(4, 1, *SHAPE) * 0.2 + 0.4
+    abnormal = normal.clone()
+    abnormal[:, :, 0:4, 16:32, 16:24] = 1.0  # a bright lesion filling half of organ patch (0, 1, 1)
+    volumes, labels = torch.cat([normal, abnormal]), torch.tensor([0] * 4 + [1] * 4)
+    params = [*model.vision_encoder.parameters(), *model.projector.parameters(), *model.classifier.parameters()]
+    before = [p.detach().clone() for p in model.vision_encoder.parameters()]
+    opt = torch.optim.Adam(params, lr=3e-3)
+    losses = []
+    model.train()
+    try:
+        for _ in range(12):
+            logits = model.organ_logits(model.organ_tokens(model.encode_case(volumes), mask))  # batch of 8 cases
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+            opt.zero_grad()
+            loss.backward()
+            if not losses:
+                assert model.vision_encoder.patch_embedding.patch_embeddings[1].weight.grad.abs().sum() > 0
+            opt.step()
+            losses.append(loss.item())
+    finally:
+        model.eval()
+    assert tuple(logits.shape) == (8, 2)
+    assert losses[-1] < 0.7 * losses[0]
+    assert logits.argmax(dim=1).tolist() == labels.tolist()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.vision_encoder.parameters()))

@@ -1,0 +1,118 @@
+"""Task 2, lesion attributes of the largest primary lesion: shape, boundary, density (multiple
+choice), count (open, also for normal cases and for metastases) and others (open).
+
+Round 1 gives the global impression of the attribute; round 2 checks it on the organ's local
+view with the finding the knowledge graph associates with the value (and measured numbers)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..manifest import Sample
+from .ground_truth import CaseTruth, LesionTruth
+from .knowledge import BOUNDARIES, SHAPES, KnowledgeGraph
+from .vqa_common import (DENSITY_OPTION, DENSITY_WORD, DIGESTIVE, SampleFactory, Step, choice, disp, hu, join, mm,
+                         others_phrase, plural, words)
+
+DENSITY_OPTIONS = ("hypodense", "isodense", "hyperdense", "mixed density")
+
+
+def _surround(truth: CaseTruth, organ: str, kg: KnowledgeGraph) -> str:
+    return "wall" if kg.organs[organ].hollow else "parenchyma"
+
+
+def shape(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Sample:
+    organ = les.organ
+    block = choice(list(SHAPES), les.shape, rng)
+    steps = [
+        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
+             f"its outline appears {les.shape}.", f"The lesion looks {les.shape}.", block.final, [organ]),
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('shape', les.shape)}, with a long axis of "
+             f"{mm(les.diameter_mm)}.", f"The lesion shape is {les.shape}.", block.final, [organ]),
+    ]
+    return f.make("attributes", "shape", f"What is the shape of the largest lesion in the {disp(organ)}?", [organ],
+                  steps, block)
+
+
+def boundary(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Sample:
+    organ = les.organ
+    block = choice(list(BOUNDARIES), les.boundary, rng)
+    steps = [
+        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
+             f"its margin appears {les.boundary}.", f"The margin looks {les.boundary}.", block.final, [organ]),
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('boundary', les.boundary)}.",
+             f"The lesion boundary is {les.boundary}.", block.final, [organ]),
+    ]
+    return f.make("attributes", "boundary", f"How is the boundary of the largest lesion in the {disp(organ)}?",
+                  [organ], steps, block)
+
+
+def density(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Sample:
+    organ = les.organ
+    answer = DENSITY_OPTION[les.density]
+    block = choice(list(DENSITY_OPTIONS), answer, rng)
+    steps = [
+        Step(f"On the global view, a focal lesion in the {disp(organ)} appears {DENSITY_WORD[les.density]}.",
+             f"The lesion looks {answer}.", block.final, [organ]),
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}, with a mean of "
+             f"about {hu(les.mean_hu)} against {hu(les.reference_hu)} in the surrounding "
+             f"{_surround(truth, organ, kg)}.", f"The lesion is {answer}.", block.final, [organ]),
+    ]
+    return f.make("attributes", "density", f"What is the density of the largest lesion in the {disp(organ)}?",
+                  [organ], steps, block)
+
+
+def count(truth: CaseTruth, organ: str, f: SampleFactory, suffix: str = "") -> Sample:
+    found = sorted(truth.lesions_in(organ), key=lambda les: -les.diameter_mm)
+    n = len(found)
+    question = f"How many focal lesions are seen in the {disp(organ)}?"
+    if n == 0:
+        steps = [
+            Step(f"On the global view, no focal lesion is seen in the {disp(organ)}.",
+                 "No lesion is counted.", "0", [organ]),
+            Step(f"The local view of the {disp(organ)} shows homogeneous attenuation without a hypodense or "
+                 "hyperdense focus.", f"The {disp(organ)} contains no focal lesion.", "0", [organ]),
+        ]
+    else:
+        sizes = join([mm(les.diameter_mm) for les in found])
+        steps = [
+            Step(f"On the global view, {words(n)} focal {plural(n, 'lesion is', 'lesions are')} seen in the "
+                 f"{disp(organ)}.", f"{words(n).capitalize()} {plural(n, 'lesion is', 'lesions are')} counted.",
+                 str(n), [organ]),
+            Step(f"The local view of the {disp(organ)} shows {words(n)} separate "
+                 f"{plural(n, 'lesion', 'lesions')} measuring {sizes}, with no further focus.",
+                 f"The {disp(organ)} contains {words(n)} {plural(n, 'lesion', 'lesions')}.", str(n), [organ]),
+        ]
+    return f.make("attributes", "count", question, [organ], steps, suffix=suffix)
+
+
+def others(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFactory) -> Sample:
+    organ = les.organ
+    answer = others_phrase(les.others)
+    if les.others:
+        local = (f"The local view of the {disp(organ)} shows "
+                 f"{join([kg.describe('others', o) for o in les.others])}, which indicates {answer}.")
+    else:
+        local = (f"The local view of the {disp(organ)} shows no calcification, necrosis, fluid attenuation, "
+                 "rim enhancement, duct dilatation or wall thickening.")
+    steps = [
+        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}.",
+             "Its internal features need the local view." if les.others else "No additional feature is evident.",
+             answer, [organ]),
+        Step(local, f"The additional feature is {answer}." if les.others else "There is no additional feature.",
+             answer, [organ]),
+    ]
+    question = (f"Besides shape, boundary and density, what other imaging feature does the largest lesion in the "
+                f"{disp(organ)} show?")
+    return f.make("attributes", "others", question, [organ], steps)
+
+
+def attribute_samples(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng: np.random.Generator) -> list[Sample]:
+    les = truth.largest_primary()
+    if les is None:
+        present = [o for o in DIGESTIVE if o in truth.organs_present]
+        return [count(truth, str(rng.choice(present)), f)] if present else []
+    out = [shape(truth, les, kg, f, rng), boundary(truth, les, kg, f, rng), density(truth, les, kg, f, rng),
+           count(truth, les.organ, f), others(truth, les, kg, f)]
+    met_organs = sorted({m.organ for m in truth.metastases} - {les.organ})
+    out += [count(truth, o, f, suffix=f"_{o}") for o in met_organs]
+    return out

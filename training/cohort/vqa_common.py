@@ -1,0 +1,133 @@
+"""Shared pieces of the VQA writers: display names, numbers in words, multiple-choice options,
+round texts in the paper's form ("Reasoning Process: ... Summary: ... Thus, the answer is X.")
+and the IIR chain bookkeeping.
+
+Chain rule (mirrors inference/iir/loop.py): after round 1 the organs named by the question and
+by round 1's answer are examined; after each later round the organs its answer names that were
+not examined yet. A round's ``attend`` lists exactly those, so the last round attends nothing.
+Writers declare the label names each text names; tests check them against the organ matcher.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.labels import merged_labels
+
+from ..manifest import LETTERS, ChainRound, Sample
+from .ground_truth import CaseTruth, LesionTruth
+
+DIGESTIVE = ("liver", "pancreas", "stomach", "colorectum", "esophagus")
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
+DENSITY_WORD = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed-density"}
+DENSITY_OPTION = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed density"}
+
+
+def disp(name: str) -> str:
+    """Display name of a label ("pancreas_head" -> "pancreatic head")."""
+    return merged_labels().by_name(name).display
+
+
+def words(n: int) -> str:
+    return NUMBER_WORDS[n] if 0 <= n < len(NUMBER_WORDS) else str(n)
+
+
+def mm(value: float) -> str:
+    return f"{int(round(value))} mm"
+
+
+def hu(value: float) -> str:
+    return f"{int(5 * round(value / 5.0))} HU"
+
+
+def join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def plural(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
+
+
+@dataclass
+class Step:
+    """One round: its text and the label names it names, in order of first mention."""
+
+    reasoning: str
+    summary: str
+    answer: str
+    named: list[str]
+
+    @property
+    def text(self) -> str:
+        return f"Reasoning Process: {self.reasoning} Summary: {self.summary} Thus, the answer is {self.answer}."
+
+
+def chain_of(question_named: list[str], steps: list[Step]) -> list[ChainRound]:
+    examined: list[str] = []
+    rounds = []
+    for r, step in enumerate(steps):
+        named = (question_named if r == 0 else []) + step.named
+        attend = []
+        for n in named:
+            if n not in examined and n not in attend:
+                attend.append(n)
+        examined += attend
+        rounds.append(ChainRound(step.text, tuple(attend)))
+    return rounds
+
+
+@dataclass
+class Choice:
+    """A multiple-choice block: the options, the question suffix and the final answer."""
+
+    options: list[str]
+    final: str
+    listing: str
+
+
+def choice(options: list[str], correct: str, rng: np.random.Generator | None) -> Choice:
+    """Options (shuffled when ``rng`` is given) lettered A, B, ...; ``final`` is "B. text"."""
+    opts = list(options)
+    if rng is not None:
+        opts = [opts[i] for i in rng.permutation(len(opts))]
+    i = opts.index(correct)
+    listing = " ".join(f"{LETTERS[k]}. {o}" for k, o in enumerate(opts))
+    return Choice(opts, f"{LETTERS[i]}. {correct}", f"Options: {listing}")
+
+
+class SampleFactory:
+    """Builds manifest samples of one case (paths relative to the manifest folder)."""
+
+    def __init__(self, truth: CaseTruth, case_dir: str):
+        self.truth = truth
+        self.case_dir = case_dir.rstrip("/")
+
+    def organ_labels(self, roi: list[str]) -> dict[str, int]:
+        present = set(self.truth.organs_present) | set(self.truth.parts_present)
+        names = [n for n in DIGESTIVE if n in present] + [n for n in roi if n not in DIGESTIVE]
+        return {n: int(self.truth.organ_abnormal.get(n, 0)) for n in names}
+
+    def make(self, task: str, subtask: str, question: str, question_named: list[str], steps: list[Step],
+             choice_block: Choice | None = None, suffix: str = "") -> Sample:
+        chain = chain_of(question_named, steps)
+        roi = [n for r in chain for n in r.attend]
+        q = question if choice_block is None else f"{question} {choice_block.listing}"
+        return Sample(
+            id=f"{self.truth.case_id}_{subtask}{suffix}", case_id=self.truth.case_id,
+            ct=f"{self.case_dir}/ct.nii.gz", masks=f"{self.case_dir}/organs.nii.gz",
+            parts=f"{self.case_dir}/parts.nii.gz", task=task, subtask=subtask, question=q,
+            options=None if choice_block is None else tuple(choice_block.options), answer=chain[-1].answer,
+            final_answer=steps[-1].answer, roi_organs=tuple(roi), organ_labels=self.organ_labels(roi),
+            chain=tuple(chain))
+
+
+def lesion_phrase(les: LesionTruth) -> str:
+    """"a 32 mm hypodense lesion" (density word, long axis)."""
+    return f"a {mm(les.diameter_mm)} {DENSITY_WORD[les.density]} lesion"
+
+
+def others_phrase(others: list[str]) -> str:
+    return join(list(others)) if others else "none"
