@@ -70,10 +70,11 @@ def random_llm(size: str, device: str, dtype: torch.dtype, vocab: int | None = N
     return llm.to(dtype).eval()
 
 
-def run_iir(llm, tok, mode: str, args, lg: int, ll: int, k: int, device: str):
+def run_iir(llm, tok, mode: str, args, new_tokens: int, k: int, device: str):
     """One 3-round run; returns the round Generations and the wall time in ms."""
+    lg, ll = args.lg, args.ll
     gen = ModelRoundGenerator(llm, tok, llm.get_input_embeddings(), cache_mode=mode,
-                              sampling=SamplingConfig(max_new_tokens=args.new_tokens, ignore_eos=True))
+                              sampling=SamplingConfig(max_new_tokens=new_tokens, ignore_eos=True))
     tpl = load_template()
     g = torch.Generator(device="cpu").manual_seed(1)
     dtype = llm.get_input_embeddings().weight.dtype
@@ -101,30 +102,33 @@ def bench_cache(args) -> None:
     print(f"LLM: random Qwen2 '{args.size}' ({n_params / 1e6:.0f} M params), {args.dtype} on {device}; "
           f"torch threads {torch.get_num_threads()}")
     print(f"IIR run: {args.rounds} rounds, Lg={args.lg} global tokens, {args.organs} organ(s) x Ll={args.ll} "
-          f"tokens per later round, {args.new_tokens} new tokens per round (greedy)")
-    run_iir(llm, tok, "shared", args, args.lg, args.ll, k, device)  # warm-up (allocator, kernels)
-    times = {"shared": [], "per_round": []}
-    last = {}
-    for _ in range(args.repeats):
+          f"tokens per later round, greedy")
+    run_iir(llm, tok, "shared", args, 4, k, device)  # warm-up (allocator, kernels)
+    summary = []
+    for n_new in args.new_tokens:
+        times = {"shared": [], "per_round": []}
+        last = {}
+        for _ in range(args.repeats):
+            for mode in ("per_round", "shared"):
+                gens, ms = run_iir(llm, tok, mode, args, n_new, k, device)
+                times[mode].append(ms)
+                last[mode] = gens
+        same = [g.ids for g in last["shared"]] == [g.ids for g in last["per_round"]]
+        print(f"\n{n_new} new tokens per round; identical tokens in both modes: {'yes' if same else 'NO'}")
+        print(f"{'round':>5} | {'mode':>9} | {'prefilled':>9} | {'prefill ms':>10} | {'decode ms':>9} | {'tok/s':>7}")
         for mode in ("per_round", "shared"):
-            gens, ms = run_iir(llm, tok, mode, args, args.lg, args.ll, k, device)
-            times[mode].append(ms)
-            last[mode] = gens
-    same = [g.ids for g in last["shared"]] == [g.ids for g in last["per_round"]]
-    print(f"identical tokens in both modes: {'yes' if same else 'NO'}")
-    print(f"{'round':>5} | {'mode':>9} | {'prefilled':>9} | {'prefill ms':>10} | {'decode ms':>9} | {'tok/s':>7}")
-    for mode in ("per_round", "shared"):
-        for i, g in enumerate(last[mode], 1):
-            print(f"{i:>5} | {mode:>9} | {g.prefill_tokens:>9} | {g.prefill_ms:>10.1f} | {g.decode_ms:>9.1f} | "
-                  f"{g.tokens_per_s:>7.1f}")
-    med = {m: statistics.median(v) for m, v in times.items()}
-    pre = {m: sum(g.prefill_ms for g in last[m]) for m in last}
-    dec_tps = statistics.mean(g.tokens_per_s for g in last["shared"])
-    print(f"whole 3-round run, median of {args.repeats}: per_round {med['per_round']:.0f} ms, "
-          f"shared {med['shared']:.0f} ms  -> speed-up x{med['per_round'] / med['shared']:.2f} (goal >= 1.7)")
-    print(f"prefill only (last repeat): per_round {pre['per_round']:.0f} ms, shared {pre['shared']:.0f} ms "
-          f"-> x{pre['per_round'] / max(pre['shared'], 1e-9):.2f}")
-    print(f"decode: {dec_tps:.1f} tokens/s (shared cache)")
+            for i, g in enumerate(last[mode], 1):
+                print(f"{i:>5} | {mode:>9} | {g.prefill_tokens:>9} | {g.prefill_ms:>10.1f} | {g.decode_ms:>9.1f} | "
+                      f"{g.tokens_per_s:>7.1f}")
+        med = {m: statistics.median(v) for m, v in times.items()}
+        pre = {m: sum(g.prefill_ms for g in last[m]) for m in last}
+        tps = statistics.mean(g.tokens_per_s for g in last["shared"])
+        summary.append((n_new, med["per_round"], med["shared"], pre["per_round"], pre["shared"], tps))
+    print(f"\nspeed-up of prefix-cache reuse over re-prefilling each round (median of {args.repeats}; goal >= 1.7):")
+    print(f"{'new tok/round':>13} | {'per_round ms':>12} | {'shared ms':>9} | {'whole run':>9} | {'prefill only':>12} | "
+          f"{'decode tok/s':>12}")
+    for n_new, pr, sh, ppr, psh, tps in summary:
+        print(f"{n_new:>13} | {pr:>12.0f} | {sh:>9.0f} | {pr / sh:>8.2f}x | {ppr / max(psh, 1e-9):>11.2f}x | {tps:>12.1f}")
 
 
 def bench_encoder(args) -> None:
@@ -136,7 +140,7 @@ def bench_encoder(args) -> None:
     from inference.pipeline import Pipeline
     from inference.segmentation.organ_masks import OrganMasks
 
-    device, dtype = args.device, getattr(torch, args.dtype)
+    device = args.device
     tok = bench_tokenizer()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
@@ -200,7 +204,7 @@ def main() -> None:
     p.add_argument("--organs", type=int, default=2, help="organs examined per later round")
     p.add_argument("--lg", type=int, default=256, help="global tokens (M3D: 256)")
     p.add_argument("--ll", type=int, default=64, help="tokens per organ (default config: 64)")
-    p.add_argument("--new-tokens", type=int, default=32, help="generated tokens per round")
+    p.add_argument("--new-tokens", type=int, nargs="+", default=[32], help="generated tokens per round (several: a sweep)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--encoder", action="store_true", help="also time the M3D-size encoder and its cache")

@@ -87,8 +87,8 @@ def _analyze(args, out: TextIO) -> int:
     request.question_text()  # an empty question fails before the model loads
     pipeline = _pipeline(args)
     printer = RoundPrinter(out, stream=args.stream)
-    record = pipeline.analyze(request, Callbacks(on_round_start=printer.start, on_text=printer.text,
-                                                 on_round=printer.done))
+    record = pipeline.analyze(request, Callbacks(progress=printer.progress, on_round_start=printer.start,
+                                                 on_text=printer.text, on_round=printer.done))
     record.save(args.out)
     c = record.conclusion
     answer = c.answer if c.found else "(the last answer has no 'Thus, the answer is' sentence)"
@@ -99,12 +99,31 @@ def _analyze(args, out: TextIO) -> int:
 
 
 class RoundPrinter:
-    """Prints each round as it completes (or token by token with ``stream``)."""
+    """Prints each round as it completes (or token by token with ``stream``); before the rounds,
+    a progress bar on stderr for loading, segmentation and encoding."""
 
     def __init__(self, out: TextIO, stream: bool = False):
         self.out, self.stream = out, stream
+        self._bar = None
+
+    def progress(self, fraction: float, message: str) -> None:
+        if fraction >= 0.5 or not sys.stderr.isatty():  # the reasoning has its own output; logs get no bar
+            self._close_bar()
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+            self._bar = tqdm(total=100, file=sys.stderr, bar_format="{desc} {bar} {percentage:3.0f}%",
+                             dynamic_ncols=True, leave=False)
+        self._bar.set_description_str(message[:60])
+        self._bar.update(max(0, int(fraction * 100) - self._bar.n))
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def start(self, index: int, prompt: str) -> None:
+        self._close_bar()
         if self.stream:
             print(f"\n== Round {index} ==", file=self.out, flush=True)
 

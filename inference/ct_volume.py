@@ -87,7 +87,8 @@ class CTVolume:
         cached = getattr(self, "_hash", None)
         if cached is None:
             h = hashlib.sha256()
-            h.update(memoryview(np.ascontiguousarray(self.hu)).cast("B"))  # no copy
+            # Hash in Fortran (NIfTI) order: both readers return F-ordered arrays, so no copy here.
+            h.update(memoryview(np.asfortranarray(self.hu).T).cast("B"))
             h.update(np.round(self.affine, 4).astype(np.float64).tobytes())
             h.update(str(self.shape).encode())
             cached = h.hexdigest()

@@ -102,8 +102,9 @@ class Pipeline:
 
     # -- the whole flow ------------------------------------------------------------------------
 
-    def analyze(self, request: AnalysisRequest, callbacks: Callbacks = Callbacks(),
+    def analyze(self, request: AnalysisRequest, callbacks: Callbacks | None = None,
                 cancel: threading.Event | None = None) -> RunRecord:
+        callbacks = callbacks or Callbacks()
         question = request.question_text()  # user mistakes surface before any heavy work
         t0 = time.perf_counter()
         _progress(callbacks, "load", 0.0, f"loading {request.ct_path}")
@@ -135,8 +136,9 @@ class Pipeline:
 
     def analyze_volume(self, ct: CTVolume, masks: OrganMasks, question: str, *, task: str | None = None,
                        case_id: str | None = None, mask_source: str | None = None,
-                       callbacks: Callbacks = Callbacks(), cancel: threading.Event | None = None) -> RunRecord:
+                       callbacks: Callbacks | None = None, cancel: threading.Event | None = None) -> RunRecord:
         """The model part for a CT and masks already in memory (the GUI has both)."""
+        callbacks = callbacks or Callbacks()
         from inference.preprocess import preprocess
 
         t0 = time.perf_counter()

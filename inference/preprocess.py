@@ -35,7 +35,7 @@ from inference.errors import InputError
 from inference.segmentation.organ_masks import OrganMasks
 
 MODEL_SHAPE = (32, 256, 256)  # (depth, height, width) = the paper's 256 x 256 x 32 (H x W x D)
-MODEL_AXCODES = ("S", "A", "R")
+MODEL_AXCODES = ("I", "P", "L")
 SOFT_TISSUE_LEVEL = 40.0
 SOFT_TISSUE_WIDTH = 400.0
 BODY_THRESHOLD_HU = -500

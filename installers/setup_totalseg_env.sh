@@ -13,12 +13,15 @@
 #   PYTHON             interpreter to create the env with (default: python3.11, else python3)
 #   TORCH_SPEC         torch requirement (default: torch==2.13.0)
 #
-# GPU machines: install the CUDA build of torch into the env FIRST, then run this script; it keeps
-# a torch that already satisfies TORCH_SPEC, e.g.
+# GPU machines: TotalSegmentator runs on the GPU when the env's torch sees one (device "auto").
+# PyPI's Linux torch wheels are CUDA builds, so a plain run gets one; where pip is configured with a
+# CPU wheel (as on the CI machines, via find-links) or another CUDA version is needed, install the
+# wanted build into the env FIRST and then run this script, which keeps any torch that satisfies
+# TORCH_SPEC (and pins it while resolving TotalSegmentator):
 #   python3.11 -m venv .venv-totalseg
-#   .venv-totalseg/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128
+#   .venv-totalseg/bin/pip install torch==2.13.0 --index-url <PyTorch's CUDA wheel index for your driver>
 #   bash installers/setup_totalseg_env.sh
-# On a CPU machine pip takes torch from its configured index / find-links (a CPU wheel).
+# Check: .venv-totalseg/bin/python -c "import torch; print(torch.cuda.is_available())"
 #
 # Weights are NOT downloaded here (nothing reaches the network at run time). Place them offline:
 # see inference/segmentation/totalseg_weights.py or run the workstation once for the message.
@@ -45,7 +48,10 @@ for spec in sys.argv[1:]:
     req = Requirement(spec)
     if not req.specifier.contains(version(req.name), prereleases=True):
         sys.exit(1)
-import totalsegmentator.python_api, nnunetv2  # noqa: F401  (importable, not just listed)
+import importlib.util
+# present on disk (cheap: importing them would load torch; the install step below proves imports)
+if not all(importlib.util.find_spec(m) for m in ("totalsegmentator.python_api", "nnunetv2")):
+    sys.exit(1)
 PY
 then
     echo "TotalSegmentator env already complete at $ENV_DIR ($(( $(date +%s) - start )) s)"

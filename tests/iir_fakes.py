@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from functools import lru_cache
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,10 +146,8 @@ def simple_matcher(text: str, table, include_negated: bool = True) -> list[int]:
     return seen
 
 
-def write_tiny_model(folder) -> "Path":
+def write_tiny_model(folder) -> Path:
     """A real TumorChainModel (tiny ViT, tiny random Qwen2, the test tokenizer) saved to folder/model."""
-    from pathlib import Path
-
     from inference.model.config import TumorChainConfig, VisionConfig
     from inference.model.modeling_tumorchain import TumorChainModel
 
@@ -165,8 +164,6 @@ def write_tiny_model(folder) -> "Path":
 def write_case(folder, organs=(1, 5, 7), shape=(48, 40, 24)) -> tuple:
     """A small synthetic abdomen: folder/ct.nii.gz (int16 HU, 4 x 4 x 5 mm) and folder/organs.nii.gz
     (merged ids: spleen 1, liver 5, pancreas 7 as boxes inside a body ellipse)."""
-    from pathlib import Path
-
     import nibabel as nib
     import numpy as np
 

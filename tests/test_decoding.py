@@ -227,3 +227,40 @@ def test_tokenizer_without_placeholders_is_a_model_error():
 
     with pytest.raises(ModelError, match="<ct>"):
         SequenceBuilder(NoSpecials())
+
+
+def test_training_sequence_reproduces_the_context_inference_decoded(tmp_path):
+    """Teacher forcing the training sequence built from the generated answers predicts exactly
+    those answers: training and inference see the same ids, placeholders and positions."""
+    from inference.iir.prompts import training_sequence
+    from inference.model.modeling_tumorchain import TumorChainModel
+
+    from iir_fakes import write_tiny_model
+
+    model = TumorChainModel.from_pretrained(write_tiny_model(tmp_path), device="cpu", dtype="float32")
+    tok = model.tokenizer
+    gen = ModelRoundGenerator.for_model(model, sampling=SamplingConfig(max_new_tokens=7))
+    g, (o5, o7) = visual(256, 64, 1), (visual(4, 64, 5), visual(4, 64, 7))
+    organs = [OrganRef(5, "liver", 5), OrganRef(7, "pancreas", 7)]
+    a1 = gen.generate(round1_segments(TEMPLATE, "Where is the lesion?", 256), [g])
+    a2 = gen.generate(followup_segments(TEMPLATE, organs, 4), [o5, o7])
+
+    def body(a):  # the answer without its stop id (training appends the end-of-answer id)
+        return a.ids[:-1] if a.stop_reason == "eos" else a.ids
+
+    seq = training_sequence(tok, "Where is the lesion?", [(body(a1), organs), (body(a2), [])], 256, 4,
+                            end_of_answer_id=gen.end_of_answer_id)
+    assert len(seq) == gen.decoder.context_tokens
+    # the model's own merge of placeholder ids gives the same embeddings as ours
+    ours = embed_interleaved(seq, model.embed_text, [g, o5, o7])
+    theirs = model.merge_visual(seq.input_ids[None], g, [o5, o7])
+    assert torch.equal(ours, theirs)
+    with torch.no_grad():
+        logits = model.llm(inputs_embeds=ours, position_ids=seq.position_ids[None]).logits[0]
+    predicted = logits.argmax(-1)
+    answer_pos = torch.nonzero(seq.labels_mask).flatten()
+    # every decoded id (a cut answer's appended end-of-answer id was not decoded, so not checked)
+    n1 = len(body(a1)) + 1
+    r1_pos, r2_pos = answer_pos[:len(a1.ids)], answer_pos[n1:n1 + len(a2.ids)]
+    assert predicted[r1_pos - 1].tolist() == a1.ids and predicted[r2_pos - 1].tolist() == a2.ids
+    assert len(answer_pos) == n1 + len(body(a2)) + 1

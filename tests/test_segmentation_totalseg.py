@@ -6,6 +6,7 @@ Tests marked ``totalseg`` need .venv-totalseg (installers/setup_totalseg_env.sh)
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -88,15 +89,22 @@ def test_env_without_totalsegmentator_is_reported(tmp_path):
     home = tmp_path / "tsh"
     make_fake_weights(home, [297])
     expert = TotalSegmentatorExpert(python=sys.executable, home_dir=home, fast=True)
-    try:
-        import totalsegmentator  # noqa: F401
+    if importlib.util.find_spec("totalsegmentator") is not None:
         pytest.skip("totalsegmentator is importable in the test env itself")
-    except ImportError:
-        pass
     with pytest.raises(SegmentationError) as err:
         expert.segment(tiny_ct(tmp_path))
     assert "cannot import TotalSegmentator" in str(err.value)
     assert "installers/setup_totalseg_env.sh" in str(err.value)
+
+
+def test_timeout_stops_the_worker(tmp_path):
+    home = tmp_path / "tsh"
+    make_fake_weights(home, [297])
+    expert = TotalSegmentatorExpert(python=sys.executable, home_dir=home, fast=True, timeout_s=0.3)
+    t0 = time.perf_counter()
+    with pytest.raises(SegmentationError, match="did not finish within 0.3 s; stopped it"):
+        expert.segment(tiny_ct(tmp_path))  # the worker is still importing torch at 0.3 s
+    assert time.perf_counter() - t0 < 5.0
 
 
 def test_option_validation():
@@ -114,18 +122,18 @@ def test_option_validation():
 def test_weight_table_matches_installed_totalsegmentator():
     """Our folder names / trainers are the ones the installed TotalSegmentator looks for."""
     table = {i: [w.folder, w.trainer] for i, w in totalseg_weights.FOLDERS.items()}
-    code = f"""
+    code = """
 import json, sys
 from totalsegmentator.map_tasks_config import TASK_ID_WEIGHTS_CONFIGS as W, TASK_CONFIGS as T
 from importlib.metadata import version
-ours = {{int(k): v for k, v in json.loads(sys.argv[1]).items()}}
+ours = {int(k): v for k, v in json.loads(sys.argv[1]).items()}
 total = T["total"]["sub_modes"]
-trainer = {{i: total["default"]["trainer"] for i in total["default"]["task_id"]}}
+trainer = {i: total["default"]["trainer"] for i in total["default"]["task_id"]}
 trainer[total["fast"]["task_id"]] = total["fast"]["trainer"]
 trainer[total["fastest"]["task_id"]] = total["fastest"]["trainer"]
 trainer[T["liver_segments"]["task_id"]] = T["liver_segments"]["trainer"]
-theirs = {{i: [W[i]["foldername"], trainer[i]] for i in ours}}
-print(json.dumps({{"same": theirs == ours, "theirs": theirs, "version": version("totalsegmentator")}}))
+theirs = {i: [W[i]["foldername"], trainer[i]] for i in ours}
+print(json.dumps({"same": theirs == ours, "theirs": theirs, "version": version("totalsegmentator")}))
 """
     out = subprocess.run([str(env_python()), "-c", code, json.dumps(table)], capture_output=True, text=True,
                          timeout=120, check=True)

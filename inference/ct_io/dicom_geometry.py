@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from inference.ct_io.dicom_scan import SliceHeader
 from inference.errors import InputError
@@ -209,6 +208,8 @@ def resample_tilt(stack: np.ndarray, shift_px: np.ndarray) -> None:
     stack: int16 (K, rows, cols); shift_px: (K, 2) shift in (row, col) pixels per slice, so
     that new[k][y, x] = old[k][y - shift[k, 0], x - shift[k, 1]].
     """
+    from scipy import ndimage  # only tilted series need it; importing costs ~0.5 s
+
     fill = float(stack.min())
     for k in range(stack.shape[0]):
         if not np.any(np.abs(shift_px[k]) > 1e-3):

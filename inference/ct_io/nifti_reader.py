@@ -26,6 +26,7 @@ from typing import BinaryIO
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import ImageOpener
 
 from inference.ct_io.hu_convert import clip_warning, is_identity, to_hu_into
 from inference.ct_io.memory_guard import check_fits
@@ -52,7 +53,7 @@ def _open_voxels(filename: str) -> BinaryIO:
         return (_fast_gzip or gzip).open(filename, "rb")  # type: ignore[return-value]
     if filename.endswith((".nii", ".img")):
         return open(filename, "rb")
-    return nib.openers.ImageOpener(filename, "rb")  # .bz2, .zst: let nibabel pick
+    return ImageOpener(filename, "rb")  # .bz2, .zst: let nibabel pick
 
 
 def _volume_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -119,8 +120,7 @@ def _stream_voxels(
         if not raw_dtype.isnative:
             raw = raw.astype(raw_dtype.newbyteorder("="))
         if is_float:
-            nan = np.isnan(raw)
-            n_nan += int(np.count_nonzero(nan))
+            n_nan += int(np.count_nonzero(np.isnan(raw)))
             n_inf += int(np.count_nonzero(np.isinf(raw)))
             if n_nan or n_inf:
                 continue  # keep counting, refuse below

@@ -6,7 +6,7 @@ from .generator import ModelRoundGenerator
 from .interleaved_input import (CT_TOKEN, ORGAN_TOKEN, GlobalVisual, Ids, InterleavedIds, OrganVisual,
                                 SequenceBuilder, Text, embed_interleaved)
 from .loop import IIRLoop, IIRResult, IIRSettings
-from .prompts import TASKS, IIRTemplate, OrganRef, chain_segments, load_template, task_question
+from .prompts import TASKS, IIRTemplate, OrganRef, chain_segments, load_template, task_question, training_sequence
 from .rounds import ExaminedOrgan, Round, RoundTimings, SkippedOrgan
 
 __all__ = [
@@ -15,5 +15,5 @@ __all__ = [
     "InterleavedIds", "KVDecoder", "ModelCaseFeatures", "ModelRoundGenerator", "OrganRef",
     "OrganVisual", "Round", "RoundTimings", "SamplingConfig", "SequenceBuilder", "SkippedOrgan", "Text",
     "chain_segments", "default_stop_ids", "embed_interleaved", "load_template", "parse_conclusion",
-    "task_question",
+    "task_question", "training_sequence",
 ]

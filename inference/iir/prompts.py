@@ -121,6 +121,31 @@ def chain_segments(
     return segs
 
 
+def training_sequence(
+    tokenizer,
+    question: str,
+    rounds: Sequence[tuple[str | Sequence[int], Sequence[OrganRef]]],
+    n_global: int,
+    n_organ: int,
+    end_of_answer_id: int | None = None,
+    template: IIRTemplate | None = None,
+    placeholders: tuple[str, str] | None = None,
+):
+    """The whole IIR chain as one InterleavedIds for training: ``input_ids`` with one placeholder id
+    per visual token, ``labels()`` on the answers and their end-of-answer ids, ``slots`` in the
+    order the visual tensors go (global, then each round's organs). Inference feeds the very same
+    ids round by round (tests/test_decoding.py checks that)."""
+    from .decoding import default_end_of_answer_id
+    from .interleaved_input import SequenceBuilder
+
+    eoa = end_of_answer_id if end_of_answer_id is not None else default_end_of_answer_id(tokenizer)
+    if eoa is None:
+        raise ValueError("the tokenizer has no eos token; pass end_of_answer_id")
+    builder = SequenceBuilder(tokenizer, *placeholders) if placeholders else SequenceBuilder(tokenizer)
+    segs = chain_segments(template or load_template(), question, rounds, eoa, n_global, n_organ)
+    return builder.build(segs)
+
+
 def render_segments(segments: Sequence[Segment], tokenizer=None) -> str:
     """Human-readable text of segments for a Round's ``prompt``: visual runs become
     ``<ct>`` / ``<organ_feature>`` markers, id runs are decoded when a tokenizer is given."""

@@ -164,11 +164,11 @@ class Deidentifier:
         self._walk(ds, remap_uids)
         if hasattr(ds, "file_meta") and remap_uids and "MediaStorageSOPInstanceUID" in ds.file_meta:
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.PatientName = self.pseudonym
+        ds.PatientName = self.pseudonym + "^"  # one-component person name, caret-terminated
         ds.PatientID = self.pseudonym
         ds.PatientIdentityRemoved = "YES"
         ds.LongitudinalTemporalInformationModified = "MODIFIED"
-        ds.DeidentificationMethod = "TumorChain: PS3.15 basic profile; dates shifted; descriptors cleaned"
+        ds.DeidentificationMethod = "PS3.15 basic; dates shifted; descriptors cleaned"
         method = Sequence()
         for c in (codes.DCM.BasicApplicationConfidentialityProfile,
                   codes.DCM.RetainLongitudinalTemporalInformationModifiedDatesOption,
@@ -192,7 +192,9 @@ class Deidentifier:
                 del ds[elem.tag]
             elif kw in _EMPTY:
                 elem.value = ""
-            elif kw in ("PatientName", "PatientID"):
+            elif kw == "PatientName":
+                elem.value = self.pseudonym + "^"
+            elif kw == "PatientID":
                 elem.value = self.pseudonym
             elif remap_uids and kw in _UIDS and elem.value:
                 elem.value = ([self.uid(v) for v in elem.value] if elem.VM > 1 else self.uid(str(elem.value)))

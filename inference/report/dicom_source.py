@@ -56,7 +56,9 @@ def source_headers(ct: CTVolume, study: StudyInfo | None = None, series_uid: str
         ds.SOPClassUID = study.sop_class_uid or CTImageStorage
         ds.SOPInstanceUID = uid
         ds.Modality = ct.modality or "CT"
-        ds.PatientName = study.patient_name
+        # a one-component name ends in '^' (PS3.5 6.2): 'ANON-1A2B' would be ambiguous
+        ds.PatientName = study.patient_name if "^" in study.patient_name or not study.patient_name \
+            else study.patient_name + "^"
         ds.PatientID = study.patient_id
         ds.PatientBirthDate = study.patient_birth_date
         ds.PatientSex = study.patient_sex

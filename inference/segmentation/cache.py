@@ -13,7 +13,6 @@ import logging
 import os
 import tempfile
 import threading
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,7 @@ class SegmentationCache:
             return None
         try:
             return self._read(path, ct)
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001 - an entry is never trusted: any failure means rebuild
             log.warning("ignoring unusable segmentation cache file %s (%s); it will be rebuilt", path, exc)
             path.unlink(missing_ok=True)
             return None

@@ -60,7 +60,8 @@ def to_merged(labels: np.ndarray, scheme: str, path: Path) -> tuple[np.ndarray, 
     table = merged_labels()
     wrong = sorted(set(np.unique(labels).tolist()) - {0} - {lab.id for lab in table})
     if wrong:
-        raise InputError(path, f"ids {wrong[:10]} are not in the merged scheme (1..{_merged_max_id()} and substructures)")
+        raise InputError(path, f"ids {wrong[:10]} are not in the merged scheme "
+                               f"(1..{_merged_max_id()} and substructures)")
     if int(labels.max(initial=0)) < 100:
         return labels, None
     # Substructures stored in the same file: the voxel belongs to the parent organ as well.

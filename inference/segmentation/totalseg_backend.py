@@ -133,10 +133,13 @@ class TotalSegmentatorExpert:
         with tempfile.TemporaryDirectory(prefix="tumorchain-totalseg-", ignore_cleanup_errors=True) as tmp:
             tmp_dir = Path(tmp)
             report(progress, 0.01, "writing the CT for TotalSegmentator")
-            ct_file = tmp_dir / "ct.nii"
-            nib.save(nib.Nifti1Image(ct.hu, ct.affine), str(ct_file))
-            cmd = [str(python), "-u", "-c", _BOOT, str(WORKER), "--input", str(ct_file), "--out-dir", str(tmp_dir / "out"),
-                   "--home-dir", str(home_dir), "--device", self.device,
+            ct_file = tmp_dir / "ct.nii"  # uncompressed: written and read faster than .nii.gz
+            try:
+                nib.save(nib.Nifti1Image(ct.hu, ct.affine), str(ct_file))
+            except OSError as exc:
+                raise SegmentationError(f"cannot write the CT for TotalSegmentator to {ct_file}: {exc}") from exc
+            cmd = [str(python), "-u", "-c", _BOOT, str(WORKER), "--input", str(ct_file),
+                   "--out-dir", str(tmp_dir / "out"), "--home-dir", str(home_dir), "--device", self.device,
                    "--resample-threads", str(self.resample_threads)]
             if self.fast:
                 cmd.append("--fast")
@@ -223,7 +226,7 @@ def _run_worker(cmd: list[str], env: dict[str, str], tmp_dir: Path, progress: Pr
                     raise Cancelled("TotalSegmentator cancelled")
                 if timeout_s is not None and time.monotonic() - t0 > timeout_s:
                     _kill_group(proc)
-                    raise SegmentationError(f"TotalSegmentator did not finish within {timeout_s:.0f} s; stopped it")
+                    raise SegmentationError(f"TotalSegmentator did not finish within {timeout_s:g} s; stopped it")
                 try:
                     line = events.get(timeout=0.1)
                 except queue.Empty:

@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                              quiet=True, nr_thr_resamp=args.resample_threads, nr_thr_saving=1)
     except FileNotFoundError as exc:
         if "does not download" in str(exc):
-            emit("error", kind="missing_weights", missing=[str(exc)], results_dir=str(weights.results_dir(args.home_dir)),
-                 message=str(exc))
+            emit("error", kind="missing_weights", missing=[str(exc)],
+                 results_dir=str(weights.results_dir(args.home_dir)), message=str(exc))
             return EXIT_MISSING_WEIGHTS
         raise
     progress(1.0, "TotalSegmentator finished")

@@ -88,7 +88,7 @@ def couinaud_segments(box: Box, frame: Frame) -> np.ndarray:
     posterior = _side(xr, yr, rgt[0], rgt[-1]) < 0
     lateral = _side(xr, yr, lft[0], lft[-1]) > 0
     superior = zr > 38.0
-    seg2_not3 = (zr - 38.0) + 0.6 * (yr - 30.0) > 0
+    seg2_not3 = (zr - 38.0) - 0.6 * (yr - 30.0) > 0  # II: posterosuperior, III: anteroinferior
     seg = np.full(np.broadcast_shapes(xr.shape, zr.shape), 4, dtype=np.uint8)
     seg = np.where(lateral, np.where(seg2_not3, 2, 3), seg)
     seg = np.where(right_liver & posterior, np.where(superior, 7, 6), seg)

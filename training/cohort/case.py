@@ -23,7 +23,7 @@ from .grid import Grid, lid
 from .intensities import Tissue, render_ct, sample_hu_table
 from .knowledge import KnowledgeGraph, load_kg
 from .lesions import DrawnLesion, LesionPainter
-from .measure import majority_label, measure_mask
+from .measure import interior_roi, majority_label, measure_mask
 from .scenario import Scenario, demo_scenario, sample_scenario
 from .staging import stage_case
 
@@ -80,16 +80,18 @@ def _draw(painter: LesionPainter, scenario: Scenario) -> Scenario:
     return scenario
 
 
-def _truth_of(d: DrawnLesion, m, ct: np.ndarray, parts: np.ndarray, ijk: np.ndarray, reference: float) -> LesionTruth:
+def _truth_of(d: DrawnLesion, m, ct: np.ndarray, parts: np.ndarray, lesions: np.ndarray, ijk: np.ndarray,
+              reference: float) -> LesionTruth:
     table = merged_labels()
     part_id = majority_label(parts[tuple(ijk.T)]) if d.plan.organ else 0
+    roi = interior_roi(lesions[d.box.sl] == d.instance_id)
     return LesionTruth(
         instance_id=d.instance_id, kind=d.plan.kind, organ=d.plan.organ,
         substructure=table.by_id(part_id).name if part_id else None,
         centre_ras_mm=[round(float(v), 2) for v in m.centroid_mm], centre_voxel=list(m.centroid_voxel),
         diameter_mm=round(m.diameter_mm, 1), short_axis_mm=round(m.short_axis_mm, 1),
         volume_ml=round(m.volume_ml, 3), voxels=m.voxels, density=d.plan.density, shape=d.plan.shape,
-        boundary=d.plan.boundary, others=list(d.plan.others), mean_hu=round(float(ct[tuple(ijk.T)].mean()), 1),
+        boundary=d.plan.boundary, others=list(d.plan.others), attenuation_hu=round(float(np.median(ct[d.box.sl][roi])), 1),
         reference_hu=round(reference, 1), pathology=d.plan.pathology, station=d.station, near_organ=d.near_organ)
 
 
@@ -127,7 +129,7 @@ def generate_case(seed: int, case_id: str = "case_0000", shape: tuple[int, int, 
     for d, m, ijk in measured.values():
         organ = kg.organs.get(d.plan.organ) if d.plan.organ else None
         reference = table[Tissue[organ.parenchyma_tissue]] if organ else 0.0
-        groups[d.plan.kind].append(_truth_of(d, m, ct, canvas.parts, ijk, reference))
+        groups[d.plan.kind].append(_truth_of(d, m, ct, canvas.parts, painter.lesions, ijk, reference))
     truth = _assemble(kg, grid, seed, case_id, scenario, groups, canvas, table, noise_sigma)
     return SyntheticCase(case_id, int(seed), grid, ct, canvas.organs, canvas.parts, painter.lesions, truth)
 
@@ -142,8 +144,8 @@ def _assemble(kg, grid, seed, case_id, scenario, groups, canvas, table, noise_si
     lesions = groups["primary"] + groups["metastasis"]
     hit = {les.organ for les in lesions} | {les.substructure for les in lesions if les.substructure}
     truth = CaseTruth(
-        case_id=case_id, seed=int(seed), shape=list(grid.shape), spacing=[round(s, 6) for s in grid.spacing],
-        affine=grid.affine.round(6).tolist(), category=scenario.category, primary_organ=scenario.organ,
+        case_id=case_id, seed=int(seed), shape=list(grid.shape), spacing=list(grid.spacing),
+        affine=grid.affine.tolist(), category=scenario.category, primary_organ=scenario.organ,
         pathology=scenario.pathology, pathology_display=path.display if path else None,
         finding=path.finding if path else None, impression=path.impression if path else None,
         lesions=groups["primary"], metastases=groups["metastasis"], nodes=groups["node"],

@@ -24,7 +24,8 @@ class LesionTruth:
     kind: "primary" | "metastasis" | "node". organ / substructure: merged label names (None for
     nodes, which lie in fat). diameter_mm: longest extent; short_axis_mm: shortest extent in
     the axial plane (the lymph node criterion). density: hypodense / hyperdense / mixed (nodes:
-    None). reference_hu: the parenchyma HU of the case the density is judged against.
+    None). attenuation_hu: median HU of the interior ROI; reference_hu: the parenchyma HU of the
+    case the density is judged against.
     """
 
     instance_id: int
@@ -41,7 +42,7 @@ class LesionTruth:
     shape: str
     boundary: str
     others: list[str]
-    mean_hu: float
+    attenuation_hu: float  # median HU of the interior ROI (edge voxels and calcification excluded)
     reference_hu: float
     pathology: str | None = None
     station: str | None = None

@@ -116,9 +116,10 @@ def lesion_hu(density: str | None, others: tuple[str, ...], rho: np.ndarray, ref
     if "fluid attenuation" in others:
         return np.full(rho.shape, rng.uniform(2.0, 14.0), dtype=np.float32)
     if density == "hypodense":
-        core = reference - rng.uniform(48.0, 70.0)
+        core = reference - rng.uniform(50.0, 70.0)
         if "rim enhancement" in others:
-            rim = reference - rng.uniform(8.0, 16.0)
+            core = reference - rng.uniform(62.0, 78.0)
+            rim = reference - rng.uniform(18.0, 26.0)
             return np.where(rho > 0.8, rim, core).astype(np.float32)
         return np.full(rho.shape, core, dtype=np.float32)
     if density == "hyperdense":

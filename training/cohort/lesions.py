@@ -139,6 +139,7 @@ class LesionPainter:
                 mask = (signed <= 0) & allowed
                 if mask.sum() * self.grid.voxel_mm3 / 1000.0 < 0.45 * nominal_ml or mask.sum() < 2:
                     continue
+                self._seat(box, signed, mask, info, organ_id, lid(part))
                 reference = self.table[Tissue[info.parenchyma_tissue]]
                 value = lesion_hu(plan.density, plan.others, rho, reference, self.rng)
                 value += self.anatomy.texture[box.sl] * np.float32(6.0)
@@ -189,6 +190,25 @@ class LesionPainter:
                 drawn.near_organ = organ
                 return drawn
         return None
+
+    def _seat(self, box: Box, signed: np.ndarray, mask: np.ndarray, info, organ_id: int, part_id: int) -> None:
+        """Give the lesion a one-voxel rim of its organ's own tissue where it bulges into fat or
+        into a lumen (capsule, thickened wall), and turn gas and stool next to an intraluminal mass
+        into fluid. Partial volume at its edge then mixes lesion with parenchyma (the density
+        reference), not with fat or gas, so small lesions keep their density class."""
+        tissue = self.canvas.tissue[box.sl]
+        organs = self.canvas.organs[box.sl]
+        step = float(max(self.grid.spacing))
+        rim = (signed > 0) & (signed <= np.float32(1.2 * step)) & (self.lesions[box.sl] == 0)
+        outside = rim & (tissue == Tissue.FAT)
+        inside = rim & (organs == organ_id) & np.isin(tissue, (Tissue.GI_AIR, Tissue.GI_FLUID, Tissue.STOOL))
+        parenchyma = Tissue[info.parenchyma_tissue]
+        tissue[outside | inside] = parenchyma
+        organs[outside] = organ_id
+        self.canvas.parts[box.sl][outside] = part_id
+        if info.hollow:
+            near = (signed <= np.float32(3.0 + 1.5 * step)) & ~mask
+            tissue[near & np.isin(tissue, (Tissue.GI_AIR, Tissue.STOOL))] = Tissue.GI_FLUID
 
     def _commit(self, plan, box, mask, alpha, value, organ_id, part_id, centre, part) -> DrawnLesion:
         iid = len(self.drawn) + 1

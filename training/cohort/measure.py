@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import binary_erosion
 
 from .grid import Grid
 
@@ -57,3 +58,10 @@ def majority_label(labels: np.ndarray) -> int:
     counts = np.bincount(labels, minlength=256)
     counts[0] = 0
     return int(counts.argmax()) if counts.any() else 0
+
+
+def interior_roi(mask: np.ndarray) -> np.ndarray:
+    """The ROI a reader would place for a mean HU: the mask without its outer voxel layer
+    (partial volume), unless that leaves too little of it (then the whole mask)."""
+    inner = binary_erosion(mask)
+    return inner if inner.sum() >= max(8, 0.25 * mask.sum()) else mask

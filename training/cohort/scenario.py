@@ -109,3 +109,17 @@ def demo_scenario(kg: KnowledgeGraph, rng: np.random.Generator) -> Scenario:
     plans += metastasis_plans(kg, "liver", rng, 1, parts=["liver_segment_7"])
     plans[3].diameter_mm, plans[3].boundary = 22.0, "well-defined"
     return Scenario("malignant", "pancreas", path.name, plans)
+
+
+def scenario_for(kg: KnowledgeGraph, pathology: str, rng: np.random.Generator, n: int | None = None,
+                 nodes: int = 0, metastases: int = 0) -> Scenario:
+    """A scenario of a chosen pathology (tests, teaching cases): ``n`` primaries (default: the
+    prior), enlarged nodes and metastases (malignant only) at the organ's first metastatic site."""
+    path = kg.pathologies[pathology]
+    plans = primary_plans(kg, path, rng, n=n)
+    if path.malignant:
+        plans += node_plans(kg, path.organ, rng, nodes)
+        sites = kg.organs[path.organ].metastasis_sites
+        if metastases and sites:
+            plans += metastasis_plans(kg, sites[0], rng, metastases)
+    return Scenario("malignant" if path.malignant else "benign", path.organ, path.name, plans)

@@ -53,8 +53,8 @@ def density(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFac
     steps = [
         Step(f"On the global view, a focal lesion in the {disp(organ)} appears {DENSITY_WORD[les.density]}.",
              f"The lesion looks {answer}.", block.final, [organ]),
-        Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}, with a mean of "
-             f"about {hu(les.mean_hu)} against {hu(les.reference_hu)} in the surrounding "
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}, with an "
+             f"attenuation of about {hu(les.attenuation_hu)} against {hu(les.reference_hu)} in the surrounding "
              f"{_surround(truth, organ, kg)}.", f"The lesion is {answer}.", block.final, [organ]),
     ]
     return f.make("attributes", "density", f"What is the density of the largest lesion in the {disp(organ)}?",
