@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy.ndimage import binary_erosion
 
 from inference.labels import merged_labels
 from training.cohort.case import generate_case, read_case, write_case
@@ -82,8 +83,10 @@ def test_fat_air_noise_and_bowel_gas(cases):
     assert ((c.ct > -130) & (c.ct < -60)).mean() > 0.04  # fat is common
     assert (c.ct[c.organs == lid("colorectum")] < -900).any()  # gas in the colon
     assert (c.ct[c.organs == lid("stomach")] < -900).any() or (c.ct[c.organs == lid("stomach")] < 30).mean() > 0.2
-    liver = (c.organs == lid("liver")) & (c.lesions == 0) & (c.parts != 0)
-    assert 6.0 <= np.std(c.ct[liver]) <= 35.0  # scanner noise plus texture and vessels
+    liver = binary_erosion((c.organs == lid("liver")) & (c.lesions == 0), iterations=2)
+    values = c.ct[liver].astype(float)
+    spread = 1.4826 * np.median(np.abs(values - np.median(values)))  # robust to the vessels
+    assert 8.0 <= spread <= 30.0  # scanner noise (10-20 HU) plus mild texture
     assert c.ct.min() >= -1024
 
 
@@ -160,7 +163,7 @@ def test_normal_case_is_normal(cases):
     assert {s.subtask for s in samples} == {"organ_position", "count", "report"}
     for s in samples:
         assert s.final_answer in ("0", "no abnormality") or s.final_answer.endswith("no lesion")
-        assert "no focal" in s.answer or "no imaging evidence" in s.answer
+        assert any(p in s.answer for p in ("no focal", "without a focal", "no imaging evidence"))
 
 
 def _lesion(d: float, boundary: str = "well-defined", short: float = 0.0, kind: str = "primary") -> LesionTruth:

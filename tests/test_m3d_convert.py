@@ -32,6 +32,15 @@ from inference.model.convert_m3d import convert, main
 from inference.model.vision_encoder import VisionEncoder3D
 
 
+from tiny_models import one_torch_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_torch_thread():
+        yield
+
+
 def m3d_vision_keys(hidden=768, mlp=3072, layers=12, n_patches=2048, patch_dim=1024) -> dict[str, tuple]:
     """{key: shape} of M3D-CLIP's vision encoder, without its "vision_encoder." prefix."""
     keys = {

@@ -8,7 +8,15 @@ from inference.model.config import TumorChainConfig, VisionConfig
 from inference.model.projector import Projector, pool_patch_grid
 from inference.model.vision_encoder import VisionEncoder3D
 
+from tiny_models import one_torch_thread
+
 TINY_FULL_INPUT = VisionConfig(hidden_size=32, mlp_dim=64, num_layers=2, num_heads=4)  # 1x32x256x256, patch 4x16x16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_torch_thread():
+        yield
 
 
 def test_encoder_output_shape_on_the_full_size_input():

@@ -12,9 +12,15 @@ import inference.model.llm_loader as llm_loader
 from inference.errors import ModelError
 from inference.model.devices import Placement, check_fits, memory_errors_as_model_error, pick_device
 
-from tiny_models import as_published_layout, tiny_config, tiny_model, tiny_qwen2, tiny_qwen25_vl
+from tiny_models import one_torch_thread, as_published_layout, tiny_config, tiny_model, tiny_qwen2, tiny_qwen25_vl
 
 CPU = Placement(torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

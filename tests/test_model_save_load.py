@@ -11,9 +11,15 @@ from safetensors.torch import load_file, save_file
 from inference.errors import ModelError
 from inference.model import TumorChainConfig, TumorChainModel
 
-from tiny_models import tiny_config, tiny_model
+from tiny_models import one_torch_thread, tiny_config, tiny_model
 
 SHAPE = (8, 64, 64)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_torch_thread():
+        yield
 
 
 def run_case(model: TumorChainModel, volume: torch.Tensor, mask: torch.Tensor):

@@ -13,11 +13,20 @@ from inference.errors import InputError
 from inference.preprocess import MODEL_SHAPE, preprocess
 from inference.segmentation.organ_masks import OrganMasks
 
+from tiny_models import one_torch_thread
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
 SPACING = (0.8, 1.0, 2.5)  # i (x), j (y), k (z) in mm
 ORIGIN = np.array([-48.0, -45.0, -50.0])
 BODY_SEMI_AXES = (40.0, 25.0)  # mm along x (left-right) and y (anterior-posterior): not a circle
 MARKER_IJK = (80, 55, 30)  # a 3x3x3 bright block centred here (voxel indices in the RAS storage)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_torch_thread():
+        yield
 
 
 def phantom(marker_ijk=MARKER_IJK) -> tuple[CTVolume, OrganMasks]:
@@ -90,9 +99,11 @@ def test_canonical_orientation_head_first_anterior_up_patient_right_on_the_left(
 
 
 def test_any_storage_order_gives_the_same_model_input(case):
-    ct, masks, mi = case
+    ct, masks, _ = case
+    small = (32, 96, 96)  # a smaller grid keeps this fast; the geometry is the same code
+    mi = preprocess(ct, masks, shape=small)
     for codes in (("L", "P", "S"), ("S", "L", "A"), ("P", "I", "R")):
-        other = preprocess(*restored(ct, masks, codes))
+        other = preprocess(*restored(ct, masks, codes), shape=small)
         assert torch.allclose(other.volume, mi.volume, atol=1e-5)
         assert np.array_equal(other.organs, mi.organs) and np.array_equal(other.parts, mi.parts)
         assert np.allclose(other.grid.model_to_world, mi.grid.model_to_world, atol=1e-6)
@@ -141,16 +152,17 @@ def test_thin_slices_are_averaged_not_skipped():
     affine = np.diag([1.0, 1.0, 0.5, 1.0])
     base = np.full((40, 40, 200), 40, np.int16)
     sums = []
-    for k in (37, 40, 41, 43, 100):  # one bright 0.5 mm slice at various depths
+    small = (32, 32, 32)
+    for k in (37, 40, 41, 43):  # one bright 0.5 mm slice at various depths
         hu = base.copy()
         hu[:, :, k] = 200
-        mi = preprocess(CTVolume(hu=hu, affine=affine, source_path=Path("thin.nii")))
+        mi = preprocess(CTVolume(hu=hu, affine=affine, source_path=Path("thin.nii")), shape=small)
         sums.append(np.clip(mi.volume.numpy() - 0.5, 0, None).sum())
     assert min(sums) > 0 and max(sums) / min(sums) < 1.3
     hu = base.copy()
     hu[18:21, 18:21, 90:111] = 1000  # a block centred on voxel (19, 19, 100)
     ct = CTVolume(hu=hu, affine=affine, source_path=Path("thin.nii"))
-    mi = preprocess(ct)
+    mi = preprocess(ct, shape=small)
     expected = mi.grid.world_to_model(ct.voxel_to_world(np.array([19, 19, 100])))[0]
     assert np.all(np.abs(bright_centre(mi.volume) - expected) <= 0.15)
 

@@ -1,11 +1,24 @@
 """Tiny random Hugging Face checkpoints for the model tests: built in a temp folder, no downloads."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from inference.model.config import TumorChainConfig, VisionConfig
+
+@contextmanager
+def one_torch_thread():
+    """Tiny models run fastest on one thread; on a shared, busy CI machine extra OpenMP threads
+    spin and make them many times slower. Restores the previous setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 WORDS = ("the liver spleen pancreas kidney is are normal abnormal lesion a an of in with question answer "
          "thus , . : ? yes no requires greater attention to").split()

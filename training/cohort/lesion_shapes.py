@@ -101,8 +101,11 @@ def lesion_box(grid: Grid, centre, shape: LesionShape, boundary: str) -> Box | N
 
 
 def edge_alpha(signed_mm: np.ndarray, boundary: str) -> np.ndarray:
-    """Logistic opacity of the lesion over a signed distance field (0.5 on the outline)."""
-    return (1.0 / (1.0 + np.exp(np.clip(signed_mm / np.float32(EDGE_MM[boundary]), -30, 30)))).astype(np.float32)
+    """Logistic opacity of the lesion over a signed distance field, 0.5 on the outline. The
+    ramp is steep inside (the lesion keeps its full contrast) and, for an ill-defined lesion,
+    wide outside: the lesion fades into its surroundings."""
+    width = np.where(signed_mm < 0, np.float32(EDGE_MM["well-defined"]), np.float32(EDGE_MM[boundary]))
+    return (1.0 / (1.0 + np.exp(np.clip(signed_mm / width, -30, 30)))).astype(np.float32)
 
 
 def lesion_hu(density: str | None, others: tuple[str, ...], rho: np.ndarray, reference: float,
@@ -116,11 +119,11 @@ def lesion_hu(density: str | None, others: tuple[str, ...], rho: np.ndarray, ref
     if "fluid attenuation" in others:
         return np.full(rho.shape, rng.uniform(2.0, 14.0), dtype=np.float32)
     if density == "hypodense":
-        core = reference - rng.uniform(50.0, 70.0)
-        if "rim enhancement" in others:
-            core = reference - rng.uniform(62.0, 78.0)
-            rim = reference - rng.uniform(18.0, 26.0)
-            return np.where(rho > 0.8, rim, core).astype(np.float32)
+        core = reference - rng.uniform(55.0, 75.0)
+        if "rim enhancement" in others:  # a rim brighter than the core, still below the parenchyma
+            core = reference - rng.uniform(65.0, 80.0)
+            rim = reference - rng.uniform(28.0, 35.0)
+            return np.where(rho > 0.82, rim, core).astype(np.float32)
         return np.full(rho.shape, core, dtype=np.float32)
     if density == "hyperdense":
         return np.full(rho.shape, reference + rng.uniform(48.0, 70.0), dtype=np.float32)
