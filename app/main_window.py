@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QGridLayout, QL
                                QProgressBar, QVBoxLayout, QWidget)
 
 from app.label_list import LabelList
-from app.load_worker import LoadedCase, LoadRequest, LoadThread, resolve_request
+from app.load_worker import CaseLoader, LoadedCase, LoadRequest, resolve_request
 from viewer import slice_interaction
 from viewer.scene_state import SceneState
 from viewer.screenshot import save_screenshot
@@ -34,7 +34,11 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(TITLE)
         self.setAcceptDrops(True)
         self.resize(1500, 950)
-        self.loader: LoadThread | None = None
+        self.loader = CaseLoader(self)
+        self.loader.progress.connect(self._on_progress)
+        self.loader.loaded.connect(self._on_loaded)
+        self.loader.failed.connect(self.show_error)
+        self.loader.finished.connect(self._on_load_done)
         self.last_error: str | None = None
         self.error_box: QMessageBox | None = None
 
@@ -157,18 +161,17 @@ class MainWindow(QMainWindow):
             return False
         return self._start(LoadRequest(None, Path(path), None, base_ct=self.state.ct))
 
+    @property
+    def loading(self) -> bool:
+        return self.loader.busy
+
     def _start(self, request: LoadRequest) -> bool:
-        if self.loader is not None:
+        if not self.loader.load(request):
             self.statusBar().showMessage("A case is still loading; try again when it is done.", 5000)
             return False
-        self.loader = LoadThread(request, self)
-        self.loader.progress.connect(self._on_progress)
-        self.loader.loaded.connect(self._on_loaded)
-        self.loader.failed.connect(self.show_error)
-        self.loader.finished.connect(self._on_thread_done)
         self.progress.setValue(0)
+        self.progress.setFormat("%p%")
         self.progress.show()
-        self.loader.start()
         return True
 
     def _on_progress(self, fraction: float, message: str) -> None:
@@ -184,11 +187,8 @@ class MainWindow(QMainWindow):
             note += " - " + "; ".join(case.warnings)
         self.statusBar().showMessage(note, 15000)
 
-    def _on_thread_done(self) -> None:
+    def _on_load_done(self) -> None:
         self.progress.hide()
-        if self.loader is not None:
-            self.loader.deleteLater()
-        self.loader = None
 
     def show_error(self, message: str) -> None:
         """Tell the user what failed (non-blocking dialog); the current case stays on screen."""
@@ -202,12 +202,14 @@ class MainWindow(QMainWindow):
 
     def wait_for_load(self, timeout_ms: int = 60000) -> None:
         """Block until the running load finishes and its result is delivered (scripts, tests)."""
-        from PySide6.QtCore import QCoreApplication, QDeadlineTimer
+        import time
 
-        if self.loader is not None:
-            self.loader.wait(QDeadlineTimer(timeout_ms))
-        while self.loader is not None:
-            QCoreApplication.processEvents()
+        from PySide6.QtCore import QCoreApplication, QEventLoop
+
+        deadline = time.monotonic() + timeout_ms / 1000
+        while self.loader.busy and time.monotonic() < deadline:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            time.sleep(0.005)
 
     # --- drag and drop --------------------------------------------------------------------
     def dragEnterEvent(self, ev) -> None:  # noqa: N802 (Qt)
@@ -266,9 +268,7 @@ class MainWindow(QMainWindow):
         QMessageBox.information(self, "Mouse and keys", slice_interaction.__doc__.strip())
 
     def closeEvent(self, ev) -> None:  # noqa: N802 (Qt)
-        if self.loader is not None:
-            self.loader.cancel_event.set()
-            self.loader.wait()
+        self.loader.shutdown()
         for v in self.views.values():
             v.detach()
         self.labels.detach()

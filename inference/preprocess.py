@@ -96,8 +96,9 @@ class ModelInput:
     parts: np.ndarray | None
     grid: ModelGrid
     warnings: tuple[str, ...] = ()
-    # native-resolution source for crop mode: canonical HU view and its box (edge coordinates)
-    _canonical_hu: np.ndarray | None = field(default=None, repr=False)
+    # native-resolution source for crop mode: the CT's HU array with its axis maps, and the
+    # canonical box (edge coordinates) the model grid covers
+    _source: tuple[np.ndarray, tuple] | None = field(default=None, repr=False)
     _box: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def mask(self, label_id: int) -> torch.Tensor:
@@ -110,24 +111,32 @@ class ModelInput:
     def crop(self, lo: tuple[float, float, float], hi: tuple[float, float, float]) -> torch.Tensor:
         """Re-sample the CT at native resolution over a model-voxel box (edge coordinates, may
         reach outside the grid) onto a full (1, 1, 32, 256, 256) model input (crop mode of Gamma)."""
-        if self._canonical_hu is None or self._box is None:
+        if self._source is None or self._box is None:
             raise ValueError("this ModelInput keeps no native CT; crop from its volume instead")
         box_lo, box_hi = self._box
         scale = (box_hi - box_lo) / np.asarray(self.grid.shape, dtype=np.float64)
         c_lo = box_lo + np.asarray(lo, dtype=np.float64) * scale
         c_hi = box_lo + np.asarray(hi, dtype=np.float64) * scale
-        out = resample_box(self._canonical_hu, c_lo, c_hi, self.grid.shape, transform=soft_tissue_window)
+        hu, maps = self._source
+        out = resample_box(hu, c_lo, c_hi, self.grid.shape, transform=soft_tissue_window, maps=maps)
         return out[None, None]
 
 
 def soft_tissue_window(hu: np.ndarray) -> np.ndarray:
     """HU -> [0, 1] float32 with the soft-tissue window (W 400, L 40)."""
     lo = SOFT_TISSUE_LEVEL - SOFT_TISSUE_WIDTH / 2.0
-    return np.clip((hu.astype(np.float32) - lo) / SOFT_TISSUE_WIDTH, 0.0, 1.0)
+    out = hu.astype(np.float32, order="C")  # the only copy: the rest is in place (large CTs)
+    out -= lo
+    out /= SOFT_TISSUE_WIDTH
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def preprocess(ct: CTVolume, masks: OrganMasks | None = None, shape: tuple[int, int, int] = MODEL_SHAPE) -> ModelInput:
-    """CTVolume (+ OrganMasks on its grid) -> ModelInput on the (32, 256, 256) model grid."""
+    """CTVolume (+ OrganMasks on its grid) -> ModelInput on the (32, 256, 256) model grid.
+
+    The CT is never copied into canonical order: boxes are worked out in canonical voxels and
+    the sampling reads the CT in its own memory layout (a transposed copy of a 512x512x300 CT
+    alone takes seconds)."""
     if masks is not None:
         if masks.shape != ct.shape or not np.allclose(masks.affine, ct.affine, atol=1e-3):
             raise InputError(
@@ -136,33 +145,55 @@ def preprocess(ct: CTVolume, masks: OrganMasks | None = None, shape: tuple[int, 
                 "segment this series again",
             )
     xform = nio.ornt_transform(nio.io_orientation(ct.affine), nio.axcodes2ornt(MODEL_AXCODES))
-    canon = nio.apply_orientation(ct.hu, xform)  # a view: flips and a transpose
     canon_to_ct = nio.inv_ornt_aff(xform, ct.shape)
-    canon_affine = ct.affine @ canon_to_ct
-    spacing = np.linalg.norm(canon_affine[:3, :3], axis=0)
+    maps = axis_maps(canon_to_ct, ct.shape)
+    spacing = np.linalg.norm((ct.affine @ canon_to_ct)[:3, :3], axis=0)
 
     warnings: list[str] = []
-    organ_canon = nio.apply_orientation(masks.organs, xform) if masks is not None else None
-    lo, hi = _body_box(canon, organ_canon)
+    lo, hi = _body_box(ct.hu, masks.organs if masks is not None else None, maps)
     if lo is None:
         warnings.append("no body found above -500 HU; the whole field of view is used")
-        lo, hi = np.zeros(3), np.asarray(canon.shape, dtype=np.float64)
+        lo, hi = np.zeros(3), np.array([m.size for m in maps], dtype=np.float64)
     lo, hi = _square_in_plane(lo, hi, spacing)
 
-    volume = resample_box(canon, lo, hi, shape, transform=soft_tissue_window)[None, None]
+    volume = resample_box(ct.hu, lo, hi, shape, transform=soft_tissue_window, maps=maps)[None, None]
     organs = parts = None
     if masks is not None:
-        organs = resample_labels(organ_canon, lo, hi, shape)
+        organs = resample_labels(masks.organs, lo, hi, shape, maps=maps)
         if masks.parts is not None:
-            parts = resample_labels(nio.apply_orientation(masks.parts, xform), lo, hi, shape)
+            parts = resample_labels(masks.parts, lo, hi, shape, maps=maps)
 
     scale = (hi - lo) / np.asarray(shape, dtype=np.float64)
     model_to_canon = np.eye(4)
     model_to_canon[:3, :3] = np.diag(scale)
     model_to_canon[:3, 3] = lo + 0.5 * scale - 0.5  # voxel centres, edge coordinates -> indices
-    grid = ModelGrid(shape=tuple(shape), model_to_ct=canon_to_ct @ model_to_canon, ct_affine=np.asarray(ct.affine, dtype=np.float64))
+    grid = ModelGrid(shape=tuple(shape), model_to_ct=canon_to_ct @ model_to_canon,
+                     ct_affine=np.asarray(ct.affine, dtype=np.float64))
     return ModelInput(volume=volume, organs=organs, parts=parts, grid=grid, warnings=tuple(warnings),
-                      _canonical_hu=canon, _box=(lo, hi))
+                      _source=(ct.hu, maps), _box=(lo, hi))
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """Where one canonical (output) axis lies in the source array: which axis, reversed or not."""
+
+    source_axis: int
+    flip: bool
+    size: int  # source length along that axis
+
+
+def axis_maps(canon_to_source: np.ndarray, source_shape: tuple[int, ...]) -> tuple[AxisMap, AxisMap, AxisMap]:
+    """The signed axis permutation in a canonical-voxel -> source-voxel affine."""
+    m = canon_to_source[:3, :3]
+    out = []
+    for c in range(3):
+        p = int(np.argmax(np.abs(m[:, c])))
+        out.append(AxisMap(source_axis=p, flip=bool(m[p, c] < 0), size=int(source_shape[p])))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _identity_maps(shape: tuple[int, ...]) -> tuple[AxisMap, AxisMap, AxisMap]:
+    return tuple(AxisMap(c, False, int(shape[c])) for c in range(3))  # type: ignore[return-value]
 
 
 def resample_box(
@@ -171,80 +202,115 @@ def resample_box(
     hi: np.ndarray | tuple,
     out_shape: tuple[int, int, int],
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    maps: tuple[AxisMap, AxisMap, AxisMap] | None = None,
 ) -> torch.Tensor:
-    """Trilinear resampling of the box [lo, hi) (edge coordinates: voxel i spans [i, i+1), may
-    reach outside) of a (D, H, W) array onto out_shape; outside the array is 0.
+    """Trilinear resampling of the canonical box [lo, hi) (edge coordinates: voxel i spans
+    [i, i+1), may reach outside) onto out_shape; outside the array is 0.
 
-    Output voxel m samples the source at edge coordinate lo + (m + 0.5) * (hi - lo) / out.
-    `transform` (e.g. the HU window) is applied to the covering region before sampling.
+    Output voxel m samples at canonical edge coordinate lo + (m + 0.5) * (hi - lo) / out.
+    `source` is the array in its own layout, `maps` says where each canonical axis lies in it
+    (default: source is already canonical). `transform` (e.g. the HU window) is applied to the
+    covering region before sampling. Where an axis shrinks by k >= 2 the region is first
+    box-averaged by k, with bins placed as in canonical order, so every source voxel counts.
     Returns a float32 tensor of out_shape.
     """
+    maps = maps or _identity_maps(source.shape)
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
-    dims = np.asarray(source.shape)
-    a = np.clip(np.floor(lo).astype(int) - 1, 0, dims)
-    b = np.clip(np.ceil(hi).astype(int) + 1, 0, dims)
-    region = source[a[0]:b[0], a[1]:b[1], a[2]:b[2]]
+    sizes = np.array([m.size for m in maps])
+    step = (hi - lo) / np.asarray(out_shape, dtype=np.float64)
+    a_c = np.clip(np.floor(lo).astype(int) - 1, 0, sizes)  # covering region, canonical
+    b_c = np.clip(np.ceil(hi).astype(int) + 1, 0, sizes)
+    start, stop, k = [0, 0, 0], [0, 0, 0], [1, 1, 1]
+    for c, m in enumerate(maps):
+        p = m.source_axis
+        start[p], stop[p] = (m.size - b_c[c], m.size - a_c[c]) if m.flip else (a_c[c], b_c[c])
+        k[p] = int(step[c]) if step[c] >= 2.0 else 1
+    region = source[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
     if isinstance(region, torch.Tensor):
         region = region.detach().float().cpu().numpy()
-    region = transform(region) if transform is not None else region.astype(np.float32)
+    region = transform(region) if transform is not None else region.astype(np.float32, order="C")
     if region.size == 0:
         return torch.zeros(out_shape, dtype=torch.float32)
     x = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32))[None, None]
-    # box-average first where an axis shrinks by k >= 2, so every source voxel contributes
-    step = (hi - lo) / np.asarray(out_shape, dtype=np.float64)
-    k = tuple(int(s) if s >= 2.0 else 1 for s in step)
+    pad_low = [0, 0, 0]
     if any(kk > 1 for kk in k):
-        pad = [(-n) % kk for n, kk in zip(x.shape[2:], k)]
-        x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")
-        x = F.avg_pool3d(x, kernel_size=k, stride=k)
-    kk = np.asarray(k, dtype=np.float64)
-    axes = []
-    for ax in range(3):
-        m = np.arange(out_shape[ax], dtype=np.float64)
-        edge = (lo[ax] - a[ax] + (m + 0.5) * step[ax]) / kk[ax]  # edge coordinate in the pooled region
-        axes.append(torch.from_numpy(2.0 * edge / x.shape[2 + ax] - 1.0).float())  # align_corners=False
-    gd, gh, gw = torch.meshgrid(*axes, indexing="ij")
-    grid = torch.stack([gw, gh, gd], dim=-1)[None]  # grid_sample wants (x=w, y=h, z=d)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        pads = [(-n) % kk for n, kk in zip(x.shape[2:], k)]
+        flipped = {m.source_axis: m.flip for m in maps}
+        pad_low = [pads[p] if flipped[p] else 0 for p in range(3)]  # canonical bins start at the far end
+        pad_high = [pads[p] - pad_low[p] for p in range(3)]
+        x = F.pad(x, (pad_low[2], pad_high[2], pad_low[1], pad_high[1], pad_low[0], pad_high[0]), mode="replicate")
+        x = F.avg_pool3d(x, kernel_size=tuple(k), stride=tuple(k))
+    grid = torch.empty(*out_shape, 3)
+    for c, m in enumerate(maps):
+        p = m.source_axis
+        edge = lo[c] + (np.arange(out_shape[c]) + 0.5) * step[c]  # canonical edge coordinate
+        if m.flip:
+            edge = m.size - edge
+        pooled = (edge - (start[p] - pad_low[p])) / k[p]
+        coord = torch.from_numpy(2.0 * pooled / x.shape[2 + p] - 1.0).float()  # align_corners=False
+        view = [1, 1, 1]
+        view[c] = out_shape[c]
+        grid[..., 2 - p] = coord.view(view).expand(out_shape)  # grid order is (x=axis 2, y=axis 1, z=axis 0)
+    out = F.grid_sample(x, grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)
     return out[0, 0]
 
 
-def resample_labels(labels: np.ndarray, lo: np.ndarray | tuple, hi: np.ndarray | tuple, out_shape: tuple[int, int, int]) -> np.ndarray:
-    """Nearest-neighbour resampling of a (D, H, W) label map over the box [lo, hi) (edge
-    coordinates) onto out_shape, same sampling points as resample_box; outside is 0."""
+def resample_labels(
+    labels: np.ndarray,
+    lo: np.ndarray | tuple,
+    hi: np.ndarray | tuple,
+    out_shape: tuple[int, int, int],
+    maps: tuple[AxisMap, AxisMap, AxisMap] | None = None,
+) -> np.ndarray:
+    """Nearest-neighbour resampling of a label map over the canonical box [lo, hi) onto
+    out_shape, at the sampling points of resample_box; outside is 0."""
+    maps = maps or _identity_maps(labels.shape)
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
-    idx, valid = [], []
-    for ax in range(3):
-        m = np.arange(out_shape[ax], dtype=np.float64)
-        i = np.floor(lo[ax] + (m + 0.5) * (hi[ax] - lo[ax]) / out_shape[ax]).astype(int)
-        valid.append((i >= 0) & (i < labels.shape[ax]))
-        idx.append(np.clip(i, 0, labels.shape[ax] - 1))
-    out = labels[np.ix_(*idx)]
+    idx: list[np.ndarray] = [np.zeros(0, int)] * 3
+    valid = []
+    for c, m in enumerate(maps):
+        i = np.floor(lo[c] + (np.arange(out_shape[c]) + 0.5) * (hi[c] - lo[c]) / out_shape[c]).astype(int)
+        valid.append((i >= 0) & (i < m.size))
+        i = np.clip(i, 0, m.size - 1)
+        idx[m.source_axis] = m.size - 1 - i if m.flip else i
+    out = labels[np.ix_(*idx)].transpose([m.source_axis for m in maps])  # source -> canonical order
     inside = valid[0][:, None, None] & valid[1][None, :, None] & valid[2][None, None, :]
     return np.where(inside, out, 0).astype(labels.dtype)
 
 
-def _body_box(canon: np.ndarray, organs: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Bounding box [lo, hi) in canonical voxels of the largest connected body part (> -500 HU),
-    found on a subsampled grid for speed, grown to include every organ voxel."""
-    step = tuple(max(1, int(math.ceil(n / 128))) for n in canon.shape)
-    body = canon[::step[0], ::step[1], ::step[2]] > BODY_THRESHOLD_HU
-    boxes = []
+def _body_box(hu: np.ndarray, organs: np.ndarray | None, maps) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Canonical bounding box [lo, hi) of the largest connected body part (> -500 HU), found on a
+    subsampled grid for speed, grown to include every organ voxel. Works in the source layout."""
+    step = tuple(max(1, int(math.ceil(n / 128))) for n in hu.shape)
+    body = hu[::step[0], ::step[1], ::step[2]] > BODY_THRESHOLD_HU
+    boxes = []  # (lo, hi) in source voxels
     if body.any():
         largest = cc3d.largest_k(body, k=1, connectivity=26)
-        nz = np.argwhere(largest)
         s = np.asarray(step)
+        b_lo, b_hi = _mask_box(largest)
         # a subsampled voxel q stands for source voxels q*s - (s-1) .. q*s + (s-1)
-        boxes.append((np.maximum(nz.min(axis=0) * s - (s - 1), 0), np.minimum(nz.max(axis=0) * s + s, canon.shape)))
+        boxes.append((np.maximum(b_lo * s - (s - 1), 0), np.minimum((b_hi - 1) * s + s, hu.shape)))
     if organs is not None and organs.any():
-        nz = np.argwhere(organs)
-        boxes.append((nz.min(axis=0), nz.max(axis=0) + 1))
+        boxes.append(_mask_box(organs))
     if not boxes:
         return None, None
-    lo = np.min([bx[0] for bx in boxes], axis=0).astype(np.float64)
-    hi = np.max([bx[1] for bx in boxes], axis=0).astype(np.float64)
+    src_lo = np.min([bx[0] for bx in boxes], axis=0)
+    src_hi = np.max([bx[1] for bx in boxes], axis=0)
+    lo, hi = np.zeros(3), np.zeros(3)
+    for c, m in enumerate(maps):
+        p = m.source_axis
+        lo[c], hi[c] = (m.size - src_hi[p], m.size - src_lo[p]) if m.flip else (src_lo[p], src_hi[p])
+    return lo, hi
+
+
+def _mask_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi) per axis of the nonzero voxels of a non-empty mask, from axis projections."""
+    lo, hi = np.zeros(3, int), np.zeros(3, int)
+    for ax in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax)))
+        lo[ax], hi[ax] = hit[0], hit[-1] + 1
     return lo, hi
 
 

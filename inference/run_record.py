@@ -217,6 +217,7 @@ class RunRecord:
             reasoning=_field(cc, "reasoning", str, "conclusion"),
             answer=_field(cc, "answer", str, "conclusion"),
             found=_field(cc, "found", bool, "conclusion"),
+            summary=_field(cc, "summary", str, "conclusion", default=""),
         )
         timings = _field(d, "timings", dict, "record", default={})
         for k, v in timings.items():

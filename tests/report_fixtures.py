@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from pydicom.uid import generate_uid
 
 from inference.ct_io import load_ct
 from inference.ct_volume import CTVolume
@@ -69,6 +70,7 @@ def write_dicom_case(folder: Path, shape=(64, 56, 24)) -> Path:
         "PatientName": PATIENT["name"], "PatientID": PATIENT["id"], "PatientBirthDate": PATIENT["birth"],
         "PatientSex": "F", "AccessionNumber": "ACC5566", "StudyTime": "101500", "StudyID": "S1",
         "ReferringPhysicianName": "Refer^Rita", "InstitutionName": "Hospital of Doeberg",
+        "StudyInstanceUID": generate_uid(),  # not the factory's default, a prefix of every pydicom UID
     })
     return series
 

@@ -201,3 +201,13 @@ def test_default_matcher_is_the_label_matcher_with_its_negation_detection():
     for include, want in ((True, ["liver", "spleen"]), (False, ["spleen"])):
         loop = IIRLoop(ScriptedGenerator(answers), FakeFeatures(ALL), IIRSettings(include_negated=include))
         assert loop.run("Staging?").rounds[0].next_organs == want
+
+
+def test_two_names_for_one_mask_in_the_same_answer_examine_it_once():
+    answers = ["The pancreatic head mass; the pancreas is atrophic. Thus, the answer is x.", "Thus, the answer is y."]
+    loop, gen, _ = _loop(answers, voxels={PANCREAS: 700})
+    res = loop.run("Where?")
+    assert res.rounds[0].next_organs == ["pancreas_head"]
+    assert [(s.name, s.reason) for s in res.rounds[0].skipped_organs] == [
+        ("pancreas", "its tokens come from the pancreas mask, examined in round 2")]
+    assert _organ_ids(gen.calls[1][0]) == [PANCREAS_HEAD]

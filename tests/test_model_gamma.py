@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from inference.model.organ_classifier import abnormal_probability, organ_loss
 from inference.model.organ_tokens import crop_box, patch_coverage, select_patches
 from inference.preprocess import resample_box, resample_labels
 
 from tiny_models import one_torch_thread, tiny_config, tiny_model
 
 GRID = (2, 4, 4)
-
 SHAPE = (8, 64, 64)
 
 
@@ -60,6 +60,8 @@ def test_gamma_takes_exactly_the_covered_patches_encoder_outputs(model, case):
     assert torch.equal(tokens, enc.tokens[:, expected])
     assert torch.allclose(projected, model.projector(enc.tokens[:, expected]))
     assert tuple(projected.shape) == (1, 4, model.config.llm_hidden_size)
+    boxes = selection.patch_boxes(SHAPE)  # where each token looked, for the GUI
+    assert boxes[0] == [((0.0, 0.0, 0.0), (4.0, 16.0, 16.0))] and boxes[3] == [((4.0, 48.0, 32.0), (8.0, 64.0, 48.0))]
 
 
 def test_small_organ_is_padded_with_its_nearest_neighbours():
@@ -130,6 +132,11 @@ def test_crop_mode_re_encodes_the_organ_box(model, case):
     assert torch.equal(selection.weights, expected.weights)
     assert torch.allclose(tokens, crop_enc.tokens[:, [i[0] for i in expected.patch_indices()]])
     assert selection.n_covered > 1  # two voxels in the case grid cover several patches after the zoom
+    assert selection.box == (lo, hi)
+    boxes = [b for token in selection.patch_boxes(SHAPE) for b in token]
+    inside = lambda p, b: all(l - 1e-9 <= c <= h + 1e-9 for c, l, h in zip(p, *b))  # noqa: E731
+    assert all(inside(b[0], (lo, hi)) and inside(b[1], (lo, hi)) for b in boxes)
+    assert any(inside((5.5, 40.5, 40.5), b) for b in boxes)  # the organ voxel is among the looked-at patches
 
 
 def test_classifier_learns_separable_organs_and_trains_the_encoder(model):
@@ -148,7 +155,7 @@ def test_classifier_learns_separable_organs_and_trains_the_encoder(model):
     try:
         for _ in range(12):
             logits = model.organ_logits(model.organ_tokens(model.encode_case(volumes), mask))  # batch of 6 cases
-            loss = torch.nn.functional.cross_entropy(logits, labels)
+            loss = organ_loss(logits, labels)
             opt.zero_grad()
             loss.backward()
             if not losses:
@@ -160,4 +167,5 @@ def test_classifier_learns_separable_organs_and_trains_the_encoder(model):
     assert tuple(logits.shape) == (6, 2)
     assert losses[-1] < 0.7 * losses[0]
     assert logits.argmax(dim=1).tolist() == labels.tolist()
+    assert ((abnormal_probability(logits) > 0.5).long() == labels).all()
     assert any(not torch.equal(b, p) for b, p in zip(before, model.vision_encoder.parameters()))

@@ -125,6 +125,21 @@ def test_plain_qwen2_loads_grows_embeddings_and_matches_hf(tmp_path):
     assert torch.allclose(ours[..., :vocab], expected, atol=1e-5)
 
 
+def test_bf16_model_keeps_rope_frequencies_in_float32(tmp_path, model):
+    from inference.model import TumorChainModel
+
+    folder = tiny_qwen25_vl(tmp_path / "vl")  # same seed and sizes as the float32 `model` fixture
+    half = TumorChainModel.build(folder, config=tiny_config(n_organ_tokens=3), device="cpu", dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.vision_encoder.norm.weight.dtype == torch.bfloat16
+    assert next(half.llm.parameters()).dtype == torch.bfloat16
+    assert half.llm.model.rotary_emb.inv_freq.dtype == torch.float32
+    ids = torch.tensor([[3, 17, 5, 9, 22, 11]])
+    with torch.no_grad():
+        low = half.llm_forward(*half.build_inputs(ids)).logits.float()
+        ref = model.llm_forward(*model.build_inputs(ids)).logits
+    assert torch.allclose(low, ref, atol=0.05 * ref.abs().max().item())
+
+
 def test_placeholders_are_single_special_tokens_and_get_the_visual_tokens(model):
     k = model.config.llm_hidden_size
     text = model.ct_placeholder() + " question is the liver normal ? " + model.organ_placeholder() + " answer"

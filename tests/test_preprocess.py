@@ -165,6 +165,11 @@ def test_thin_slices_are_averaged_not_skipped():
     mi = preprocess(ct, shape=small)
     expected = mi.grid.world_to_model(ct.voxel_to_world(np.array([19, 19, 100])))[0]
     assert np.all(np.abs(bright_centre(mi.volume) - expected) <= 0.15)
+    # averaging bins do not depend on how the CT is stored (here: slices stored feet first)
+    masks = OrganMasks(organs=np.zeros(hu.shape, np.uint8), affine=affine, backend="synthetic",
+                       parts=np.zeros(hu.shape, np.uint8))
+    flipped = preprocess(restored(ct, masks, ("R", "A", "I"))[0], shape=small)
+    assert torch.allclose(flipped.volume, mi.volume, atol=1e-5)
 
 
 def test_masks_on_another_grid_are_an_input_error(case):

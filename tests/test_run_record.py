@@ -149,4 +149,12 @@ def test_model_weight_hash_covers_every_safetensors_file(tmp_path):
 ])
 def test_conclusion_parsing(text, reasoning, answer, found):
     c = parse_conclusion(text)
-    assert (c.reasoning, c.answer, c.found) == (reasoning, answer, found)
+    assert (c.reasoning, c.answer, c.found, c.summary) == (reasoning, answer, found, "")
+
+
+def test_conclusion_of_the_papers_answer_form():
+    c = parse_conclusion("Reasoning Process: The local view of the pancreas places the lesion in the head. "
+                         "Summary: The lesion arises from the pancreatic head. Thus, the answer is B. pancreatic head.")
+    assert c.reasoning == "The local view of the pancreas places the lesion in the head."
+    assert c.summary == "The lesion arises from the pancreatic head."
+    assert c.answer == "B. pancreatic head" and c.found

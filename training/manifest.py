@@ -213,7 +213,8 @@ def load_manifest(path: str | Path, check_files: bool = False) -> list[Sample]:
     if errors:
         shown = errors[:MAX_ERRORS_SHOWN]
         more = len(errors) - len(shown)
-        raise InputError(path, f"{len(errors)} bad line(s): " + " | ".join(shown) + (f" | ... {more} more" if more else ""))
+        tail = f" | ... {more} more" if more else ""
+        raise InputError(path, f"{len(errors)} bad line(s): " + " | ".join(shown) + tail)
     if not samples:
         raise InputError(path, "manifest has no samples")
     return samples

@@ -164,7 +164,7 @@ class KVDecoder:
             raise RuntimeError("this decoder was cancelled or failed mid-round; start a new run")
         self._broken = True  # cleared when the round completes
         cfg = self.sampling
-        t0 = time.perf_counter()
+        t0 = self._now()
         parts = [self._embed_ids(self._pending)] if self._pending else []
         new = torch.cat(parts + [new_embeds.to(self._dtype())], dim=1) if parts else new_embeds.to(self._dtype())
         self._pending = []

@@ -132,7 +132,7 @@ class IIRLoop:
             stream = (lambda delta, _r=r: on_text(_r, delta)) if on_text is not None else None
             gen = self.generator.generate(segments, visuals, stream, cancel)
             named = _unique((question_named if r == 1 else []) + self._named(gen.text))
-            picks, skipped = self._plan(named, considered, used_masks)
+            picks, skipped = self._plan(named, considered, used_masks, next_round=r + 1)
             last = r == self.settings.max_rounds
             if last and picks:
                 skipped += [SkippedOrgan(self.table.by_id(p.label_id).name, "round limit reached", p.label_id)
@@ -192,7 +192,7 @@ class IIRLoop:
     def _name(self, label_id: int) -> str:
         return self.table.by_id(label_id).name if label_id in self.table else f"label {label_id}"
 
-    def _plan(self, named: list[int], considered: set[int], used_masks: dict[int, int]
+    def _plan(self, named: list[int], considered: set[int], used_masks: dict[int, int], next_round: int
               ) -> tuple[list[_Pick], list[SkippedOrgan]]:
         """Which named organs the next round examines; the others, first time only, with why."""
         picks: list[_Pick] = []
@@ -219,10 +219,10 @@ class IIRLoop:
                 fallback = f"no {lab.name} mask in this case; used the {parent.name} mask"
             if mask_label in taken:
                 owner = self.table.by_id(mask_label).name
-                when = f"round {taken[mask_label]}" if mask_label in used_masks else "this round"
-                skipped.append(SkippedOrgan(lab.name, f"its tokens come from the {owner} mask, examined in {when}", lid))
+                skipped.append(SkippedOrgan(
+                    lab.name, f"its tokens come from the {owner} mask, examined in round {taken[mask_label]}", lid))
                 continue
-            taken[mask_label] = -1
+            taken[mask_label] = next_round
             picks.append(_Pick(lid, mask_label, fallback, int(voxels)))
         return picks, skipped
 

@@ -74,7 +74,7 @@ class TumorChainModel(nn.Module):
         model = cls(config, llm, load_tokenizer(llm_folder))
         if vision_weights is not None:
             model.load_vision_weights(vision_weights)
-        return model.to(device=placement.device, dtype=placement.dtype).eval()
+        return model._place(placement)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device=None, dtype=None) -> "TumorChainModel":
@@ -85,7 +85,14 @@ class TumorChainModel(nn.Module):
         llm = load_llm(folder / config.llm_subfolder, placement)
         model = cls(config, llm, load_tokenizer(folder, llm.model.config))
         load_part_weights(model, folder / "model.safetensors", PARTS)
-        return model.to(device=placement.device, dtype=placement.dtype).eval()
+        return model._place(placement)
+
+    def _place(self, placement) -> "TumorChainModel":
+        """Move our own parts; the loader already placed the LLM, and casting it again would
+        also cast its float32 RoPE frequency buffers to bf16."""
+        for part in PARTS:
+            getattr(self, part).to(device=placement.device, dtype=placement.dtype)
+        return self.eval()
 
     def save_pretrained(self, folder: str | Path) -> None:
         """folder/config.json, model.safetensors (encoder, projector, classifier), tokenizer files,
@@ -128,12 +135,14 @@ class TumorChainModel(nn.Module):
         """Gamma before the projector: (1, Ll, Dv) organ tokens and which patches they came from.
         In crop mode the selection refers to the grid of the re-encoded crop box."""
         mask = self._check_mask(mask)
+        box = None
         if self.config.gamma_mode == "crop":
             if volume is None:
                 raise ValueError("gamma_mode 'crop' needs the volume (ModelInput or (1, 1, D, H, W) tensor)")
-            enc, mask = self._encode_crop(mask, volume)
+            enc, mask, box = self._encode_crop(mask, volume)
         selection = select_patches(patch_coverage(mask, self.config.vision.patch_size), enc.grid,
                                    self.config.n_organ_tokens)
+        selection.box = box
         return apply_selection(enc.tokens, selection), selection
 
     def organ_tokens(self, enc: CaseEncoding, mask: torch.Tensor,
@@ -154,7 +163,7 @@ class TumorChainModel(nn.Module):
             raise ValueError("the organ mask is empty on the model grid: no organ tokens can be taken")
         return mask.bool().cpu()
 
-    def _encode_crop(self, mask: torch.Tensor, volume: torch.Tensor | ModelInput) -> tuple[CaseEncoding, torch.Tensor]:
+    def _encode_crop(self, mask: torch.Tensor, volume: torch.Tensor | ModelInput) -> tuple[CaseEncoding, torch.Tensor, tuple]:
         """Crop mode: re-encode the organ's box (native CT resolution when given a ModelInput)."""
         shape = self.config.vision.img_size
         lo, hi = crop_box(mask, self.config.crop_margin, self.config.crop_min_extent)
@@ -163,7 +172,7 @@ class TumorChainModel(nn.Module):
         else:
             crop = resample_box(volume.reshape(volume.shape[-3:]), lo, hi, shape)[None, None]
         crop_mask = torch.from_numpy(resample_labels(mask.numpy().astype("uint8"), lo, hi, shape) > 0)
-        return self.encode_case(crop), crop_mask
+        return self.encode_case(crop), crop_mask, (lo, hi)
 
     # ----------------------------------------------------------------- text and the LLM
     def ct_placeholder(self) -> str:

@@ -36,12 +36,15 @@ class OrganSelection:
     coverage: (N,) fraction of each patch inside the organ mask.
     mode:     "picked" (n covered <= Ll) or "pooled".
     grid:     (gd, gh, gw) the patch grid N is laid out on (raster order).
+    box:      crop mode: the (lo, hi) model-voxel box (edge coordinates) that was re-encoded, so
+              the grid covers that box; None when the grid covers the whole model volume.
     """
 
     weights: torch.Tensor
     coverage: torch.Tensor
     mode: str
     grid: tuple[int, int, int]
+    box: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
     @property
     def n_covered(self) -> int:
@@ -50,6 +53,25 @@ class OrganSelection:
     def patch_indices(self) -> list[list[int]]:
         """For each output token, the raster indices of the patches it is made of."""
         return [torch.nonzero(row > 0).flatten().tolist() for row in self.weights]
+
+    def patch_boxes(self, img_size: tuple[int, int, int]) -> list[list[tuple[tuple[float, ...], tuple[float, ...]]]]:
+        """For each output token, the (lo, hi) boxes of its patches on the case's model grid
+        (edge coordinates; ModelGrid.box_to_world turns them into world corners for display)."""
+        patch = [i / g for i, g in zip(img_size, self.grid)]
+        offset, scale = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+        if self.box is not None:
+            offset = list(self.box[0])
+            scale = [(h - l) / i for l, h, i in zip(self.box[0], self.box[1], img_size)]
+        gd, gh, gw = self.grid
+        boxes = []
+        for members in self.patch_indices():
+            token_boxes = []
+            for p in members:
+                zyx = (p // (gh * gw), (p // gw) % gh, p % gw)
+                lo = tuple(o + c * n * k for o, c, n, k in zip(offset, zyx, patch, scale))
+                token_boxes.append((lo, tuple(a + n * k for a, n, k in zip(lo, patch, scale))))
+            boxes.append(token_boxes)
+        return boxes
 
 
 def patch_coverage(mask: torch.Tensor, patch_size: tuple[int, int, int]) -> torch.Tensor:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
@@ -76,6 +77,7 @@ class Deidentifier:
         self.pseudonym = "ANON-" + digest.hexdigest()[:8].upper()
         self.shift_days = -(365 + int.from_bytes(digest.digest()[8:12], "big") % 3650)
         self._patterns = _identifier_patterns(self.study)
+        self._visited: set[int] = set()  # ids of datasets already de-identified (objects stay alive per export)
 
     # -- text --------------------------------------------------------------------------------------
 
@@ -115,12 +117,13 @@ class Deidentifier:
 
     # -- the report header ---------------------------------------------------------------------------
 
-    def header_study(self) -> StudyInfo:
-        """The StudyInfo the report prints and the DICOM objects copy, identifiers replaced."""
+    def header_study(self, *, shift_dates: bool = True) -> StudyInfo:
+        """The StudyInfo the report prints, identifiers replaced. shift_dates=False keeps the study
+        date for DICOM sources whose objects get their one date shift from ``dataset()`` later."""
         s = self.study
         return StudyInfo(
             patient_name=self.pseudonym, patient_id=self.pseudonym, patient_birth_date="", patient_sex="",
-            study_instance_uid=self.uid(s.study_instance_uid), study_date=self.shift_date(s.study_date),
+            study_instance_uid=self.uid(s.study_instance_uid), study_date=self.shift_date(s.study_date) if shift_dates else s.study_date,
             study_time=s.study_time, study_description=self.scrub_text(s.study_description),
             accession_number="", referring_physician="",
             frame_of_reference_uid=self.uid(s.frame_of_reference_uid), manufacturer=s.manufacturer,
@@ -164,8 +167,10 @@ class Deidentifier:
         self._walk(ds, remap_uids)
         if hasattr(ds, "file_meta") and remap_uids and "MediaStorageSOPInstanceUID" in ds.file_meta:
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.PatientName = self.pseudonym + "^"  # one-component person name, caret-terminated
-        ds.PatientID = self.pseudonym
+        if "PatientName" not in ds:  # a one-component person name ends in '^'
+            ds.PatientName = self.pseudonym + "^"
+        if "PatientID" not in ds:
+            ds.PatientID = self.pseudonym
         ds.PatientIdentityRemoved = "YES"
         ds.LongitudinalTemporalInformationModified = "MODIFIED"
         ds.DeidentificationMethod = "PS3.15 basic; dates shifted; descriptors cleaned"
@@ -180,29 +185,40 @@ class Deidentifier:
         return ds
 
     def _walk(self, ds: Dataset, remap_uids: bool) -> None:
+        # Elements are replaced, never changed in place: highdicom shares DataElement objects
+        # between a source header and the objects it builds, and an in-place change would shift
+        # a shared date twice. A sequence item shared by two objects is visited once.
+        if id(ds) in self._visited:
+            return
+        self._visited.add(id(ds))
         for elem in list(ds):
             kw = elem.keyword
+            value = elem.value
             if elem.VR == "SQ":
                 if kw in _DELETE:
                     del ds[elem.tag]
                     continue
-                for item in elem.value:
+                for item in value:
                     self._walk(item, remap_uids)
-            elif kw in _DELETE:
+                continue
+            if kw in _DELETE:
                 del ds[elem.tag]
-            elif kw in _EMPTY:
-                elem.value = ""
+                continue
+            if kw in _EMPTY:
+                new = ""
             elif kw == "PatientName":
-                elem.value = self.pseudonym + "^"
+                new = self.pseudonym + "^"
             elif kw == "PatientID":
-                elem.value = self.pseudonym
-            elif remap_uids and kw in _UIDS and elem.value:
-                elem.value = ([self.uid(v) for v in elem.value] if elem.VM > 1 else self.uid(str(elem.value)))
-            elif elem.VR in ("DA", "DT") and elem.value:
-                elem.value = ([self.shift_date(str(v)) for v in elem.value] if elem.VM > 1
-                              else self.shift_date(str(elem.value)))
-            elif kw in _TEXT and isinstance(elem.value, str):
-                elem.value = self.scrub_text(elem.value)
+                new = self.pseudonym
+            elif remap_uids and kw in _UIDS and value:
+                new = [self.uid(v) for v in value] if elem.VM > 1 else self.uid(str(value))
+            elif elem.VR in ("DA", "DT") and value:
+                new = [self.shift_date(str(v)) for v in value] if elem.VM > 1 else self.shift_date(str(value))
+            elif kw in _TEXT and isinstance(value, str):
+                new = self.scrub_text(value)
+            else:
+                continue
+            ds[elem.tag] = DataElement(elem.tag, elem.VR, new)
 
 
 def _identifier_patterns(study: StudyInfo) -> list[re.Pattern]:

@@ -54,7 +54,7 @@ def build_sr(report: TraceableReport, sources: list[Dataset], segs: list[SegObje
     findings = []
     for r in report.rounds:
         item = _text(codes.DCM.Finding, f"Round {r.index} (AI): {r.ai_text}")
-        children = [_text(codes.DCM.Comment, c, "HAS PROPERTIES") for c in _decision_lines(r.decision, report, f"round-{r.index}")]
+        children = [_text(codes.DCM.Comment, c, "HAS PROPERTIES") for c in _decision_lines(r, report, f"round-{r.index}")]
         children += _segment_refs(r.roi_labels, seg_of)
         if r.key_image.sop_instance_uid:
             children.append(hd.sr.ImageContentItem(
@@ -66,7 +66,7 @@ def build_sr(report: TraceableReport, sources: list[Dataset], segs: list[SegObje
 
     c = report.conclusion
     concl = _text(codes.DCM.Conclusion, f"AI answer (from round {c.from_round}): {c.answer or '(none found)'}")
-    children = [_text(codes.DCM.Comment, line, "HAS PROPERTIES") for line in _decision_lines(c.decision, report, "conclusion")]
+    children = [_text(codes.DCM.Comment, line, "HAS PROPERTIES") for line in _decision_lines(c, report, "conclusion")]
     children.append(_text(codes.DCM.Comment, "Rests on rounds " + ", ".join(map(str, c.chain)), "HAS PROPERTIES"))
     children += _segment_refs(list(dict.fromkeys(lid for _, lid in c.regions)), seg_of)
     concl.ContentSequence = children
@@ -114,12 +114,17 @@ def _segment_refs(labels: list[int], seg_of: dict) -> list[hd.sr.ImageContentIte
     return out
 
 
-def _decision_lines(d, report: TraceableReport, key: str) -> list[str]:
+def _decision_lines(entry, report: TraceableReport, key: str) -> list[str]:
+    """The radiologist's current word on an item, then (when amended) the signed one and the amendments."""
+    d = entry.decision
     lines = [f"Radiologist decision: {d.decision}" + (f" ({d.reviewer}, {d.at})" if d.reviewer else "")]
     if d.decision == "edited" and d.text:
         lines.append(f"Radiologist text: {d.text}")
     if d.comment:
         lines.append(f"Radiologist comment: {d.comment}")
+    if (s := entry.signed_decision) is not None:
+        lines.append(f"Signed decision: {s.decision}" + (f": {s.text}" if s.text else "")
+                     + (f" (comment: {s.comment})" if s.comment else ""))
     lines += [f"Amendment {a['number']}: {a['decision']}" + (f": {a['text']}" if a["text"] else "")
               + (f" (reason: {a['reason']})" if a["reason"] else "") for a in report.amendments if a["item"] == key]
     return lines

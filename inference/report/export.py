@@ -125,10 +125,10 @@ def _export_dicom(report: TraceableReport, run: Any, ct: CTVolume, masks: OrganM
 
     version = run.tool_version or "unknown"
     t = time.perf_counter()
-    sources = source_headers(ct, deid.header_study() if deid else None, deid.uid(ct.series_uid) if deid else None)
-    if deid:  # identifiers are already pseudonymised in header_study; this marks and shifts the rest
-        for s in sources:
-            deid.dataset(s, remap_uids=False)
+    # pseudonymised sources (new UIDs, no names) with their original dates: every written object
+    # then gets exactly one date shift, from deid.dataset(), which also marks it de-identified
+    sources = source_headers(ct, deid.header_study(shift_dates=False) if deid else None,
+                             deid.uid(ct.series_uid) if deid else None)
     segs = build_segmentations(masks, sources, software_version=version, algorithm_version=version)
     for seg in segs:
         if deid:

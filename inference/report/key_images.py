@@ -93,14 +93,17 @@ def choose_slice(ct: CTVolume, masks: OrganMasks, labels: list[int]) -> SliceCho
     (an overview); with no organ at all, the middle slice.
     """
     axis, h, v, fh, fv = display_axes(ct.affine)
-    present = [lab for lab in labels if masks.mask(lab).any()]
+    present: list[int] = []
     roi = np.zeros(masks.shape, dtype=bool)
-    for lab in present:
-        roi |= masks.mask(lab)
-    if not roi.any():
+    for lab in labels:
+        m = masks.mask(lab)
+        if lab not in present and m.any():
+            present.append(lab)
+            roi |= m
+    if not present:
         roi = masks.organs > 0
     other = tuple(a for a in range(3) if a != axis)
-    counts = roi.sum(axis=other)
+    counts = np.count_nonzero(roi, axis=other)
     index = int(np.argmax(counts)) if counts.any() else ct.shape[axis] // 2
     sl = np.take(roi, index, axis=axis)
     sp = ct.spacing
@@ -118,7 +121,9 @@ def choose_slice(ct: CTVolume, masks: OrganMasks, labels: list[int]) -> SliceCho
 
 def oriented_slice(volume: np.ndarray, c: SliceChoice) -> np.ndarray:
     """2D (rows = vertical, columns = horizontal) display-oriented cut of a 3D array."""
-    sl = np.take(volume, c.index, axis=c.axis)
+    index = [slice(None)] * 3
+    index[c.axis] = c.index
+    sl = volume[tuple(index)]  # a view: only the 2D result below is copied
     other = [a for a in range(3) if a != c.axis]
     if other.index(c.h_axis) == 0:  # remaining axes come (h, v): rows must be v
         sl = sl.T
@@ -127,6 +132,14 @@ def oriented_slice(volume: np.ndarray, c: SliceChoice) -> np.ndarray:
     if c.flip_v:
         sl = sl[::-1, :]
     return np.ascontiguousarray(sl)
+
+
+def label_slice(masks: OrganMasks, label_id: int, c: SliceChoice) -> np.ndarray:
+    """Display-oriented boolean 2D mask of one label (cut first, compared after: no 3D temporary)."""
+    source = masks.parts if label_id >= 100 else masks.organs
+    if source is None:
+        return np.zeros(oriented_slice(masks.organs, c).shape, dtype=bool)
+    return oriented_slice(source, c) == label_id
 
 
 def render_key_image(ct: CTVolume, masks: OrganMasks, labels: list[int], *, round_index: int = 0,
@@ -151,9 +164,10 @@ def render_key_image(ct: CTVolume, masks: OrganMasks, labels: list[int], *, roun
     rgb = np.asarray(img).copy()
 
     table = masks.table
-    shown = sorted(c.labels, key=lambda lab: -int(masks.mask(lab).sum()))  # small organs drawn last, on top
+    cuts = {lab: label_slice(masks, lab, c) for lab in c.labels}
+    shown = sorted(c.labels, key=lambda lab: -int(cuts[lab].sum()))  # small organs drawn last, on top
     for lab in shown:
-        m2d = oriented_slice(masks.mask(lab), c)
+        m2d = cuts[lab]
         if not m2d.any():
             continue
         big = np.asarray(Image.fromarray(m2d.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)) > 0

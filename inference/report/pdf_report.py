@@ -66,7 +66,8 @@ def _p(text: str, style: ParagraphStyle) -> Paragraph:
     return Paragraph(escape(text or "").replace("\n", "<br/>"), style)
 
 
-def _decision(d, style: ParagraphStyle, what: str) -> Paragraph:
+def _decision(entry, style: ParagraphStyle, what: str) -> Paragraph:
+    d = entry.decision
     colour = _DECISION_COLOUR.get(d.decision, "#000000")
     head = f'<b>Radiologist</b> · <font color="{colour}"><b>{escape(d.decision)}</b></font>'
     if d.reviewer:
@@ -75,6 +76,9 @@ def _decision(d, style: ParagraphStyle, what: str) -> Paragraph:
             "rejected": f"Rejects the AI {what}.", "pending": "Not yet reviewed."}[d.decision]
     if d.comment:
         body += "<br/>Comment: " + escape(d.comment)
+    if (sd := entry.signed_decision) is not None:
+        body += "<br/>Signed decision before amendment: " + escape(sd.decision) + (
+            ": " + escape(sd.text) if sd.text else "") + (f" ({escape(sd.comment)})" if sd.comment else "")
     return Paragraph(head + "<br/>" + body.replace("\n", "<br/>"), style)
 
 
@@ -113,12 +117,12 @@ def render_pdf(report: TraceableReport) -> bytes:
         row.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
         story.append(KeepTogether([_p(f"Round {r.index}", st["h2"]), row]))
         story.append(Paragraph(f"<b>AI text</b><br/>{escape(r.ai_text).replace(chr(10), '<br/>')}", st["ai"]))
-        story.append(_decision(r.decision, st["rad"], "text"))
+        story.append(_decision(r, st["rad"], "text"))
     c = report.conclusion
     story += [_p("Conclusion", st["h2"]),
               Paragraph(f"<b>AI answer</b> (read from round {c.from_round})<br/>"
                         f"{escape(c.answer or '(no answer sentence found)')}", st["ai"]),
-              _decision(c.decision, st["rad"], "answer"),
+              _decision(c, st["rad"], "answer"),
               _p("Rests on rounds " + ", ".join(map(str, c.chain)) + "; regions: "
                  + "; ".join(f"{report.regions[lid].display} (round {ri}, label {lid})" for ri, lid in c.regions),
                  st["small"]),

@@ -74,6 +74,7 @@ class RoundEntry:
     ai_text: str
     decision: Decision  # the effective decision (after amendments)
     text: str  # what a reader takes: the radiologist's text when edited, else the AI's
+    signed_decision: Decision | None  # the decision as signed, when amendments changed it since
     organs: list[OrganEvidence]
     roi_labels: list[int]  # mask labels the key image outlines
     named_organs: list[str]
@@ -89,6 +90,7 @@ class ConclusionEntry:
     found: bool
     decision: Decision
     text: str
+    signed_decision: Decision | None
     from_round: int  # the round whose text the answer was read from
     chain: list[int]  # every round it rests on
     regions: list[tuple[int, int]]  # (round index, mask label) behind it
@@ -133,13 +135,13 @@ class TraceableReport:
         return d
 
 
-def roi_labels(rnd: Round, masks: OrganMasks) -> list[int]:
+def roi_labels(rnd: Round, masks: OrganMasks, present: set[int] | None = None) -> list[int]:
     """Mask labels a round's key image shows: the organs whose tokens it examined; for a round
     without organ tokens (round 1), the organs its text named that have a mask (a substructure
     without its own mask falls back to its parent organ)."""
     if rnd.organs:
         return list(dict.fromkeys(o.mask_label for o in rnd.organs))
-    present = set(masks.present_ids())
+    present = set(masks.present_ids()) if present is None else present
     out: list[int] = []
     for name in list(rnd.next_organs) + list(rnd.named_organs):
         if name not in masks.table:
@@ -185,8 +187,9 @@ def build_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, *,
     uids = study.sop_instance_uids
     regions: dict[int, Region] = {}
     rounds: list[RoundEntry] = []
+    present = set(masks.present_ids())
     for rnd in run.rounds:
-        labels = roi_labels(rnd, masks)
+        labels = roi_labels(rnd, masks, present)
         for lid in labels:
             if lid not in regions:
                 regions[lid] = region_of(lid, ct, masks)
@@ -212,11 +215,12 @@ def build_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, *,
         key = round_key(rnd.index)
         d = review.effective(key)
         rounds.append(RoundEntry(rnd.index, text(rnd.text), _scrub_decision(d, deid), text(review.effective_text(key)),
-                                 organs, labels, list(rnd.named_organs), list(rnd.next_organs), ref, image))
+                                 _signed(review, key, deid), organs, labels, list(rnd.named_organs), list(rnd.next_organs), ref, image))
     cd = review.effective(CONCLUSION)
     conclusion = ConclusionEntry(
         answer=text(run.conclusion.answer), reasoning=text(run.conclusion.reasoning), found=run.conclusion.found,
         decision=_scrub_decision(cd, deid), text=text(review.effective_text(CONCLUSION)),
+        signed_decision=_signed(review, CONCLUSION, deid),
         from_round=run.rounds[-1].index, chain=[r.index for r in run.rounds],
         regions=[(r.index, lid) for r in rounds for lid in r.roi_labels])
     run_dict = run.to_dict()
@@ -235,6 +239,12 @@ def build_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, *,
                      "reviewer": a.decision.reviewer,
                      "at": deid.shift_date(a.decision.at) if deid else a.decision.at} for a in review.amendments],
         warnings=[text(w) for w in run_dict.get("warnings", [])], regions=regions)
+
+
+def _signed(review: Review, key: str, deid: Deidentifier | None) -> Decision | None:
+    if review.signed is None or not any(a.key == key for a in review.amendments):
+        return None
+    return _scrub_decision(review.current(key), deid)
 
 
 def _scrub_decision(d: Decision, deid: Deidentifier | None) -> Decision:

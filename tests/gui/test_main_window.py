@@ -28,7 +28,7 @@ def window(qapp, cases):
     from app.main import build_window, parse_args
 
     win = build_window(parse_args([str(cases["a"])]))  # the command line's PATH argument
-    assert win.loader is not None and not win.progress.isHidden()  # loading runs on a worker thread
+    assert win.loading and not win.progress.isHidden()  # loading runs on the loader thread
     win.show()
     assert QTest.qWaitForWindowExposed(win, 10000)
     win.wait_for_load()
@@ -37,7 +37,7 @@ def window(qapp, cases):
 
 
 def wait_loaded(qtbot, win) -> None:
-    qtbot.waitUntil(lambda: win.loader is None, timeout=30000)
+    qtbot.waitUntil(lambda: not win.loading, timeout=30000)
     QApplication.processEvents()
 
 

@@ -135,7 +135,7 @@ def paint_psoas(canvas: Canvas, frame: Frame) -> None:
     for side in (1.0, -1.0):
         ctrl = [frame.p(side * x, ys, z) for x, z in ((22, 44), (27, 10), (34, -30), (42, -70), (50, -110), (56, -150))]
         path = smooth_path(ctrl, [3.0, 9.0, 15.0, 20.0, 23.0, 24.0], step_mm=12.0)
-        tf = tube_field(canvas.grid, path)
+        tf = tube_field(canvas.grid, path, want_t=False)
         if tf is not None:
             canvas.paint(tf.box, tf.q <= 1, T.MUSCLE, into, lid("iliopsoas"))
 
@@ -145,7 +145,7 @@ def paint_heart_and_lungs(canvas: Canvas, frame: Frame, sleeves: tuple[Path, ...
     ``sleeves``: tubes (esophagus, aorta with a margin) kept as mediastinal fat."""
     grid = canvas.grid
     for sleeve in sleeves:
-        tf = tube_field(grid, sleeve)
+        tf = tube_field(grid, sleeve, want_t=False)
         if tf is not None:
             canvas.paint(tf.box, tf.q <= 1, T.RESERVED, lut(T.FAT))
     top = grid.extent_mm[1][2]

@@ -3,7 +3,8 @@
 All organ positions are written once, in a *reference* body (coordinates in mm, RAS: x to the
 patient's right, y anterior, z superior; abdominal cavity 256 mm wide, its back wall at
 y = -50, its front wall at y = +83). ``Frame.p`` maps them into the case's own body: the cavity
-is stretched to the case's width and depth (front wall to vertebral bodies), the whole trunk shifts craniocaudally, and every
+is stretched to the case's width and depth (front wall to vertebral bodies), the whole trunk
+shifts craniocaudally, and every
 organ gets its own small offset and size factor.
 """
 from __future__ import annotations

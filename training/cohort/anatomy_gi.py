@@ -48,7 +48,7 @@ def _hollow_tissue(tf: TubeField, path: Path, wall_mm: float, content: int, air_
     centreline (1 = no gas). bubbles: texture threshold above which stool holds gas pockets."""
     r = np.interp(tf.t, path.t, path.radii).astype(np.float32)
     cy = np.interp(tf.t, path.t, path.points[:, 1]).astype(np.float32)
-    wall = tf.d > r - np.float32(wall_mm)
+    wall = tf.q * r > r - np.float32(wall_mm)
     tissue = np.where(wall, T.GI_WALL, content).astype(np.uint8)
     gas = ~wall & ((tf.box.y - cy) > np.float32(air_level) * r)
     if bubbles is not None and texture is not None:
@@ -135,7 +135,7 @@ def paint_small_bowel(canvas: Canvas, frame: Frame, rng: np.random.Generator) ->
             p = np.clip(p + 16.0 * d, lo, hi)
             ctrl.append(p.copy())
         radius = rng.uniform(10.0, 13.0) * frame.s("small_bowel")
-        path = smooth_path(frame.pts(ctrl, "small_bowel"), np.full(len(ctrl), radius), step_mm=8.0)
+        path = smooth_path(frame.pts(ctrl, "small_bowel"), np.full(len(ctrl), radius))
         tf = tube_field(canvas.grid, path)
         if tf is not None:
             tissue = _hollow_tissue(tf, path, 2.5, T.GI_FLUID, rng.uniform(0.5, 1.0))

@@ -128,6 +128,6 @@ def paint_liver(canvas: Canvas, frame: Frame) -> None:
     # intrahepatic vessels stay labelled liver (as TotalSegmentator's liver mask includes them)
     inside = lut(T.LIVER)
     for rows in HEPATIC_VEINS.values():
-        paint_vessel(canvas, ref_path(frame, rows, "liver", step_mm=6.0), T.HEPATIC_VEIN, lid("liver"), inside)
+        paint_vessel(canvas, ref_path(frame, rows, "liver"), T.HEPATIC_VEIN, lid("liver"), inside)
     for rows in PORTAL_BRANCHES.values():
-        paint_vessel(canvas, ref_path(frame, rows, "liver", step_mm=6.0), T.PORTAL, lid("liver"), inside)
+        paint_vessel(canvas, ref_path(frame, rows, "liver"), T.PORTAL, lid("liver"), inside)

@@ -32,14 +32,15 @@ PORTAL_BRANCHES = {
 }
 
 
-def ref_path(frame: Frame, rows, organ: str | None = None, step_mm: float = 8.0, scale: float = 1.0) -> Path:
+def ref_path(frame: Frame, rows, organ: str | None = None, step_mm: float | None = None,
+             scale: float = 1.0) -> Path:
     rows = np.asarray(rows, dtype=np.float64)
     pts = frame.pts(rows[:, :3], organ)
     return smooth_path(pts, rows[:, 3] * scale, step_mm=step_mm)
 
 
 def paint_vessel(canvas: Canvas, path: Path, tissue: int, organ: int, into) -> None:
-    tf = tube_field(canvas.grid, path)
+    tf = tube_field(canvas.grid, path, want_t=False)
     if tf is not None:
         canvas.paint(tf.box, tf.q <= 1, tissue, into, organ)
 

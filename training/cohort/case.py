@@ -91,7 +91,8 @@ def _truth_of(d: DrawnLesion, m, ct: np.ndarray, parts: np.ndarray, lesions: np.
         centre_ras_mm=[round(float(v), 2) for v in m.centroid_mm], centre_voxel=list(m.centroid_voxel),
         diameter_mm=round(m.diameter_mm, 1), short_axis_mm=round(m.short_axis_mm, 1),
         volume_ml=round(m.volume_ml, 3), voxels=m.voxels, density=d.plan.density, shape=d.plan.shape,
-        boundary=d.plan.boundary, others=list(d.plan.others), attenuation_hu=round(float(np.median(ct[d.box.sl][roi])), 1),
+        boundary=d.plan.boundary, others=list(d.plan.others),
+        attenuation_hu=round(float(np.median(ct[d.box.sl][roi])), 1),
         reference_hu=round(reference, 1), pathology=d.plan.pathology, station=d.station, near_organ=d.near_organ)
 
 
@@ -149,6 +150,7 @@ def _assemble(kg, grid, seed, case_id, scenario, groups, canvas, table, noise_si
         pathology=scenario.pathology, pathology_display=path.display if path else None,
         finding=path.finding if path else None, impression=path.impression if path else None,
         lesions=groups["primary"], metastases=groups["metastasis"], nodes=groups["node"],
+        lesion_counts={o: sum(les.organ == o for les in lesions) for o in sorted({les.organ for les in lesions})},
         organ_abnormal={name: int(name in hit) for name in organs_present + parts_present},
         organs_present=organs_present, parts_present=parts_present,
         hu_reference={t.name: round(float(table.mean[int(t)]), 1) for t in Tissue},
@@ -195,7 +197,8 @@ def read_case(folder: str | Path) -> SyntheticCase:
         except Exception as exc:  # nibabel raises many types for a broken file
             raise InputError(path, f"cannot read NIfTI: {exc}") from exc
         if data.dtype != dtype or data.shape != tuple(truth.shape):
-            raise InputError(path, f"expected {np.dtype(dtype).name} {tuple(truth.shape)}, got {data.dtype} {data.shape}")
+            raise InputError(path, f"expected {np.dtype(dtype).name} {tuple(truth.shape)}, "
+                                   f"got {data.dtype} {data.shape}")
         arrays[name] = data
     grid = Grid(tuple(truth.shape), tuple(truth.spacing))
     return SyntheticCase(truth.case_id, truth.seed, grid, arrays["ct"], arrays["organs"], arrays["parts"],

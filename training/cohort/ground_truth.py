@@ -82,6 +82,7 @@ class CaseTruth:
     metastases: list[LesionTruth] = field(default_factory=list)
     nodes: list[LesionTruth] = field(default_factory=list)
     tnm: StageTruth | None = None
+    lesion_counts: dict[str, int] = field(default_factory=dict)  # organ -> primary lesions + metastases
     organ_abnormal: dict[str, int] = field(default_factory=dict)
     organs_present: list[str] = field(default_factory=list)
     parts_present: list[str] = field(default_factory=list)

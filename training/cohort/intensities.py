@@ -146,7 +146,7 @@ class Overlay:
 def render_ct(tissue: np.ndarray, table: HUTable, texture: np.ndarray, overlays: list[Overlay],
               noise_sigma: float, spacing, rng: np.random.Generator) -> np.ndarray:
     """Tissue map -> int16 HU volume: mean HU + texture, lesion overlays, partial-volume blur
-    (about 0.6 voxel), white scanner noise; clipped to the int16 CT range.
+    (about half a voxel), white scanner noise; clipped to the int16 CT range.
 
     tissue, texture: (I, J, K); returns int16 (I, J, K)."""
     hu = table.mean[tissue]
@@ -156,7 +156,7 @@ def render_ct(tissue: np.ndarray, table: HUTable, texture: np.ndarray, overlays:
         sub += ov.alpha * (ov.value - sub)
     # partial volume: thinner blur along the coarser axis keeps slices from smearing
     sp = np.asarray(spacing, dtype=np.float64)
-    sigma = np.clip(0.7 * sp.min() / sp, 0.35, 0.7)
+    sigma = np.clip(0.55 * sp.min() / sp, 0.3, 0.55)
     hu = gaussian_filter(hu, sigma, truncate=1.5)  # 3 taps per axis
     hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(noise_sigma)
     outside = tissue == Tissue.OUTSIDE_FOV

@@ -121,6 +121,8 @@ class LesionPainter:
         """A primary lesion or metastasis in its organ; None when it does not fit anywhere."""
         organ = plan.organ
         info = self.kg.organs[organ]
+        # at least three in-plane voxels across, or partial volume would hide the lesion's density
+        plan.diameter_mm = max(plan.diameter_mm, 3.0 * max(self.grid.spacing[:2]))
         organ_id = lid(organ)
         extra = ()
         nominal_ml = np.pi / 6.0 * plan.diameter_mm ** 3 / 1000.0
@@ -250,7 +252,7 @@ class LesionPainter:
             return
         r = max(2.5, 0.55 * max(self.grid.spacing))
         duct = Path(path.points[keep], np.full(int(keep.sum()), r), path.t[keep], path.knots)
-        tf = tube_field(self.grid, duct)
+        tf = tube_field(self.grid, duct, want_t=False)
         if tf is None:
             return
         inside = (tf.q <= 1) & (self.canvas.organs[tf.box.sl] == lid("pancreas")) & (self.lesions[tf.box.sl] == 0)

@@ -81,10 +81,14 @@ class Path:
         return float(np.interp(t, self.t, self.radii))
 
 
-def smooth_path(ctrl, radii, step_mm: float = 10.0) -> Path:
-    """Catmull-Rom curve through control points (M, 3) with radii (M,), resampled every ~step."""
+def smooth_path(ctrl, radii, step_mm: float | None = None) -> Path:
+    """Catmull-Rom curve through control points (M, 3) with radii (M,), resampled every ~step
+    (default: about the tube radius, 6-20 mm: fewer, longer segments for wide tubes overlap less
+    while the chord error stays near a millimetre)."""
     ctrl = np.asarray(ctrl, dtype=np.float64)
     radii = np.asarray(radii, dtype=np.float64)
+    if step_mm is None:
+        step_mm = float(np.clip(0.9 * np.median(radii), 6.0, 20.0))
     ext = np.vstack([2 * ctrl[0] - ctrl[1], ctrl, 2 * ctrl[-1] - ctrl[-2]])
     pts, rad, seg_of = [], [], []
     for i in range(len(ctrl) - 1):
@@ -113,16 +117,15 @@ class TubeField:
     """Distance field of a tube over its bounding box.
 
     q: float32 box-shaped d / r(t) (< 1 inside the tube); t: float32 path parameter of the
-    nearest centreline point; d: float32 distance to the centreline in mm.
+    nearest centreline point (None when not asked for).
     """
 
     box: Box
     q: np.ndarray
-    t: np.ndarray
-    d: np.ndarray
+    t: np.ndarray | None
 
 
-def tube_field(grid: Grid, path: Path, scale: float = 1.0) -> TubeField | None:
+def tube_field(grid: Grid, path: Path, scale: float = 1.0, want_t: bool = True) -> TubeField | None:
     """Evaluate a tube of radius ``scale * path.radii`` segment by segment inside its box.
 
     Each segment only touches the voxels of its own padded bounding box; distances are built
@@ -133,8 +136,7 @@ def tube_field(grid: Grid, path: Path, scale: float = 1.0) -> TubeField | None:
     if box is None:
         return None
     q = np.full(box.shape, np.inf, dtype=np.float32)
-    t = np.zeros(box.shape, dtype=np.float32)
-    d = np.full(box.shape, np.inf, dtype=np.float32)
+    t = np.zeros(box.shape, dtype=np.float32) if want_t else None
     start = np.array([s.start for s in box.sl])
     stop = np.array([s.stop for s in box.sl])
     origin, spacing = np.array(grid.origin), np.array(grid.spacing)
@@ -150,14 +152,24 @@ def tube_field(grid: Grid, path: Path, scale: float = 1.0) -> TubeField | None:
         dx = (axes[0][a[0]:b[0]] - np.float32(p0[i][0]))[:, None, None]
         dy = (axes[1][a[1]:b[1]] - np.float32(p0[i][1]))[None, :, None]
         dz = (axes[2][a[2]:b[2]] - np.float32(p0[i][2]))[None, None, :]
-        dot = dx * seg[0] + dy * seg[1] + dz * seg[2]
-        u = np.clip(dot / ll, 0.0, 1.0)
-        dist = np.sqrt(np.maximum(dx * dx + dy * dy + dz * dz - u * (2.0 * dot - u * ll), 0.0))
-        qq = dist / (np.float32(rad[i]) + u * np.float32(rad[i + 1] - rad[i]))
+        dot = (dx * seg[0] + dy * seg[1]) + dz * seg[2]
+        u = dot * (np.float32(1.0) / ll)
+        np.clip(u, 0.0, 1.0, out=u)
+        # squared distance to the segment: |d|^2 - u (2 d.s - u |s|^2)
+        dist = (dx * dx + dy * dy) + dz * dz
+        dot *= 2.0
+        dot -= u * ll
+        dot *= u
+        dist -= dot
+        np.maximum(dist, 0.0, out=dist)
+        np.sqrt(dist, out=dist)
+        radius = u * np.float32(rad[i + 1] - rad[i])
+        radius += np.float32(rad[i])
+        dist /= radius
         local = tuple(slice(lo - s0, hi - s0) for lo, hi, s0 in zip(a, b, start))
         qv = q[local]
-        better = qq < qv
-        qv[better] = qq[better]
-        d[local][better] = dist[better]
-        t[local][better] = (np.float32(tt[i]) + u * np.float32(tt[i + 1] - tt[i]))[better]
-    return TubeField(box, q, t, d)
+        better = dist < qv
+        qv[better] = dist[better]
+        if want_t:
+            t[local][better] = u[better] * np.float32(tt[i + 1] - tt[i]) + np.float32(tt[i])
+    return TubeField(box, q, t)

@@ -54,7 +54,8 @@ def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
              f"The lesion most likely arises from the {disp(main)}.", block.final, [main]),
         Step(f"The local views show {lesion_phrase(les)} within the {disp(main)}"
              + (f", while {join(rest)}." if rest else "."),
-             f"The dominant lesion is located in the {disp(main)}.", block.final, [main] + [o for o in organs if o != main]),
+             f"The dominant lesion is located in the {disp(main)}.", block.final,
+             [main] + [o for o in organs if o != main]),
     ]
     return f.make("localization", "organ_position", question, q_named, steps, block)
 

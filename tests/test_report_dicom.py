@@ -1,0 +1,177 @@
+"""DICOM SEG + SR export: read back with highdicom, validated with dciodvfy, and de-identified."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from datetime import date
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from inference.report import Review, export_report
+from inference.report.deidentify import Deidentifier
+from inference.report.dicom_source import frames_of
+from inference.report.dicom_sr import build_sr
+from inference.report.traceable_report import build_report
+from report_fixtures import KIDNEY_L, LIVER, PANCREAS, PANCREAS_HEAD, PATIENT, ROUND_TEXTS, SPLEEN, load_case, make_run
+
+pypdf = pytest.importorskip("pypdf", reason="pypdf (test extra) reads the PDF back")
+DCIODVFY = shutil.which("dciodvfy")
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    ct, masks = load_case(tmp_path_factory.mktemp("dicom"))
+    run = make_run(ct, masks)
+    review = Review.for_run(run, reviewer="Dr Ada Reader")
+    review.decide("round-1", "agreed")
+    review.decide("round-2", "edited", text="Head lesion 30 mm.")
+    review.decide("round-3", "agreed")
+    review.decide("conclusion", "rejected", comment=f"see prior of {PATIENT['name'].split('^')[0]}")
+    review.sign(confirm=True)
+    review.decide("conclusion", "edited", text="Pancreatic head mass; biopsy.", reason="tumour board")
+    return ct, masks, run, review
+
+
+@pytest.fixture(scope="module")
+def plain(case, tmp_path_factory):
+    ct, masks, run, review = case
+    return export_report(run, review, ct, masks, tmp_path_factory.mktemp("plain"), formats={"dicom"},
+                         organization="Radiology Dept")
+
+
+@pytest.fixture(scope="module")
+def anonymous(case, tmp_path_factory):
+    ct, masks, run, review = case
+    return export_report(run, review, ct, masks, tmp_path_factory.mktemp("anon"), deidentify=True, salt=b"s" * 16)
+
+
+def _items(ds, value_type=None, code=None):
+    """Depth-first SR content items, optionally of one value type / concept code value."""
+    for item in getattr(ds, "ContentSequence", []):
+        if (value_type is None or item.ValueType == value_type) and (
+                code is None or (item.get("ConceptNameCodeSequence") and item.ConceptNameCodeSequence[0].CodeValue == code)):
+            yield item
+        yield from _items(item, value_type, code)
+
+
+def test_seg_reads_back_with_every_organ_as_a_coded_segment_on_the_source_slices(case, plain):
+    ct, masks, _, _ = case
+    seg = hd.seg.segread(plain.paths["seg"])
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage
+    labels = [SPLEEN, KIDNEY_L, LIVER, PANCREAS]  # present organs, ascending id
+    assert seg.number_of_segments == 4 and list(seg.segment_numbers) == [1, 2, 3, 4]
+    names = [seg.get_segment_description(n).SegmentLabel for n in seg.segment_numbers]
+    assert names == [masks.table.by_id(i).display for i in labels]
+    kidney = seg.get_segment_description(2)
+    assert kidney.TrackingID == "kidney_left" and kidney.segmented_property_type.value == "64033007"
+    assert kidney.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == "7771000"
+    assert seg.get_segment_description(3).segmented_property_type.meaning == "Liver"
+    refs = {uid for _, _, uid in seg.get_source_image_uids()}
+    assert refs == set(ct.study.sop_instance_uids)
+    assert seg.StudyInstanceUID == ct.study.study_instance_uid and seg.PatientID == PATIENT["id"]
+    expected_frames = sum(int(masks.mask(lab).any(axis=(0, 1)).sum()) for lab in labels)
+    assert int(seg.NumberOfFrames) == expected_frames
+    got = seg.get_pixels_by_source_instance(list(ct.study.sop_instance_uids), segment_numbers=[1, 2, 3, 4])
+    for n, lab in enumerate(labels):
+        assert np.array_equal(got[..., n].astype(bool), frames_of(masks.mask(lab))), masks.table.by_id(lab).name
+    parts = hd.seg.segread(plain.paths["seg_parts"])
+    assert parts.number_of_segments == 1 and parts.get_segment_description(1).TrackingID == "pancreas_head"
+    assert parts.SeriesInstanceUID == seg.SeriesInstanceUID and parts.SOPInstanceUID != seg.SOPInstanceUID
+
+
+def test_sr_reads_back_with_round_texts_decisions_and_references_to_segments_and_slices(case, plain):
+    ct, masks, run, review = case
+    sr = hd.sr.srread(plain.paths["sr"])
+    seg = pydicom.dcmread(plain.paths["seg"])
+    parts = pydicom.dcmread(plain.paths["seg_parts"])
+    assert isinstance(sr, hd.sr.Comprehensive3DSR)
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "2000"
+    assert (sr.CompletionFlag, sr.VerificationFlag) == ("COMPLETE", "VERIFIED")
+    assert sr.VerifyingObserverSequence[0].VerifyingObserverName == "Reader^Ada^^Dr"
+    findings = list(_items(sr, "TEXT", "121071"))
+    assert [f.TextValue for f in findings] == [f"Round {i} (AI): {t}" for i, t in enumerate(ROUND_TEXTS, start=1)]
+    comments = [c.TextValue for c in _items(findings[1], "TEXT", "121106")]
+    assert any("edited" in c for c in comments) and "Radiologist text: Head lesion 30 mm." in comments
+    for f, rnd in zip(findings, run.rounds):
+        segs = [(i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID,
+                 int(i.ReferencedSOPSequence[0].ReferencedSegmentNumber)) for i in _items(f, "IMAGE", "121191")]
+        expected = []
+        for lab in ([o.mask_label for o in rnd.organs] or [PANCREAS, LIVER]):
+            ds = parts if lab >= 100 else seg
+            number = next(int(s.SegmentNumber) for s in ds.SegmentSequence if s.TrackingID == masks.table.by_id(lab).name)
+            expected.append((ds.SOPInstanceUID, number))
+        assert segs == expected, f"round {rnd.index}"
+        (slice_ref,) = list(_items(f, "IMAGE", "121200"))
+        assert slice_ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID in ct.study.sop_instance_uids
+    (conclusion,) = list(_items(sr, "TEXT", "121077"))
+    assert "pancreatic head cancer, M0" in conclusion.TextValue
+    notes = [c.TextValue for c in _items(conclusion, "TEXT", "121106")]
+    assert any("rejected" in n for n in notes) and any("Amendment 1: edited: Pancreatic head mass; biopsy." in n for n in notes)
+    evidence = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
+                for se in s.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
+    assert {seg.SOPInstanceUID, parts.SOPInstanceUID} <= evidence and set(ct.study.sop_instance_uids) <= evidence
+
+
+def test_an_unsigned_review_gives_a_partial_unverified_sr(case, plain):
+    ct, masks, run, _ = case
+    from inference.report.dicom_source import source_headers
+    rep = build_report(run, Review.for_run(run), ct, masks)
+    sr = build_sr(rep, source_headers(ct), [], software_version="t")
+    assert (sr.CompletionFlag, sr.VerificationFlag) == ("PARTIAL", "UNVERIFIED")
+    assert "Radiologist decision: pending" in [c.TextValue for c in _items(sr, "TEXT", "121106")]
+
+
+@pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian package dicom3tools) is not installed")
+@pytest.mark.parametrize("which", ["plain", "anonymous"])
+@pytest.mark.parametrize("kind", ["seg", "seg_parts", "sr"])
+def test_dciodvfy_finds_no_errors(request, which, kind):
+    result = request.getfixturevalue(which)
+    proc = subprocess.run([DCIODVFY, str(result.paths[kind])], capture_output=True, text=True, timeout=60)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    errors = [ln for ln in lines if ln.startswith("Error")]
+    assert not errors, "\n".join(lines)
+    assert any(ln in ("Segmentation", "Comprehensive3DSR") for ln in lines), "\n".join(lines)  # it recognised the IOD
+
+
+def test_no_identifier_reaches_any_deidentified_file(case, plain, anonymous):
+    ct, _, _, _ = case
+    secrets = [PATIENT["name"], "Doeberg", "Janetta", PATIENT["id"], PATIENT["birth"], "1961-02-03", "ACC5566",
+               "Refer^Rita", "Hospital of Doeberg", ct.study.study_instance_uid, ct.series_uid,
+               *ct.study.sop_instance_uids[:3], ct.study.frame_of_reference_uid, "20240102"]
+    files = [p for p in anonymous.out_dir.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"run.json", "review.json", "report.json", "report.html", "report.pdf",
+                                       "seg_organs.dcm", "seg_parts.dcm", "sr.dcm"}
+    for p in files:
+        blob = p.read_bytes()
+        if p.suffix == ".pdf":
+            blob += " ".join(pg.extract_text() for pg in pypdf.PdfReader(p).pages).encode()
+        found = [s for s in secrets if s.lower().encode() in blob.lower()]
+        assert not found, f"{p.name} still holds {found}"
+    # the same hunt finds them in a plain export, so it can fail
+    plain_blob = b"".join(p.read_bytes() for p in plain.out_dir.rglob("*.dcm"))
+    assert PATIENT["id"].encode() in plain_blob and ct.study.study_instance_uid.encode() in plain_blob
+
+
+def test_deidentified_dicom_is_marked_pseudonymised_consistent_and_date_shifted(case, anonymous):
+    ct, _, _, _ = case
+    seg = pydicom.dcmread(anonymous.paths["seg"])
+    sr = pydicom.dcmread(anonymous.paths["sr"])
+    expected_shift = Deidentifier(ct.study, b"s" * 16).shift_days
+    for ds in (seg, pydicom.dcmread(anonymous.paths["seg_parts"]), sr):
+        assert ds.PatientIdentityRemoved == "YES" and ds.LongitudinalTemporalInformationModified == "MODIFIED"
+        assert {c.CodeValue for c in ds.DeidentificationMethodCodeSequence} == {"113100", "113107", "113105"}
+        assert re.fullmatch(r"ANON-[0-9A-F]{8}\^?", str(ds.PatientName)) and ds.PatientID.startswith("ANON-")
+        assert ds.PatientBirthDate == "" and ds.get("InstitutionName") is None
+        shift = (date(int(ds.StudyDate[:4]), int(ds.StudyDate[4:6]), int(ds.StudyDate[6:])) - date(2024, 1, 2)).days
+        assert shift == expected_shift and -4015 <= shift <= -365  # every object shifted once, by the same days
+    assert seg.StudyInstanceUID == sr.StudyInstanceUID != ct.study.study_instance_uid
+    refs = {i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in _items(sr, "IMAGE", "121191")}
+    assert seg.SOPInstanceUID in refs  # the SR still points at the SEG it travels with
+    src = {r.ReferencedSOPInstanceUID for fr in seg.PerFrameFunctionalGroupsSequence
+           for d in fr.DerivationImageSequence for r in d.SourceImageSequence}
+    slices = {i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in _items(sr, "IMAGE", "121200")}
+    assert slices <= src and not src & set(ct.study.sop_instance_uids)  # new CT UIDs, the same in SEG and SR
