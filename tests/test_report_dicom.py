@@ -175,3 +175,14 @@ def test_deidentified_dicom_is_marked_pseudonymised_consistent_and_date_shifted(
            for d in fr.DerivationImageSequence for r in d.SourceImageSequence}
     slices = {i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in _items(sr, "IMAGE", "121200")}
     assert slices <= src and not src & set(ct.study.sop_instance_uids)  # new CT UIDs, the same in SEG and SR
+
+
+def test_the_deidentified_run_and_review_copies_open_together(anonymous):
+    from inference.report.review_store import open_review
+    from inference.run_record import RunRecord
+
+    run = RunRecord.load(anonymous.paths["run_json"])
+    assert run.case.source_path == "" and run.case.case_id.startswith("ANON-")
+    review = open_review(run, anonymous.paths["review_json"])
+    assert review.is_signed and review.effective_text("round-2") == "Head lesion 30 mm."
+    assert "[removed]" in review.current("conclusion").comment  # the patient's name in a comment is scrubbed

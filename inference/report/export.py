@@ -27,9 +27,9 @@ from typing import Any, Iterable, Mapping
 from inference.ct_volume import CTVolume
 from inference.errors import InputError
 from inference.report.deidentify import Deidentifier
-from inference.report.review import Review, ReviewError
+from inference.report.review import Review, ReviewError, run_key
 from inference.report.traceable_report import TraceableReport, build_report
-from inference.run_record import mask_hash
+from inference.run_record import RunRecord, mask_hash
 from inference.segmentation.organ_masks import OrganMasks
 
 FORMATS = ("json", "html", "pdf", "dicom")
@@ -91,6 +91,8 @@ def export_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, out
         t = time.perf_counter()
         run_d = deid.run_dict(run.to_dict()) if deid else run.to_dict()
         review_d = deid.review_dict(review.to_dict()) if deid else review.to_dict()
+        if deid:  # the pseudonymised pair still opens together (its key follows the shifted run)
+            review_d["run_key"] = run_key(RunRecord.from_dict(run_d))
         result.paths["run_json"] = _write(out / "run.json", _json(run_d))
         result.paths["review_json"] = _write(out / "review.json", _json(review_d))
         result.paths["report_json"] = _write(out / "report.json", _json(report.to_dict()))
