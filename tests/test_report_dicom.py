@@ -16,7 +16,7 @@ from inference.report.deidentify import Deidentifier
 from inference.report.dicom_source import frames_of
 from inference.report.dicom_sr import build_sr
 from inference.report.traceable_report import build_report
-from report_fixtures import KIDNEY_L, LIVER, PANCREAS, PANCREAS_HEAD, PATIENT, ROUND_TEXTS, SPLEEN, load_case, make_run
+from report_fixtures import KIDNEY_L, LIVER, PANCREAS, PATIENT, ROUND_TEXTS, SPLEEN, load_case, make_run
 
 pypdf = pytest.importorskip("pypdf", reason="pypdf (test extra) reads the PDF back")
 DCIODVFY = shutil.which("dciodvfy")
@@ -186,3 +186,20 @@ def test_the_deidentified_run_and_review_copies_open_together(anonymous):
     review = open_review(run, anonymous.paths["review_json"])
     assert review.is_signed and review.effective_text("round-2") == "Head lesion 30 mm."
     assert "[removed]" in review.current("conclusion").comment  # the patient's name in a comment is scrubbed
+
+
+def test_scrub_text_replaces_identifier_strings_only_where_they_stand_alone():
+    from inference.ct_volume import StudyInfo
+
+    d = Deidentifier(StudyInfo(patient_name="Li^Wei", patient_id="778899", patient_birth_date="19610203"), b"k" * 16)
+    assert d.scrub_text("Li Wei, born 03.02.1961 (id 778899), liver normal") == \
+        "[removed], born [removed] (id [removed]), liver normal"
+    assert d.scrub_text("folder /data/LI_WEI_778899/ct") == "folder /data/[removed]_[removed]/ct"
+    uid = "1.2.840.778899.5"
+    assert d.scrub({"series_uid": uid, "note": f"see {uid}"}) == {"series_uid": uid, "note": "see 1.2.840.[removed].5"}
+    assert Deidentifier(StudyInfo(patient_id="12"), b"k" * 16).scrub_text("a 12 mm lesion") == "a 12 mm lesion"
+    assert d.uid(uid) == d.uid(uid) != Deidentifier(d.study, b"x" * 16).uid(uid)
+    shifted = date.fromordinal(date(2024, 1, 2).toordinal() + d.shift_days)
+    assert d.shift_date("20240102") == shifted.strftime("%Y%m%d")
+    assert d.shift_date("2024-01-02T10:00:00+00:00") == shifted.isoformat() + "T10:00:00+00:00"
+    assert d.shift_date("garbage") == ""

@@ -185,6 +185,15 @@ def test_screenshots_are_used_when_given_and_re_rendered_when_deidentifying(case
     assert PATIENT["id"] not in page and "ANON-" in page
 
 
+def test_an_unreadable_screenshot_is_a_clear_error(case, tmp_path):
+    ct, masks, run, review = case
+    with pytest.raises(InputError, match="key image for round 1") as e:
+        export_report(run, review, ct, masks, tmp_path, formats={"html"}, key_images={1: tmp_path / "missing.png"})
+    assert e.value.path == tmp_path / "missing.png"
+    with pytest.raises(InputError, match="not a readable picture"):
+        export_report(run, review, ct, masks, tmp_path, formats={"html"}, key_images={1: b"not a png"})
+
+
 def test_a_nifti_case_exports_html_and_pdf_and_says_why_no_dicom(case, tmp_path):
     ct, masks, run, review = case
     nct = nifti_like(ct)

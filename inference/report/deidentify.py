@@ -39,6 +39,7 @@ from pydicom.uid import generate_uid
 from inference.ct_volume import StudyInfo
 
 REMOVED = "[removed]"
+_OPAQUE = re.compile(r"\d+(?:\.\d+)+|[0-9a-f]{64}")
 UID_PREFIX = "1.2.826.0.1.3680043.10.1542."  # pydicom-style root + product arc; only a prefix
 
 # DICOM attributes by action (PS3.15 Table E.1-1, the ones that can reach our objects)
@@ -90,7 +91,8 @@ class Deidentifier:
     def scrub(self, value: Any) -> Any:
         """scrub_text applied to every string inside nested dicts/lists."""
         if isinstance(value, str):
-            return self.scrub_text(value)
+            # UIDs and SHA-256 hashes carry no names; a short numeric id must not cut them apart
+            return value if _OPAQUE.fullmatch(value) else self.scrub_text(value)
         if isinstance(value, dict):
             return {k: self.scrub(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -229,7 +231,7 @@ def _identifier_patterns(study: StudyInfo) -> list[re.Pattern]:
     if name.strip():
         words.add(" ".join(name.split()))
         words.update(p for p in name.split() if len(p) >= 2)
-    if study.patient_id.strip():
+    if len(study.patient_id.strip()) >= 4:  # in free text a 1-3 character id would hit ordinary numbers
         words.add(study.patient_id.strip())
     b = study.patient_birth_date.strip()
     if re.fullmatch(r"\d{8}", b):

@@ -200,7 +200,11 @@ def screenshot_key_image(png: bytes | str | Path, ct: CTVolume, masks: OrganMask
     with it is the same slice choice a rendered image would use."""
     from inference.errors import InputError
 
-    source = png if isinstance(png, bytes) else Path(png).read_bytes()
+    where = None if isinstance(png, bytes) else Path(png)
+    try:
+        source = png if isinstance(png, bytes) else Path(png).read_bytes()
+    except OSError as exc:
+        raise InputError(where, f"cannot read the key image for round {round_index}: {exc.strerror or exc}") from None
     try:
         with Image.open(io.BytesIO(source)) as im:
             im.load()
@@ -210,7 +214,6 @@ def screenshot_key_image(png: bytes | str | Path, ct: CTVolume, masks: OrganMask
                 source = buf.getvalue()
             size = im.size
     except (OSError, ValueError) as exc:
-        where = None if isinstance(png, bytes) else png
         raise InputError(where, f"the key image for round {round_index} is not a readable picture ({exc})") from None
     return KeyImage(round_index, source, choose_slice(ct, masks, labels), size, "screenshot", caption)
 

@@ -1,0 +1,51 @@
+"""Safetensors state dicts with tied weights (an LLM whose lm_head shares the embedding matrix).
+
+safetensors refuses two names for one storage; we write each storage once and record the other
+names in the file's metadata, so a load restores the full state dict.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from inference.errors import ModelError
+
+ALIASES_KEY = "tumorchain_aliases"
+
+
+def save_state_dict(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    seen: dict[tuple, str] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for name, t in state.items():
+        t = t.detach()
+        key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
+        if t.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        tensors[name] = t.cpu().contiguous().clone() if _shares_storage(t, tensors) else t.cpu().contiguous()
+    meta = {"format": "pt", ALIASES_KEY: json.dumps(aliases)}
+    meta.update(metadata or {})
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _shares_storage(t: torch.Tensor, others: dict[str, torch.Tensor]) -> bool:
+    ptr = t.untyped_storage().data_ptr()
+    return any(o.untyped_storage().data_ptr() == ptr for o in others.values() if o.numel())
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint weights not found")
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+        aliases = json.loads((f.metadata() or {}).get(ALIASES_KEY, "{}"))
+    for alias, target in aliases.items():
+        state[alias] = state[target]
+    return state
