@@ -7,6 +7,7 @@ it on one long-lived QThread and hands the result to the GUI thread by signal.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from inference.ct_io import load_ct
@@ -87,11 +89,21 @@ def load_case(request: LoadRequest, progress: Callable[[float, str], None] | Non
         expert = PrecomputedExpert(request.masks, parts_path=request.parts)
         masks = expert.segment(ct, progress=lambda f, m: say(0.55 + 0.3 * f, m), cancel=cancel)
         warnings += list(masks.details.get("warnings", []))
+        masks = _same_layout(masks, ct)
         say(0.9, "indexing organs")
         boxes = (LabelBoxes(masks.organs).precompute(),
                  LabelBoxes(masks.parts).precompute() if masks.parts is not None else None)
     say(1.0, "loaded")
     return LoadedCase(ct, masks, boxes, request, time.perf_counter() - t0, warnings)
+
+
+def _same_layout(masks: OrganMasks, ct: CTVolume) -> OrganMasks:
+    """Label maps in the CT's memory order (loaders give F order: axial slices contiguous), so a
+    slice of the labels is as cheap to cut as the same slice of the CT."""
+    if not ct.hu.flags.f_contiguous or masks.organs.flags.f_contiguous:
+        return masks
+    parts = None if masks.parts is None else np.asfortranarray(masks.parts)
+    return dataclasses.replace(masks, organs=np.asfortranarray(masks.organs), parts=parts)
 
 
 class _Worker(QObject):

@@ -35,13 +35,15 @@ def make_case(shape=(512, 512, 400), spacing=(0.8, 0.8, 1.0), n_organs=40, seed=
 
     rng = np.random.default_rng(seed)
     nx, ny, nz = shape
-    hu = np.full(shape, -1000, dtype=np.int16)
-    labels = np.zeros(shape, dtype=np.uint8)
+    # F order, as load_ct returns NIfTI and DICOM volumes (and the app's loader lays labels out)
+    hu = np.full(shape, -1000, dtype=np.int16, order="F")
+    labels = np.zeros(shape, dtype=np.uint8, order="F")
     x = (np.arange(nx) - nx / 2)[:, None] / (0.42 * nx)
     y = (np.arange(ny) - ny / 2)[None, :] / (0.34 * ny)
     body = (x ** 2 + y ** 2) < 1  # (nx, ny) cross-section, every slice
     hu[body] = 30
-    hu += rng.integers(-12, 13, size=shape, dtype=np.int16) * body[:, :, None].astype(np.int16)
+    for k in range(nz):  # slice by slice: no 400 MB temporary
+        hu[:, :, k] += rng.integers(-12, 13, size=(nx, ny), dtype=np.int16) * body
     ids = ORGAN_IDS[:n_organs]
     for lid in ids:
         r = rng.uniform(0.03, 0.12, 3) * np.array(shape)
@@ -117,8 +119,9 @@ def surfaces_all_at_once(labels: np.ndarray, ids: list[int]) -> float:
 
     t0 = time.perf_counter()
     img = vtkImageData()
-    img.SetDimensions(labels.shape[2], labels.shape[1], labels.shape[0])
-    img.GetPointData().SetScalars(numpy_to_vtk(labels.reshape(-1), deep=False))
+    labels = np.asfortranarray(labels)  # VTK's x-fastest order, no copy for loader-made arrays
+    img.SetDimensions(*labels.shape)
+    img.GetPointData().SetScalars(numpy_to_vtk(labels.ravel(order="F"), deep=False))
     nets = vtkSurfaceNets3D()
     nets.SetInputData(img)
     for i, lid in enumerate(ids):

@@ -79,6 +79,7 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None  # a checkpoint folder, or "latest" in output_dir
     report_to: str = "none"  # "tensorboard", "wandb", ... when installed
     device: str | None = None  # "cpu" forces CPU; default: CUDA when present
+    num_threads: int | None = None  # torch CPU threads per process (1 avoids oversubscription on shared CPUs)
 
     def __post_init__(self) -> None:
         problems = self.problems()

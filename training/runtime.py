@@ -43,8 +43,11 @@ def setup_environment(device: str | None) -> bool:
 
 def quiet_deepspeed_on_cpu() -> None:
     """Skip DeepSpeed's optional shm all-reduce kernel (a JIT C++ build) on CPU runs: gloo does it."""
+    import importlib
+
     try:
-        import deepspeed.comm.torch as ds_torch_comm
+        # by name: ``import deepspeed.comm.torch as m`` can bind PyTorch itself (deepspeed.comm.torch attribute)
+        ds_torch_comm = importlib.import_module("deepspeed.comm.torch")
     except ImportError:
         return
     if hasattr(ds_torch_comm, "build_shm_op"):

@@ -38,8 +38,9 @@ def _trainer_class():
     class TumorChainTrainer(Trainer):
         loss_is_scaled_for_ga = False  # compute_loss returns a per-micro-batch mean
 
-        def __init__(self, *args, group_by_case: bool = True, case_keys=None, **kwargs):
+        def __init__(self, *args, group_by_case: bool = True, case_keys=None, train_config=None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.train_config = train_config
             self.group_by_case = group_by_case
             self.case_keys = case_keys
             self._sums = torch.zeros(5, dtype=torch.float64)  # lm, cls, correct, count, micro-batches
@@ -84,6 +85,8 @@ def _trainer_class():
                 save_state_dict(state_dict, output_dir / WEIGHTS_FILE)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(str(output_dir))
+            if self.train_config is not None:  # export rebuilds the model from it
+                self.train_config.save(output_dir / CONFIG_FILE)
 
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             model = model or self.model
@@ -132,7 +135,7 @@ def training_arguments(cfg: TrainConfig, cpu: bool):
         report_to=[] if cfg.report_to in ("none", "", None) else [cfg.report_to],
         deepspeed=deepspeed_config(cfg.deepspeed, cpu) if cfg.deepspeed else None,
         use_cpu=cpu,
-        ddp_backend="gloo" if cpu else None,
+        ddp_backend="gloo" if cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         ddp_timeout=cfg.ddp_timeout_s,
         ddp_find_unused_parameters=False,
         disable_tqdm=True,
@@ -164,6 +167,8 @@ def run_training(cfg: TrainConfig, log_fn=print) -> dict:
     from training.joint_model import TumorChainForTraining
     from training.runtime import dist_info
 
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
     set_seed(cfg.seed)
     args = training_arguments(cfg, cpu)  # initialises torch.distributed under a launcher
     rank, world, _, _ = dist_info()
@@ -179,7 +184,7 @@ def run_training(cfg: TrainConfig, log_fn=print) -> dict:
     trainer_cls = _trainer_class()
     trainer = trainer_cls(model=wrapper, args=args, train_dataset=train_ds, data_collator=Collator(pad),
                           processing_class=model.tokenizer, group_by_case=cfg.group_by_case,
-                          case_keys=train_ds.case_ids())
+                          case_keys=train_ds.case_ids(), train_config=cfg)
     resume = cfg.resume_from_checkpoint
     if resume == "latest":
         resume = latest_checkpoint(cfg.output_dir)

@@ -26,7 +26,7 @@ class LabelBoxes:
     def counts(self) -> np.ndarray:
         """(256,) int64 voxel count per label id."""
         if self._counts is None:
-            self._counts = np.bincount(self._labels.reshape(-1), minlength=256)
+            self._counts = np.bincount(self._labels.ravel(order="K"), minlength=256)  # no copy for F order
         return self._counts
 
     def _compute(self) -> dict[int, tuple[slice, slice, slice]]:

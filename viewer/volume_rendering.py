@@ -1,7 +1,8 @@
 """Optional CT volume rendering in the 3D view (off by default: costly on software OpenGL).
 
-The int16 HU array is shared with VTK without a copy: its C-order buffer is read as an image of
-dimensions (K, J, I) and a user matrix maps that index order back through the case affine.
+The int16 HU array is shared with VTK without a copy: an F-order buffer (what load_ct returns) is
+VTK's own x-fastest layout; a C-order one is read as dimensions (K, J, I) and a user matrix maps
+that index order back through the case affine.
 """
 from __future__ import annotations
 
@@ -52,15 +53,21 @@ class CtVolumeProp:
             self._image = None
             self.mapper.RemoveAllInputs()
             return
-        hu = np.ascontiguousarray(ct.hu)
+        hu = ct.hu
         img = vtkImageData()
-        img.SetDimensions(hu.shape[2], hu.shape[1], hu.shape[0])
-        img.GetPointData().SetScalars(numpy_to_vtk(hu.reshape(-1), deep=False))
+        perm = np.eye(4)
+        if hu.flags.f_contiguous:  # loaders' layout: VTK's x-fastest order is the voxel order
+            img.SetDimensions(*hu.shape)
+            flat = hu.ravel(order="F")
+        else:  # C order: VTK index (x, y, z) = voxel (k, j, i)
+            hu = np.ascontiguousarray(hu)
+            img.SetDimensions(hu.shape[2], hu.shape[1], hu.shape[0])
+            flat = hu.reshape(-1)
+            perm = np.zeros((4, 4))
+            perm[0, 2] = perm[1, 1] = perm[2, 0] = perm[3, 3] = 1.0
+        img.GetPointData().SetScalars(numpy_to_vtk(flat, deep=False))
         self._image = img
         self.mapper.SetInputData(img)
-        # VTK index (x, y, z) = voxel (k, j, i): permute, then the affine
-        perm = np.zeros((4, 4))
-        perm[0, 2] = perm[1, 1] = perm[2, 0] = perm[3, 3] = 1.0
         m = np.asarray(ct.affine, dtype=float) @ perm
         mat = vtkMatrix4x4()
         for r in range(4):
