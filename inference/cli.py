@@ -24,7 +24,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tumorchain", description="TumorChain: abdominal CT tumor analysis "
                                 "with iterative interleaved reasoning.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{analyze,batch}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{analyze,batch,export}")
     a = sub.add_parser("analyze", help="analyze one CT (NIfTI file or DICOM folder)")
     a.add_argument("ct", type=Path, help="CT: a .nii/.nii.gz file or a DICOM folder")
     a.add_argument("--masks", type=Path, help="organ label NIfTI to use instead of running segmentation")
@@ -53,17 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not examine organs only mentioned as negative ('no liver lesion')")
         sp.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
         sp.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: bf16 on GPU, fp32 on CPU")
+    from inference.report.cli_export import add_export_subcommand  # light: imports nothing heavy
+
+    add_export_subcommand(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.organ is not None and args.question is not None:
+    if getattr(args, "organ", None) is not None and getattr(args, "question", None) is not None:
         parser.error("--organ narrows a --task prompt; with --question, name the organ in the question")
     try:
         if args.command == "analyze":
             return _analyze(args, sys.stdout)
+        if args.command == "export":
+            from inference.report.cli_export import run_export
+
+            return run_export(args, sys.stdout)
         return _batch(args, sys.stdout)
     except (Cancelled, KeyboardInterrupt):
         print("tumorchain: cancelled", file=sys.stderr)

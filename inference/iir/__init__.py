@@ -1,19 +1,32 @@
-"""Iterative interleaved reasoning (paper section 3.2): sequence building, KV-cache decoding, the loop."""
-from .conclusion import Conclusion, parse_conclusion
-from .decoding import CACHE_MODES, Generation, KVDecoder, SamplingConfig, default_stop_ids
-from .features import GridMasks, ModelCaseFeatures
-from .generator import ModelRoundGenerator
-from .interleaved_input import (CT_TOKEN, ORGAN_TOKEN, GlobalVisual, Ids, InterleavedIds, OrganVisual,
-                                SequenceBuilder, Text, embed_interleaved)
-from .loop import IIRLoop, IIRResult, IIRSettings
-from .prompts import TASKS, IIRTemplate, OrganRef, chain_segments, load_template, task_question, training_sequence
-from .rounds import ExaminedOrgan, Round, RoundTimings, SkippedOrgan
+"""Iterative interleaved reasoning (paper section 3.2): sequence building, KV-cache decoding, the loop.
 
-__all__ = [
-    "CACHE_MODES", "CT_TOKEN", "ORGAN_TOKEN", "TASKS", "Conclusion", "ExaminedOrgan", "Generation",
-    "GlobalVisual", "GridMasks", "IIRLoop", "IIRResult", "IIRSettings", "IIRTemplate", "Ids",
-    "InterleavedIds", "KVDecoder", "ModelCaseFeatures", "ModelRoundGenerator", "OrganRef",
-    "OrganVisual", "Round", "RoundTimings", "SamplingConfig", "SequenceBuilder", "SkippedOrgan", "Text",
-    "chain_segments", "default_stop_ids", "embed_interleaved", "load_template", "parse_conclusion",
-    "task_question", "training_sequence",
-]
+Names load lazily (PEP 562) so that reading a run.json or a review (rounds, conclusion) does not
+import torch and transformers.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "conclusion": ("Conclusion", "parse_conclusion"),
+    "decoding": ("CACHE_MODES", "Generation", "KVDecoder", "SamplingConfig", "default_stop_ids"),
+    "features": ("GridMasks", "ModelCaseFeatures"),
+    "generator": ("ModelRoundGenerator",),
+    "interleaved_input": ("CT_TOKEN", "ORGAN_TOKEN", "GlobalVisual", "Ids", "InterleavedIds", "OrganVisual",
+                          "SequenceBuilder", "Text", "embed_interleaved"),
+    "loop": ("IIRLoop", "IIRResult", "IIRSettings"),
+    "prompts": ("TASKS", "IIRTemplate", "OrganRef", "chain_segments", "load_template", "task_question",
+                "training_sequence"),
+    "rounds": ("ExaminedOrgan", "Round", "RoundTimings", "SkippedOrgan"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inference.iir' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
