@@ -41,6 +41,7 @@ class LoadRequest:
     masks: Path | None = None
     parts: Path | None = None
     base_ct: CTVolume | None = None
+    scheme: str = "auto"  # label scheme of ``masks``: auto, totalseg or merged
 
 
 @dataclass
@@ -64,7 +65,7 @@ def resolve_request(path: str | Path, masks: str | Path | None = None) -> LoadRe
     if p.is_dir() and (ct := _first(p, CASE_CT_NAMES)) is not None:
         organs = Path(masks) if masks else _first(p, CASE_ORGANS_NAMES)
         parts = _first(p, CASE_PARTS_NAMES) if organs is not None and not masks else None
-        return LoadRequest(ct, organs, parts)
+        return LoadRequest(ct, organs, parts, scheme="auto" if masks else "merged")  # the folder's own organs
     return LoadRequest(p, Path(masks).expanduser() if masks else None)
 
 
@@ -86,7 +87,7 @@ def load_case(request: LoadRequest, progress: Callable[[float, str], None] | Non
     warnings = list(ct.warnings)
     if request.masks is not None:
         say(0.55, f"reading {request.masks.name}")
-        expert = PrecomputedExpert(request.masks, parts_path=request.parts)
+        expert = PrecomputedExpert(request.masks, scheme=request.scheme, parts_path=request.parts)
         masks = expert.segment(ct, progress=lambda f, m: say(0.55 + 0.3 * f, m), cancel=cancel)
         warnings += list(masks.details.get("warnings", []))
         masks = _same_layout(masks, ct)

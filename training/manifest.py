@@ -1,7 +1,7 @@
 """The JSONL manifest of VQA samples (one JSON object per line) and its validator.
 
 A line (paths relative to the manifest's folder):
-  id, case_id, ct, masks (organs file), parts (file or null),
+  id, case_id, ct, masks (organs file, or null: segment on the fly, cached by CT content), parts (file or null),
   task ("localization" | "attributes" | "tnm" | "report"), subtask (see SUBTASKS),
   question, options (list of option texts or null for open questions),
   answer (the final chain-of-thought text ending "Thus, the answer is X."), final_answer (X;
@@ -51,7 +51,7 @@ class Sample:
     id: str
     case_id: str
     ct: str
-    masks: str
+    masks: str | None
     parts: str | None
     task: str
     subtask: str
@@ -69,8 +69,8 @@ class Sample:
         return self.root / self.ct
 
     @property
-    def masks_file(self) -> Path:
-        return self.root / self.masks
+    def masks_file(self) -> Path | None:
+        return None if self.masks is None else self.root / self.masks
 
     @property
     def parts_file(self) -> Path | None:
@@ -97,7 +97,7 @@ def sample_problems(d: dict) -> list[str]:
     if not isinstance(d, dict):
         return ["not a JSON object"]
     problems = []
-    required = {"id": str, "case_id": str, "ct": str, "masks": str, "task": str, "subtask": str,
+    required = {"id": str, "case_id": str, "ct": str, "task": str, "subtask": str,
                 "question": str, "answer": str, "final_answer": str, "roi_organs": list,
                 "organ_labels": dict, "chain": list}
     for key, typ in required.items():
@@ -105,7 +105,7 @@ def sample_problems(d: dict) -> list[str]:
             problems.append(f"missing key '{key}'")
         elif not isinstance(d[key], typ) or (typ is str and not d[key].strip()):
             problems.append(f"'{key}' must be a non-empty {typ.__name__}")
-    for key in ("parts", "options"):
+    for key in ("masks", "parts", "options"):
         if key not in d:
             problems.append(f"missing key '{key}' (use null when there is none)")
     if problems:
@@ -115,8 +115,9 @@ def sample_problems(d: dict) -> list[str]:
         problems.append(f"unknown task '{d['task']}' (one of {', '.join(SUBTASKS)})")
     elif d["subtask"] not in SUBTASKS[d["task"]]:
         problems.append(f"subtask '{d['subtask']}' does not belong to task '{d['task']}'")
-    if d["parts"] is not None and not (isinstance(d["parts"], str) and d["parts"].strip()):
-        problems.append("'parts' must be a file path or null")
+    for key in ("masks", "parts"):
+        if d[key] is not None and not (isinstance(d[key], str) and d[key].strip()):
+            problems.append(f"'{key}' must be a file path or null")
     final = d["final_answer"]
     if not d["answer"].rstrip().endswith(f"{CONCLUSION}{final}."):
         problems.append(f"'answer' must end with \"{CONCLUSION}{final}.\"")

@@ -46,5 +46,9 @@ class CaseGroupedSampler(torch.utils.data.Sampler[int]):
         short = [short[i] for i in torch.randperm(len(short), generator=g).tolist()]
         tail = [i for c in short for i in c]
         batches = full + [tail[s:s + self.batch_size] for s in range(0, len(tail), self.batch_size)]
+        # the DataLoader cuts batches by position: only a batch of full size may move, the last stays last
+        last = batches.pop() if batches and len(batches[-1]) < self.batch_size else None
         for b in torch.randperm(len(batches), generator=g).tolist():
             yield from batches[b]
+        if last is not None:
+            yield from last

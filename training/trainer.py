@@ -139,7 +139,6 @@ def training_arguments(cfg: TrainConfig, cpu: bool):
         ddp_timeout=cfg.ddp_timeout_s,
         ddp_find_unused_parameters=False,
         disable_tqdm=True,
-        gradient_checkpointing=False,  # applied to the LLM by build_model, not to the wrapper
     )
 
 

@@ -21,9 +21,11 @@ from vtkmodules.vtkRenderingCore import vtkRenderer, vtkRenderWindow
 
 
 class OffscreenVtkWidget(QWidget):
-    """``rendered()`` is emitted once a new frame is on screen."""
+    """``rendered()`` is emitted once a new VTK frame is on screen, ``painted()`` after every
+    repaint (a new frame, or only ``paint_overlay`` content such as a moved crosshair)."""
 
     rendered = Signal()
+    painted = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -37,7 +39,7 @@ class OffscreenVtkWidget(QWidget):
         self._window.AddObserver("StartEvent", lambda *_: self.before_render())
         self._pixels = vtkUnsignedCharArray()
         self._frame: QImage | None = None
-        self._frame_buffer: np.ndarray | None = None
+        self._frame_buffer = None  # numpy view of _pixels that the QImage reads
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(0)
@@ -59,6 +61,9 @@ class OffscreenVtkWidget(QWidget):
     def before_render(self) -> None:
         """Hook: update VTK data from the scene (called at the start of every Render)."""
 
+    def paint_overlay(self, painter: QPainter) -> None:
+        """Hook: draw what changes too often to be worth a VTK frame (widget pixels, y down)."""
+
     # --- frames ---------------------------------------------------------------------------
     def request_render(self) -> None:
         """Render once when control returns to the event loop (coalesces many changes)."""
@@ -71,10 +76,7 @@ class OffscreenVtkWidget(QWidget):
         w, h = self._window.GetSize()
         self._window.Render()
         self._window.GetRGBACharPixelData(0, 0, w - 1, h - 1, 0, self._pixels)
-        rgba = vtk_to_numpy(self._pixels).reshape(h, w, 4)
-        if self._frame_buffer is None or self._frame_buffer.shape != rgba.shape:
-            self._frame_buffer = np.empty_like(rgba)
-        np.copyto(self._frame_buffer, rgba[::-1])  # OpenGL rows run bottom-up
+        self._frame_buffer = vtk_to_numpy(self._pixels)  # rows bottom-up: paintEvent flips
         self._frame = QImage(self._frame_buffer.data, w, h, 4 * w, QImage.Format.Format_RGBX8888)
         self._frame.setDevicePixelRatio(self.devicePixelRatioF())
         if self.isVisible():
@@ -86,8 +88,21 @@ class OffscreenVtkWidget(QWidget):
         if self._frame is None:
             p.fillRect(self.rect(), self.palette().dark())
         else:
+            p.translate(0, self.height())  # OpenGL rows run bottom-up: draw the frame flipped
+            p.scale(1, -1)
             p.drawImage(0, 0, self._frame)
+            p.resetTransform()
+            self.paint_overlay(p)
         p.end()
+        self.painted.emit()
+
+    def grab_composited(self) -> np.ndarray:
+        """What the widget shows (VTK frame + overlay), rendered now: (H, W, 3) uint8, row 0 = top."""
+        self.render_now()
+        img = self.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+        w, h = img.width(), img.height()
+        arr = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.bytesPerLine() * h)
+        return arr.reshape(h, img.bytesPerLine())[:, :w * 3].reshape(h, w, 3).copy()
 
     def resizeEvent(self, ev) -> None:  # noqa: N802 (Qt)
         dpr = self.devicePixelRatioF()

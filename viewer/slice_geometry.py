@@ -138,8 +138,10 @@ class SliceGeometry:
     # --- slicing -------------------------------------------------------------------------
     def extract(self, volume: np.ndarray, index: int) -> np.ndarray:
         """2D view (n_rows, n_cols) of ``volume`` (I, J, K) at slice ``index``: row 0 = screen bottom."""
-        sl = _take(volume, index, self.axis_n)
-        # remaining axes keep their voxel order; put v on rows, u on columns
+        return self.orient(_take(volume, index, self.axis_n))
+
+    def orient(self, sl: np.ndarray) -> np.ndarray:
+        """A slice in voxel order (the two remaining axes, ascending) as displayed (rows v, cols u)."""
         if self.axis_u < self.axis_v:
             sl = sl.T
         if self.flip_u:
@@ -150,7 +152,10 @@ class SliceGeometry:
 
     # --- coordinates ---------------------------------------------------------------------
     def world_to_voxel(self, world: np.ndarray) -> np.ndarray:
-        inv = np.linalg.inv(self.affine)
+        inv = self.__dict__.get("_inv")
+        if inv is None:  # cached: this runs several times per slice step
+            inv = np.linalg.inv(self.affine)
+            object.__setattr__(self, "_inv", inv)
         return inv[:3, :3] @ np.asarray(world, dtype=float) + inv[:3, 3]
 
     def voxel_to_world(self, voxel: np.ndarray) -> np.ndarray:

@@ -7,17 +7,18 @@ display buffers only; the case lives in the ``SceneState``. Every VTK call is on
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCursor
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QCursor, QPainter, QPen
 
 from viewer.offscreen_widget import OffscreenVtkWidget
 from viewer.overlay import OverlayStyle, compose_codes, upsample_factor
+from viewer.slab_cache import SlabCache
 from viewer.slice_image import blend_codes, upsample_linear, window_grey
 from viewer.probe import ProbeResult, probe
 from viewer.scene_state import SceneState
 from viewer.slice_geometry import PLANE_OF_WORLD_AXIS, SliceGeometry, voxel_axis_of_world
 from viewer.slice_interaction import SliceInteraction
-from viewer.vtk_props import PLANE_RGB, Polyline, TexturedQuad, corner_annotation, edge_letters, image_data
+from viewer.vtk_props import PLANE_RGB, CornerText, Polyline, TexturedQuad, edge_letters, image_data
 
 _Z_IMAGE, _Z_LINES = 0.0, 1.0  # layer depths in display space (camera looks down -z)
 MAX_ZOOM = 3.0  # ROI framing never zooms past this many times the fitted view
@@ -54,15 +55,17 @@ class SliceView(OffscreenVtkWidget):
         self.image_actor.VisibilityOff()
         self.renderer.AddActor(self.image_actor)
         self._dirty_slice = self._dirty_overlay = self._dirty_grey = False
-        self.crosshair: dict[str, Polyline] = {}  # 'vertical', 'horizontal'
+        # the crosshair is painted by Qt over the VTK frame: moving it costs a repaint, not a frame
+        self.crosshair_rgb: dict[str, tuple[int, int, int]] = {}  # 'vertical', 'horizontal'
+        self.show_crosshair = True
         self.roi_box = Polyline(4, [(0, 1), (1, 2), (2, 3), (3, 0)], tuple(c / 255 for c in state.highlight_rgb), 2.0)
         self.roi_box.actor.VisibilityOff()
         self.renderer.AddActor(self.roi_box.actor)
         self.letters = edge_letters()
         for t in self.letters.values():
             self.renderer.AddViewProp(t)
-        self.annotation = corner_annotation()
-        self.renderer.AddViewProp(self.annotation)
+        self.annotation = CornerText()
+        self.annotation.add_to(self.renderer)
 
         self.interaction = SliceInteraction(self)
         self.setCursor(QCursor(Qt.CursorShape.CrossCursor))
@@ -101,10 +104,9 @@ class SliceView(OffscreenVtkWidget):
         if ct is None:
             self.geometry = None
             self._hu = self._organs = self._parts = None
+            self._slabs = []
             for a in (self.image_actor, self.roi_box.actor):
                 a.VisibilityOff()
-            for line in self.crosshair.values():
-                line.actor.VisibilityOff()
             for t in self.letters.values():
                 t.SetInput("")
             for corner in range(4):
@@ -120,6 +122,9 @@ class SliceView(OffscreenVtkWidget):
         self._codes = np.zeros((g.n_rows * f, g.n_cols * f), dtype=np.uint16)  # overlay style codes
         self._scratch = np.zeros(g.n_rows * f * g.n_cols * f, dtype=np.uint32)
         self._rgb = np.full((g.n_rows * f, g.n_cols * f, 4), 255, dtype=np.uint8)  # RGBA uploads as is
+        masks = self.state.masks
+        self._slabs = [SlabCache(v, g.axis_n) for v in (ct.hu, masks.organs if masks is not None else None,
+                                                       masks.parts if masks is not None else None) if v is not None]
         self.picture.set_image(image_data(self._rgb, (g.du / f, g.dv / f), (0.0, 0.0, 0.0)))
         self.picture.set_rect(*g.extent(), _Z_IMAGE)
         self.image_actor.VisibilityOn()
@@ -130,32 +135,41 @@ class SliceView(OffscreenVtkWidget):
         self._on_window_level()
         self._update_slice()
         self._dirty_slice = True
-        self._update_cursor_lines()
         self._update_roi_box()
         self.annotation.SetText(3, "")
         self.annotation.SetText(1, "")
         self.reset_view()
 
     def _build_crosshair(self) -> None:
-        for line in self.crosshair.values():
-            self.renderer.RemoveActor(line.actor)
         g = self.geometry
         vox_of, _ = voxel_axis_of_world(g.affine)
         world_of_vox = {a: w for w, a in enumerate(vox_of)}
         # a vertical line marks constant u: the plane perpendicular to u's world axis, in its colour
-        self.crosshair = {
-            "vertical": Polyline(2, [(0, 1)], PLANE_RGB[PLANE_OF_WORLD_AXIS[world_of_vox[g.axis_u]]]),
-            "horizontal": Polyline(2, [(0, 1)], PLANE_RGB[PLANE_OF_WORLD_AXIS[world_of_vox[g.axis_v]]]),
-        }
-        for line in self.crosshair.values():
-            self.renderer.AddActor(line.actor)
+        rgb = {k: PLANE_RGB[PLANE_OF_WORLD_AXIS[world_of_vox[a]]] for k, a in (("vertical", g.axis_u),
+                                                                             ("horizontal", g.axis_v))}
+        self.crosshair_rgb = {k: tuple(round(c * 255) for c in v) for k, v in rgb.items()}
 
     def _on_cursor(self) -> None:
         if self.geometry is None:
             return
+        before = self.slice_index
         self._update_slice()
-        self._update_cursor_lines()
-        self.request_render()
+        if self.slice_index != before:
+            self.request_render()
+        else:
+            self.update()  # only the crosshair moved
+
+    def paint_overlay(self, painter: QPainter) -> None:
+        g = self.geometry
+        if g is None or not self.show_crosshair:
+            return
+        x, y = self.display_to_widget(*g.world_to_display(self.state.cursor))
+        u_min, u_max, v_min, v_max = g.extent()
+        (xa, ya), (xb, yb) = self.display_to_widget(u_min, v_min), self.display_to_widget(u_max, v_max)
+        painter.setPen(QPen(QColor(*self.crosshair_rgb["vertical"]), 0))
+        painter.drawLine(QPointF(x, ya), QPointF(x, yb))
+        painter.setPen(QPen(QColor(*self.crosshair_rgb["horizontal"]), 0))
+        painter.drawLine(QPointF(xa, y), QPointF(xb, y))
 
     def _on_window_level(self) -> None:
         self._dirty_grey = True
@@ -208,11 +222,8 @@ class SliceView(OffscreenVtkWidget):
         """Rebuild what changed: slice arrays, overlay (RGBA), grey (window/level), then the blend."""
         g, k, st, f = self.geometry, self.slice_index, self.state, self._factor
         if self._dirty_slice:
-            np.copyto(self._hu, g.extract(st.ct.hu, k))
-            if st.masks is not None:
-                np.copyto(self._organs, g.extract(st.masks.organs, k))
-                if self._parts is not None:
-                    np.copyto(self._parts, g.extract(st.masks.parts, k))
+            for slab, buf in zip(self._slabs, (self._hu, self._organs, self._parts)):
+                np.copyto(buf, g.orient(slab.get(k)))
             self._dirty_overlay = self._dirty_grey = True
         if self._dirty_grey:
             np.copyto(self._grey, upsample_linear(window_grey(self._hu, st.window, st.level), f))
@@ -224,15 +235,6 @@ class SliceView(OffscreenVtkWidget):
         blend_codes(self._grey, self._codes, self._style.blend_table(), self._rgb, self._scratch)
         self._dirty_slice = self._dirty_overlay = self._dirty_grey = False
         self.picture.touch()
-
-    def _update_cursor_lines(self) -> None:
-        g = self.geometry
-        u, v = g.world_to_display(self.state.cursor)
-        u_min, u_max, v_min, v_max = g.extent()
-        self.crosshair["vertical"].set_points([(u, v_min, _Z_LINES), (u, v_max, _Z_LINES)])
-        self.crosshair["horizontal"].set_points([(u_min, v, _Z_LINES), (u_max, v, _Z_LINES)])
-        for line in self.crosshair.values():
-            line.actor.VisibilityOn()
 
     def _update_roi_box(self) -> None:
         roi, g = self.state.roi, self.geometry
@@ -336,7 +338,10 @@ class SliceView(OffscreenVtkWidget):
 
     def world_to_widget(self, world: np.ndarray) -> tuple[float, float]:
         """Widget pixel (logical, y down) where a world point appears (tests, overlays)."""
-        u, v = self.geometry.world_to_display(world)
+        return self.display_to_widget(*self.geometry.world_to_display(world))
+
+    def display_to_widget(self, u: float, v: float) -> tuple[float, float]:
+        """Display (u, v) mm -> widget pixel (logical, y down): the inverse of widget_to_display."""
         w, h = self.GetRenderWindow().GetSize()
         cam = self.renderer.GetActiveCamera()
         px_per_mm = max(h, 1) / (2 * cam.GetParallelScale())

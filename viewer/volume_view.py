@@ -20,7 +20,7 @@ from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer
 from viewer.scene_state import SceneState
 from viewer.surfaces import SurfaceCache
 from viewer.volume_rendering import CtVolumeProp
-from viewer.vtk_props import corner_annotation
+from viewer.vtk_props import CornerText
 
 DIMMED_OPACITY = 0.12  # non-ROI surfaces while a ROI is highlighted
 IDLE_BEFORE_BUILD_MS = 250  # wait this long after the last slice/cursor change before building
@@ -48,8 +48,8 @@ class VolumeView(QVTKRenderWindowInteractor):
         self.renderer.GradientBackgroundOn()
         self.GetRenderWindow().AddRenderer(self.renderer)
         self._Iren.SetInteractorStyle(vtkInteractorStyleTrackballCamera())
-        self.annotation = corner_annotation()
-        self.renderer.AddViewProp(self.annotation)
+        self.annotation = CornerText()
+        self.annotation.add_to(self.renderer)
         self.ct_volume = CtVolumeProp()
         self.renderer.AddViewProp(self.ct_volume.volume)
         self.marker = self._orientation_marker()

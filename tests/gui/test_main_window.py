@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from conftest import ARTIFACTS, colour_mask
-from synthetic import LIVER, SPLEEN, write_case_folder
+from gui_helpers import ARTIFACTS, colour_mask
+from viewer_cases import LIVER, SPLEEN, write_case_folder
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def test_command_line_case_folder_opens_ct_with_masks(window, cases):
     assert st.ct is not None and st.masks is not None
     assert Path(st.ct.source_path).name == "ct.nii.gz"
     assert LIVER in st.present_ids and LIVER in window.labels.items
+    assert st.masks.details["scheme"] == "merged"  # a case folder's organs file is read as ours
     assert window.labels.items[LIVER].text(0) == "liver"
     assert window.progress.isHidden()
     assert "ct.nii.gz" in window.windowTitle()
@@ -91,7 +92,7 @@ def _grab(view):
 def test_drag_and_drop_opens_a_case(window, cases, qtbot):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(cases["b"]))])
-    enter = QDragEnterEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+    enter = QDragEnterEvent(QPoint(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted()

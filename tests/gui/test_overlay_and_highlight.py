@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import colour_mask
-from synthetic import LIVER, SPLEEN
+from gui_helpers import colour_mask
+from viewer_cases import LIVER, SPLEEN
 from viewer.overlay import DIM_FACTOR
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import ARTIFACTS, SHARED_DATA, centroid, colour_mask
+from gui_helpers import ARTIFACTS, SHARED_DATA, centroid, colour_mask
 
 MAGENTA, GREEN = (255, 0, 255), (0, 255, 0)
 LIVER, SPLEEN, KIDNEY_R, AORTA, LUMBAR, THORACIC = 5, 1, 2, 39, 25, 26

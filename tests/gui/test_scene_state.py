@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthetic import AORTA, LIVER, SPLEEN, make_case
+from viewer_cases import AORTA, LIVER, SPLEEN, make_case
 from viewer.overlay import OverlayStyle, compose
 from viewer.probe import probe
 from viewer.scene_state import SceneState

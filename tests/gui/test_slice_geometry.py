@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthetic import affine_for
+from viewer_cases import affine_for
 from viewer.slice_geometry import SliceGeometry, direction_letters, voxel_axis_of_world, world_to_letters
 
 NEEDS_DISPLAY = False

@@ -7,8 +7,8 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from conftest import centroid, colour_mask
-from synthetic import LIVER
+from gui_helpers import centroid, colour_mask
+from viewer_cases import LIVER
 
 MAGENTA = (255, 0, 255)
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from conftest import centroid, colour_mask, save_artifact
-from synthetic import KIDNEY_R, LIVER, SPLEEN
+from gui_helpers import centroid, colour_mask, save_artifact
+from viewer_cases import KIDNEY_R, LIVER, SPLEEN
 from viewer.vtk_props import PLANE_RGB
 
 MAGENTA, GREEN = (255, 0, 255), (0, 255, 0)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from conftest import centroid, colour_mask
-from synthetic import KIDNEY_R, LIVER, SPLEEN
+from gui_helpers import centroid, colour_mask
+from viewer_cases import KIDNEY_R, LIVER, SPLEEN
 
 
 @pytest.fixture

@@ -1,0 +1,190 @@
+"""Build the demo model from nothing, on CPU, in one seeded command:
+
+    python -m training.demo_model.build --out resources/demo_model --seed 0
+
+1. a synthetic cohort (training/cohort; recipe.json: cases, shape) split by case into train/val/test;
+2. a byte-level BPE tokenizer trained on the train split's text, and a tiny random Qwen2 LLM;
+3. a TumorChain model around it (tiny 3D ViT encoder on the standard 32x256x256 input);
+4. training with this module (Hugging Face Trainer, eq. 8 joint loss, IIR chains);
+5. export to ``--out`` (safetensors, the workstation's from_pretrained folder);
+6. evaluation on the held-out test split with and without IIR (Table 1 columns), the classifier's
+   held-out AUC, and a small fixed "guard" set regenerated from seeds by tests/test_training_demo_model.py;
+   all numbers go to <out>/eval_summary.json and <out>/EVAL.md.
+
+Intermediate files (cohort, case cache, checkpoints, full results) go to ``--work``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parent / "recipe.json"
+DEMO_COMMAND = "python -m training.demo_model.build --out resources/demo_model --seed 0"
+
+
+def load_recipe(path: str | Path = RECIPE) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def ensure_cohort(folder: Path, cases: int, seed: int, shape, workers: int, log=print) -> Path:
+    """Generate the cohort unless ``folder`` already holds the same one (same seed, size, generator)."""
+    from training.cohort.generate import generate_cohort
+    from training.cohort.ground_truth import GENERATOR_VERSION
+
+    summary = folder / "cohort_summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        if (s.get("seed"), s.get("cases"), list(s.get("shape", [])), s.get("generator_version")) == \
+                (seed, cases, list(shape), GENERATOR_VERSION):
+            log(f"cohort: reusing {folder}")
+            return folder
+    t0 = time.perf_counter()
+    generate_cohort(folder, cases, seed, tuple(shape), None, workers, log=None)
+    log(f"cohort: {cases} cases in {time.perf_counter() - t0:.0f} s")
+    return folder
+
+
+def make_llm(cohort: Path, work: Path, recipe: dict, seed: int) -> Path:
+    import itertools
+
+    from training.demo_model.tiny_llm import make_tiny_llm
+    from training.demo_model.tokenizer import fixed_texts, manifest_texts, train_tokenizer
+
+    tok = train_tokenizer(itertools.chain(manifest_texts([cohort / "train.jsonl"]), fixed_texts()),
+                          recipe["tokenizer"]["vocab_size"])
+    l = recipe["llm"]
+    return make_tiny_llm(tok, work / "llm", seed, hidden=l["hidden"], intermediate=l["intermediate"],
+                         layers=l["layers"], heads=l["heads"], kv_heads=l["kv_heads"])
+
+
+def guard_samples(work: Path, guard: dict, log=print):
+    """The fixed held-out guard set: a cohort of guard['cases'] cases from guard['seed'] (all splits)."""
+    from training.manifest import load_manifest
+
+    folder = ensure_cohort(work / f"guard_{guard['seed']}", guard["cases"], guard["seed"],
+                           guard.get("shape", [128, 128, 64]), 1, log)
+    samples = [s for name in ("train", "val", "test") for s in load_manifest(folder / f"{name}.jsonl")]
+    return [s for s in samples if s.subtask in set(guard["subtasks"])]
+
+
+def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: bool = False) -> dict:
+    import torch
+
+    from inference.model import TumorChainConfig
+    from training.config import TrainConfig
+    from training.export import export_checkpoint
+    from training.trainer import run_training
+
+    t_all = time.perf_counter()
+    work.mkdir(parents=True, exist_ok=True)
+    c = recipe["cohort"]
+    cohort = ensure_cohort(work / f"cohort_{seed}", c["cases"], seed, c["shape"], c.get("workers", 1), log)
+    llm = make_llm(cohort, work, recipe, seed)
+    model_cfg = TumorChainConfig.from_dict(dict(recipe["model"]))
+    model_cfg.save(work / "tumorchain_config.json")
+    run_dir = work / f"run_{seed}"
+    cfg = TrainConfig(train_manifest=str(cohort / "train.jsonl"), llm=str(llm), model_config=str(work / "tumorchain_config.json"),
+                      output_dir=str(run_dir), cache_dir=str(work / "case_cache"), seed=seed, **recipe["train"])
+    t0 = time.perf_counter()
+    train = run_training(cfg, log_fn=log)
+    train_minutes = (time.perf_counter() - t0) / 60.0
+    exported = export_checkpoint(run_dir / "final", out)
+    log(f"exported {exported['bytes'] / 1e6:.1f} MB to {out}")
+    summary = {
+        "command": DEMO_COMMAND if seed == 0 else f"python -m training.demo_model.build --out {out} --seed {seed}",
+        "seed": seed, "recipe": recipe,
+        "cohort": json.loads((cohort / "cohort_summary.json").read_text())["splits"],
+        "train": {k: train[k] for k in ("global_step", "train_loss", "train_samples_per_second", "examples", "dropped")}
+        | {"minutes": round(train_minutes, 2), "first_log": train["log"][0] if train["log"] else None,
+           "last_log": train["log"][-1] if train["log"] else None, "torch": torch.__version__},
+        "size_bytes": exported["bytes"],
+    }
+    if not skip_eval:
+        summary.update(evaluate_demo(out, cohort, work, recipe, log))
+    summary["build_minutes"] = round((time.perf_counter() - t_all) / 60.0, 2)
+    (out / "eval_summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "EVAL.md").write_text(eval_markdown(summary), encoding="utf-8")
+    return summary
+
+
+def evaluate_demo(out: Path, cohort: Path, work: Path, recipe: dict, log=print) -> dict:
+    from inference.pipeline import load_model
+    from training.classifier_eval import classifier_scores, classifier_summary
+    from training.eval_report import markdown_table
+    from training.evaluate import run_evaluation
+    from training.manifest import load_manifest
+
+    e, g = recipe["eval"], recipe["guard"]
+    model = load_model(out, device="cpu")
+    t0 = time.perf_counter()
+    held = run_evaluation(out, cohort / f"{e['split']}.jsonl", work / "eval", max_rounds=e["max_rounds"],
+                          max_new_tokens=e["max_new_tokens"], model=model, log_fn=log)
+    log(markdown_table(held))
+    eval_minutes = (time.perf_counter() - t0) / 60.0
+    cls = classifier_summary(classifier_scores(model, load_manifest(cohort / f"{e['split']}.jsonl")))
+    log(f"classifier on held-out organs: {cls}")
+    from training.evaluate import evaluate_samples
+    from inference.pipeline import Pipeline
+
+    guard = evaluate_samples(Pipeline(model, out), guard_samples(work, g, log), max_rounds=e["max_rounds"],
+                             max_new_tokens=e["max_new_tokens"])
+    compact = lambda res: {m: {k: v["accuracy"] for k, v in t["columns"].items() if v["n"]} | {"avg": t["avg"]}
+                           for m, t in res["modes"].items()}
+    return {
+        "heldout": {"split": e["split"], "n_samples": held["n_samples"], "accuracy": compact(held),
+                    "counts": {k: v["n"] for k, v in held["modes"]["iir"]["columns"].items()},
+                    "mean_rounds": {m: t["mean_rounds"] for m, t in held["modes"].items()},
+                    "report_token_f1": {m: t["report_token_f1"] for m, t in held["modes"].items()},
+                    "minutes": round(eval_minutes, 2), "table_md": markdown_table(held)},
+        "classifier": cls,
+        "guard": {"seed": g["seed"], "cases": g["cases"], "subtasks": g["subtasks"], "margin": g["margin"],
+                  "n_samples": guard["n_samples"], "accuracy": compact(guard),
+                  "counts": {k: v["n"] for k, v in guard["modes"]["iir"]["columns"].items() if v["n"]},
+                  "max_rounds": e["max_rounds"], "max_new_tokens": e["max_new_tokens"]},
+    }
+
+
+def eval_markdown(s: dict) -> str:
+    lines = ["# Demo model: how it was made and how well it does", "",
+             f"Made by `{s['command']}` in {s.get('build_minutes', '?')} min on CPU "
+             f"({s['size_bytes'] / 1e6:.1f} MB of safetensors).", ""]
+    t = s["train"]
+    lines += [f"Training: {t['global_step']} optimizer steps over {t['examples']} sequences, "
+              f"{t['train_samples_per_second']} samples/s, {t['minutes']} min; loss {t['first_log']['loss']:.3f} -> "
+              f"{t['last_log']['loss']:.3f} (LM {t['first_log'].get('lm_loss')} -> {t['last_log'].get('lm_loss')}, "
+              f"classifier {t['first_log'].get('cls_loss')} -> {t['last_log'].get('cls_loss')}).", ""]
+    if "heldout" in s:
+        h = s["heldout"]
+        lines += [f"## Held-out {h['split']} split ({h['n_samples']} samples), accuracy in %", "", h["table_md"]]
+        c = s["classifier"]
+        lines += [f"Auxiliary classifier on {c['n']} held-out (case, organ) pairs ({c['abnormal']} abnormal): "
+                  f"accuracy {100 * c['accuracy']:.1f}% (majority class {100 * c['majority_baseline']:.1f}%), "
+                  f"ROC AUC {c['auc']:.3f}.", ""]
+        g = s["guard"]
+        lines += [f"Guard set (cohort seed {g['seed']}, {g['cases']} cases, {g['n_samples']} samples; "
+                  f"tests/test_training_demo_model.py re-runs it): " + json.dumps(g["accuracy"]), ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.demo_model.build", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("resources/demo_model"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", type=Path, default=Path("build/demo_model_work"), help="intermediate files")
+    p.add_argument("--recipe", type=Path, default=RECIPE)
+    p.add_argument("--skip-eval", action="store_true")
+    args = p.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    summary = build(args.out, args.seed, args.work, load_recipe(args.recipe), skip_eval=args.skip_eval)
+    print(f"demo model written to {args.out} in {summary['build_minutes']} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
