@@ -122,6 +122,9 @@ class LabelList(QWidget):
             font.setBold(lid in roi)
             item.setFont(0, font)
             item.setForeground(0, QBrush(QColor(*st.highlight_rgb)) if lid in roi else QBrush())
+            if lid in roi and item.parent() is not None:
+                item.parent().setExpanded(True)  # a highlighted part is seen, not folded away
+                self.tree.scrollToItem(item)
         self.opacity.setValue(round(st.opacity * 100))
         self.fill.setChecked(st.fill)
         self.outline.setChecked(st.outline)

@@ -23,6 +23,7 @@ from viewer.volume_rendering import CtVolumeProp
 from viewer.vtk_props import CornerText
 
 DIMMED_OPACITY = 0.12  # non-ROI surfaces while a ROI is highlighted
+PARENT_OPACITY = 0.3  # an organ around the few of its parts that are shown
 IDLE_BEFORE_BUILD_MS = 250  # wait this long after the last slice/cursor change before building
 
 
@@ -36,7 +37,8 @@ class VolumeView(QVTKRenderWindowInteractor):
     def __init__(self, state: SceneState, parent=None):
         super().__init__(parent)
         self.state = state
-        self.surfaces: SurfaceCache | None = None
+        self.surfaces: SurfaceCache | None = None  # organs (ids < 100)
+        self.part_surfaces: SurfaceCache | None = None  # substructures (ids >= 100), when the case has them
         self.actors: dict[int, vtkActor] = {}
         self._queue: list[int] = []
         self._last_busy = 0.0
@@ -145,12 +147,15 @@ class VolumeView(QVTKRenderWindowInteractor):
         self._queue.clear()
         self._build_timer.stop()
         self._saved_camera = None
-        if self.surfaces is not None:
-            self.surfaces.clear()
-        self.surfaces = None
+        for cache in (self.surfaces, self.part_surfaces):
+            if cache is not None:
+                cache.clear()
+        self.surfaces = self.part_surfaces = None
         masks, ct = self.state.masks, self.state.ct
         if masks is not None and ct is not None:
             self.surfaces = SurfaceCache(masks.organs, masks.affine, boxes=self.state.organ_boxes)
+            if masks.parts is not None:
+                self.part_surfaces = SurfaceCache(masks.parts, masks.affine, boxes=self.state.part_boxes)
         self.ct_volume.set_ct(ct if self.state.volume_rendering else None)
         self.annotation.SetText(2, "")
         self.annotation.SetText(3, "")
@@ -164,10 +169,8 @@ class VolumeView(QVTKRenderWindowInteractor):
         if self.surfaces is None:
             self.request_render()
             return
-        wanted = sorted(i for i in self.state.visible if i < 100)  # parts have no surfaces yet
-        for lid, actor in self.actors.items():
-            actor.SetVisibility(lid in self.state.visible)
-        self._queue = [i for i in wanted if i not in self.surfaces]
+        wanted = sorted(i for i in self.state.visible if self._cache_for(i) is not None)
+        self._queue = [i for i in wanted if i not in self._cache_for(i)]
         self._apply_styles()
         if self._queue:
             self._build_timer.start(0)
@@ -214,7 +217,7 @@ class VolumeView(QVTKRenderWindowInteractor):
             return
         lid = self._queue.pop(0)
         self._add_actor(lid)
-        total = len([i for i in self.state.visible if i < 100])
+        total = len([i for i in self.state.visible if self._cache_for(i) is not None])
         if self._queue:
             self.annotation.SetText(2, f"building surfaces {total - len(self._queue)}/{total}")
             self._build_timer.start(0)
@@ -231,8 +234,11 @@ class VolumeView(QVTKRenderWindowInteractor):
         self.annotation.SetText(2, "")
         self.surfaces_ready.emit()
 
+    def _cache_for(self, lid: int) -> SurfaceCache | None:
+        return self.part_surfaces if lid >= 100 else self.surfaces
+
     def _add_actor(self, lid: int) -> None:
-        poly = self.surfaces.get(lid)
+        poly = self._cache_for(lid).get(lid)
         if poly is None or lid in self.actors:
             return
         mapper = vtkPolyDataMapper()
@@ -248,12 +254,21 @@ class VolumeView(QVTKRenderWindowInteractor):
         self._apply_styles()
 
     def _apply_styles(self) -> None:
-        roi = set(self.state.highlight)
+        st = self.state
+        roi = set(st.highlight)
+        # an organ whose parts are all shown would hide them: show the parts instead (they tile it);
+        # with only some parts shown the organ turns translucent around them
+        parts_of: dict[int, set[int]] = {}
+        for i in st.present_ids:
+            if i >= 100 and i in st.table:
+                parts_of.setdefault(st.table.by_id(i).parent, set()).add(i)
+        shown = {parent: parts & st.visible for parent, parts in parts_of.items()}
         for lid, actor in self.actors.items():
             prop = actor.GetProperty()
-            prop.SetColor(*(c / 255 for c in self.state.colour(lid)))
-            if roi and lid not in roi:
-                prop.SetOpacity(DIMMED_OPACITY)
-            else:
-                prop.SetOpacity(1.0)
-            actor.SetVisibility(lid in self.state.visible)
+            prop.SetColor(*(c / 255 for c in st.colour(lid)))
+            opacity = DIMMED_OPACITY if roi and lid not in roi else 1.0
+            if shown.get(lid):
+                opacity = min(opacity, PARENT_OPACITY)
+            prop.SetOpacity(opacity)
+            all_parts_shown = bool(shown.get(lid)) and shown[lid] == parts_of[lid]
+            actor.SetVisibility(lid in st.visible and not all_parts_shown)

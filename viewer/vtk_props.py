@@ -8,7 +8,7 @@ from vtkmodules.util.numpy_support import numpy_to_vtk
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
 from vtkmodules.vtkFiltersSources import vtkPlaneSource
-from vtkmodules.vtkRenderingCore import vtkActor, vtkImageActor, vtkPolyDataMapper, vtkTextActor, vtkTexture
+from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor, vtkTexture
 
 # 3D Slicer's view colours: axial red, sagittal yellow, coronal green
 PLANE_RGB = {"axial": (0.95, 0.33, 0.33), "sagittal": (0.93, 0.85, 0.31), "coronal": (0.43, 0.73, 0.31)}
@@ -64,17 +64,6 @@ class TexturedQuad:
         img = self.texture.GetInput()
         img.GetPointData().GetScalars().Modified()
         img.Modified()
-
-
-def image_actor(interpolate: bool) -> vtkImageActor:
-    actor = vtkImageActor()
-    actor.GetMapper().BorderOn()  # draw whole edge pixels so overlay and CT edges align
-    prop = actor.GetProperty()
-    if interpolate:
-        prop.SetInterpolationTypeToLinear()
-    else:
-        prop.SetInterpolationTypeToNearest()
-    return actor
 
 
 class Polyline:

@@ -19,38 +19,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # gui_helpers, viewer_
 
 from gui_helpers import SHARED_DATA, Viewer  # noqa: E402
 
-_xvfb: subprocess.Popen | None = None
-
-
 def _start_xvfb() -> None:
-    """Start a private Xvfb when no display is set (the CI uses xvfb-run instead)."""
-    global _xvfb
+    """Start a private Xvfb when no display is set (the CI uses xvfb-run instead).
+
+    A small shell keeps it alive until this pytest process has exited: Qt and VTK still talk to
+    the X server while the interpreter shuts down, after every pytest hook has run.
+    """
     if os.environ.get("DISPLAY") or not shutil.which("Xvfb"):
         return
     for num in range(90, 130):
         if Path(f"/tmp/.X{num}-lock").exists():
             continue
-        proc = subprocess.Popen(["Xvfb", f":{num}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        script = (f"Xvfb :{num} -screen 0 1600x1000x24 -nolisten tcp >/dev/null 2>&1 & x=$!; "
+                  f"while kill -0 {os.getpid()} 2>/dev/null && kill -0 $x 2>/dev/null; do sleep 0.5; done; "
+                  "kill $x 2>/dev/null; wait $x")
+        subprocess.Popen(["sh", "-c", script], start_new_session=True)
         for _ in range(50):
             if Path(f"/tmp/.X11-unix/X{num}").exists():
-                break
+                os.environ["DISPLAY"] = f":{num}"
+                return
             time.sleep(0.1)
-        if proc.poll() is None:
-            _xvfb = proc
-            os.environ["DISPLAY"] = f":{num}"
-            return
 
 
 def pytest_configure(config):
     _start_xvfb()
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
-
-
-def pytest_unconfigure(config):
-    if _xvfb is not None:
-        _xvfb.terminate()
-        _xvfb.wait(timeout=10)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -50,7 +50,8 @@ class Viewer:
         grid = QGridLayout(self.window)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(0)
-        for view, (r, c) in zip((self.axial, self.volume, self.sagittal, self.coronal), ((0, 0), (0, 1), (1, 0), (1, 1))):
+        places = ((0, 0), (0, 1), (1, 0), (1, 1))
+        for view, (r, c) in zip((self.axial, self.volume, self.sagittal, self.coronal), places):
             grid.addWidget(view, r, c)
         self.window.resize(960, 800)
         self.window.show()

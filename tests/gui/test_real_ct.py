@@ -36,7 +36,8 @@ def render_pair(viewer, plane: str, a: int, b: int):
     worlds = []
     for lab in (a, b):
         rows, cols = np.nonzero(sl == lab)
-        worlds.append(np.mean([g.display_to_world(g.u0 + c * g.du, g.v0 + r * g.dv, k) for r, c in zip(rows, cols)], axis=0))
+        pts = [g.display_to_world(g.u0 + c * g.du, g.v0 + r * g.dv, k) for r, c in zip(rows, cols)]
+        worlds.append(np.mean(pts, axis=0))
     return centroid(colour_mask(img, MAGENTA, 2)), centroid(colour_mask(img, GREEN, 2)), worlds[0], worlds[1]
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from gui_helpers import centroid, colour_mask, save_artifact
+from gui_helpers import centroid, colour_mask
 from viewer_cases import KIDNEY_R, LIVER, SPLEEN
 from viewer.vtk_props import PLANE_RGB
 

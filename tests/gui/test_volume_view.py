@@ -92,3 +92,30 @@ def test_screenshots_are_native_resolution_png(case, tmp_path):
         with Image.open(path) as im:
             assert im.format == "PNG"
             assert im.size == tuple(view.GetRenderWindow().GetSize())
+
+
+def test_substructures_show_in_2d_and_3d_instead_of_their_organ(viewer, synthetic):
+    import dataclasses
+
+    ct, masks = synthetic("ras")
+    x = ct.voxel_to_world(np.argwhere(np.ones(ct.shape, bool)))[:, 0].reshape(ct.shape)
+    parts = np.where(masks.organs == LIVER, np.where(x > 45, 107, 108), 0).astype(np.uint8)  # two segments
+    viewer.load(ct, dataclasses.replace(masks, parts=parts))
+    st, vol = viewer.state, viewer.volume
+    assert {107, 108} <= set(st.present_ids) and 107 not in st.visible  # parts start hidden
+    st.set_visible_labels([LIVER, 107, 108])
+    st.set_label_colour(107, (255, 0, 255))
+    st.set_label_colour(108, (0, 255, 0))
+    st.set_opacity(1.0)
+    st.set_outline(False)
+    st.set_cursor((45, 12, 18))
+    vol.build_visible_now()
+    assert 107 in vol.part_surfaces and 108 in vol.part_surfaces
+    assert not vol.actors[LIVER].GetVisibility() and vol.actors[107].GetVisibility()
+    img3d = viewer.grab("3d", save_as="parts")
+    axial = viewer.grab("axial", save_as="parts")
+    for img in (img3d, axial):
+        seg7 = centroid(colour_mask(img, (255, 0, 255), 90 if img is img3d else 2) & (img[..., 1] < 80))
+        seg8 = centroid(colour_mask(img, (0, 255, 0), 90 if img is img3d else 2) & (img[..., 0] < 80))
+        assert seg7 is not None and seg8 is not None
+        assert seg7[0] < seg8[0]  # segment with x > 45 (more to the patient's right) on screen left

@@ -24,7 +24,8 @@ ORGANS = (
 )
 
 
-def affine_for(storage: str, shape_ras: tuple[int, int, int], spacing: tuple[float, float, float]) -> tuple[np.ndarray, tuple[int, int, int]]:
+def affine_for(storage: str, shape_ras: tuple[int, int, int],
+               spacing: tuple[float, float, float]) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Affine and array shape for a storage order: 'ras', 'lps' (x and y reversed) or 'kji'
     (axes stored z, y, x). The volume is centred on world (0, 0, 0)."""
     nx, ny, nz = shape_ras
