@@ -162,7 +162,7 @@ class Pipeline:
                 self._encodings.popitem(last=False)
         _check(cancel)
         features = ModelCaseFeatures(self.model, encoding, GridMasks(model_input.organs, model_input.parts),
-                                     volume=model_input.volume)
+                                     volume=model_input)
         generator = ModelRoundGenerator.for_model(self.model, sampling=self.settings.sampling,
                                                   cache_mode=self.settings.cache_mode)
         loop = IIRLoop(generator, features, self.settings, matcher=self.matcher, table=masks.table,

@@ -38,7 +38,8 @@ class GridMasks:
 class ModelCaseFeatures:
     """CaseFeatures over a TumorChainModel and one case's encoding (encoded once, paper eq. 2)."""
 
-    def __init__(self, model, encoding, masks: GridMasks, volume: torch.Tensor | None = None):
+    def __init__(self, model, encoding, masks: GridMasks, volume=None):
+        # volume: the ModelInput (crop mode then re-samples the original CT) or the model-grid tensor
         self.model = model
         self.encoding = encoding
         self.masks = masks
