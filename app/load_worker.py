@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from inference.ct_io import load_ct
 from inference.ct_volume import CTVolume
 from inference.errors import Cancelled, InputError, TumorChainError
+from inference.run_record import mask_hash
 from inference.segmentation.organ_masks import OrganMasks
 from inference.segmentation.precomputed import PrecomputedExpert
 from viewer.label_boxes import LabelBoxes
@@ -52,6 +53,7 @@ class LoadedCase:
     request: LoadRequest
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    mask_hash: str | None = None  # run_record.mask_hash of the masks (a run's masks are matched by it)
 
 
 def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -94,8 +96,11 @@ def load_case(request: LoadRequest, progress: Callable[[float, str], None] | Non
         say(0.9, "indexing organs")
         boxes = (LabelBoxes(masks.organs).precompute(),
                  LabelBoxes(masks.parts).precompute() if masks.parts is not None else None)
+    say(0.95, "fingerprinting the case")
+    ct.content_hash()  # cached on the CT: the GUI thread later reads it for free
+    digest = mask_hash(masks.organs, masks.parts, masks.affine) if masks is not None else None
     say(1.0, "loaded")
-    return LoadedCase(ct, masks, boxes, request, time.perf_counter() - t0, warnings)
+    return LoadedCase(ct, masks, boxes, request, time.perf_counter() - t0, warnings, digest)
 
 
 def _same_layout(masks: OrganMasks, ct: CTVolume) -> OrganMasks:

@@ -1,32 +1,67 @@
 """Entry point: ``python -m app.main [PATH] [--masks FILE]`` (also ``tumorchain-workstation``).
 
 PATH is a NIfTI file, a DICOM folder, or a case folder holding ct.nii.gz + organs.nii.gz
-(+ parts.nii.gz), such as resources/demo_case.
+(+ parts.nii.gz), such as resources/demo_case. ``--demo`` opens that case with its masks, ready
+to Analyze with the model set in Settings (the shipped demo model by default). Nothing runs by
+itself unless asked: ``--analyze TASK`` (or ``--question``) analyzes once the case is open.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 DEMO_CASE = Path(__file__).resolve().parents[1] / "resources" / "demo_case"
+TASK_CHOICES = ("localization", "attributes", "tnm", "report")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tumorchain-workstation", description="TumorChain Workstation viewer")
+    parser = argparse.ArgumentParser(prog="tumorchain-workstation", description="TumorChain Workstation")
     parser.add_argument("path", nargs="?", help="NIfTI file, DICOM folder or case folder to open")
     parser.add_argument("--masks", help="organ label NIfTI (TotalSegmentator 'total' or merged scheme)")
     parser.add_argument("--demo", action="store_true", help=f"open the demo case ({DEMO_CASE})")
     parser.add_argument("--screenshots", metavar="DIR",
                         help="after loading, save a PNG of each view to DIR and quit (reports, checks)")
-    return parser.parse_args(argv)
+    parser.add_argument("--model", metavar="DIR", help="model folder for this session (Settings keep theirs)")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), help="device for this session")
+    parser.add_argument("--max-rounds", type=int, help="IIR round limit for this session")
+    parser.add_argument("--max-new-tokens", type=int, help="tokens per round for this session")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="keep settings and reviews in DIR instead of the user's (tests, demos, kiosks)")
+    parser.add_argument("--analyze", choices=TASK_CHOICES, metavar="TASK",
+                        help=f"analyze once the case is open: {', '.join(TASK_CHOICES)}")
+    parser.add_argument("--organ", help="narrow --analyze to an organ (display name, e.g. pancreas)")
+    parser.add_argument("--question", help="analyze this question once the case is open")
+    parser.add_argument("--script", metavar="JSON", help="review steps to run after opening/analyzing (app/script_hook.py)")
+    parser.add_argument("--dump-state", metavar="JSON", help="write what the reasoning panel shows, then quit")
+    parser.add_argument("--quit-after", action="store_true", help="quit when the scripted work is done")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for a scripted analysis")
+    args = parser.parse_args(argv)
+    if args.analyze and args.question:
+        parser.error("give --analyze or --question, not both")
+    return args
 
 
-def build_window(args: argparse.Namespace):
+def build_window(args: argparse.Namespace, **kwargs):
     """The main window, with the requested case loading (no event loop started)."""
-    from app.main_window import MainWindow
+    from PySide6.QtWidgets import QApplication
 
-    window = MainWindow()
+    from app.main_window import MainWindow
+    from app.settings import load_settings
+    from app.theme import apply_theme
+
+    app = QApplication.instance()
+    if app is not None and not app.property("tumorchain_theme"):
+        apply_theme(app)
+        app.setProperty("tumorchain_theme", True)
+    settings = load_settings()
+    overrides = {k: v for k, v in (("model_dir", args.model), ("device", args.device),
+                                   ("max_rounds", args.max_rounds), ("max_new_tokens", args.max_new_tokens))
+                 if v is not None}
+    if overrides.get("model_dir"):
+        overrides["model_dir"] = str(Path(overrides["model_dir"]).expanduser().resolve())
+    window = MainWindow(settings=replace(settings, **overrides).validated(), **kwargs)
     path = DEMO_CASE if args.demo else args.path
     if path:
         window.open_path(path, args.masks)
@@ -34,12 +69,20 @@ def build_window(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from app.settings import ENV_PROFILE, use_profile
+
+    if args.profile or os.environ.get(ENV_PROFILE):
+        use_profile(args.profile or os.environ[ENV_PROFILE])
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("TumorChain Workstation")
-    window = build_window(args)
+    app.setOrganizationName("TumorChain")
+    window = build_window(args, preload_model=not (args.screenshots or args.dump_state))
     window.show()
     if args.screenshots:
         window.wait_for_load()
@@ -53,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"window: {window.save_window_png(Path(args.screenshots) / 'window.png')}")
         window.close()
         return 0
+    if args.analyze or args.question or args.script or args.dump_state or args.quit_after:
+        from app.script_hook import autopilot
+
+        def scripted() -> None:
+            code = autopilot(window, args)
+            if code is not None:
+                window.close()
+                app.exit(code)
+
+        QTimer.singleShot(0, scripted)
     return app.exec()
 
 

@@ -1,20 +1,28 @@
-"""The workstation's main window: four views (3D Slicer's four-up layout) and the label panel.
+"""The workstation's main window: patient banner, four views (3D Slicer's four-up layout), the
+label panel on the left, the reasoning panel on the right, menus and a toolbar.
 
-Axial top-left, 3D top-right, sagittal bottom-left, coronal bottom-right. Opening a file, a DICOM
-folder or a case folder (File menu, drag and drop, command line) loads it on a worker thread with
-a progress bar; a failed load keeps the current case and says which file and why.
+Axial top-left, 3D top-right, sagittal bottom-left, coronal bottom-right. The window is thin:
+the case, the run and the review live in the CaseController; long work runs on its worker
+threads, and a step that fails keeps the case on screen and says which file and why.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QCoreApplication, QEventLoop, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QGridLayout, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFrame, QGridLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
+                               QVBoxLayout, QWidget)
 
+from app import dialog_flows
+from app.case_controller import CaseController
 from app.label_list import LabelList
-from app.load_worker import CaseLoader, LoadedCase, LoadRequest, resolve_request
+from app.load_worker import CASE_CT_NAMES, CASE_ORGANS_NAMES
+from app.patient_banner import PatientBanner
+from app.reasoning_panel import ReasoningPanel
+from app.recent_cases import RecentCases
+from app.settings import AppSettings, load_settings, qsettings
 from viewer import slice_interaction
 from viewer.scene_state import SceneState
 from viewer.screenshot import save_screenshot
@@ -24,21 +32,22 @@ from viewer.vtk_props import PLANE_RGB
 from viewer.window_presets import PRESETS
 
 TITLE = "TumorChain Workstation"
-_NIFTI_FILTER = "CT images (*.nii *.nii.gz);;DICOM files (*.dcm *);;All files (*)"
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, state: SceneState | None = None):
+    def __init__(self, state: SceneState | None = None, settings: AppSettings | None = None,
+                 preload_model: bool = False, expert_factory=None):
         super().__init__()
         self.state = state or SceneState()
+        self.store = qsettings()
+        self.settings = settings or load_settings(self.store)
+        self.recent = RecentCases(self.store)
+        self.controller = CaseController(self.state, self.settings, self, expert_factory=expert_factory,
+                                         preload_model=preload_model)
+        self.loader = self.controller.loader
         self.setWindowTitle(TITLE)
         self.setAcceptDrops(True)
-        self.resize(1500, 950)
-        self.loader = CaseLoader(self)
-        self.loader.progress.connect(self._on_progress)
-        self.loader.loaded.connect(self._on_loaded)
-        self.loader.failed.connect(self.show_error)
-        self.loader.finished.connect(self._on_load_done)
+        self.resize(1700, 1000)
         self.last_error: str | None = None
         self.error_box: QMessageBox | None = None
 
@@ -59,23 +68,52 @@ class MainWindow(QMainWindow):
                 view.probed.connect(self._show_probe)
                 view.double_clicked.connect(lambda n=name: self.toggle_maximised(n))
         self._maximised: str | None = None
+        self.banner = PatientBanner()
         central = QWidget()
-        central.setLayout(grid)
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(0)
+        outer.addWidget(self.banner)
+        outer.addLayout(grid, 1)
         self.setCentralWidget(central)
 
         self.labels = LabelList(self.state)
-        dock = QDockWidget("Labels", self)
-        dock.setObjectName("labels")
-        dock.setWidget(self.labels)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self._dock("Labels", "labels", self.labels, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.panel = ReasoningPanel(self.controller)
+        self.panel.setMinimumWidth(430)
+        self.reasoning_dock = self._dock("Reasoning", "reasoning", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([self.reasoning_dock], [520], Qt.Orientation.Horizontal)
 
         self.probe_label = QLabel("")
-        self.progress = QProgressBar(maximumWidth=220, minimum=0, maximum=100, textVisible=True)
+        self.progress = QProgressBar(maximumWidth=260, minimum=0, maximum=100, textVisible=True)
         self.progress.hide()
+        self.model_label = QLabel("")
+        self.model_label.setObjectName("cardMeta")
         self.statusBar().addWidget(self.probe_label, 1)
+        self.statusBar().addPermanentWidget(self.model_label)
         self.statusBar().addPermanentWidget(self.progress)
         self._build_menus()
+        self._show_model_setting()
+
+        c = self.controller
+        c.case_loaded.connect(self._on_case_loaded)
+        c.masks_changed.connect(lambda: self.banner.show_case(self.state.ct))
+        c.error.connect(lambda title, msg: self.show_error(msg, title))
+        c.message.connect(lambda msg: self.statusBar().showMessage(msg, 15000))
+        c.job_progress.connect(self._on_progress)
+        c.busy_changed.connect(self._on_busy)
+        c.model_loaded.connect(lambda d: self.model_label.setText(f"Model: {d}"))
+        c.exported.connect(lambda result: dialog_flows.show_export_result(self, result))
+        self.panel.export_requested.connect(lambda: dialog_flows.export_report(self))
+        self.panel.details_requested.connect(lambda: dialog_flows.show_run_details(self))
+
+    def _dock(self, title: str, name: str, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(area, dock)
+        return dock
 
     def _framed(self, name: str, view) -> QFrame:
         frame = QFrame()
@@ -91,29 +129,44 @@ class MainWindow(QMainWindow):
         return frame
 
     def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        self._action(file_menu, "&Open CT File...", self.choose_file, QKeySequence.StandardKey.Open)
-        self._action(file_menu, "Open &DICOM Folder...", self.choose_folder, "Ctrl+Shift+O")
-        self._action(file_menu, "Open Organ &Masks...", self.choose_masks, "Ctrl+M")
-        file_menu.addSeparator()
-        self._action(file_menu, "Save &Screenshots...", self.choose_screenshot_folder, "Ctrl+Shift+S")
-        file_menu.addSeparator()
-        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
-
-        view_menu = self.menuBar().addMenu("&View")
+        a, bar = self._action, self.menuBar()
+        f = bar.addMenu("&File")
+        a(f, "&Open CT File...", lambda: dialog_flows.choose_file(self), QKeySequence.StandardKey.Open)
+        a(f, "Open &DICOM or Case Folder...", lambda: dialog_flows.choose_folder(self), "Ctrl+Shift+O")
+        a(f, "Open Organ &Masks...", lambda: dialog_flows.choose_masks(self), "Ctrl+M")
+        a(f, "Open Demo &Case", self.open_demo)
+        self.recent_menu = f.addMenu("&Recent Cases")
+        self.recent_menu.aboutToShow.connect(lambda: dialog_flows.fill_recent_menu(self))
+        f.addSeparator()
+        self.export_action = a(f, "&Export Report...", lambda: dialog_flows.export_report(self), "Ctrl+E")
+        a(f, "Save &Screenshots...", lambda: dialog_flows.choose_screenshot_folder(self), "Ctrl+Shift+S")
+        f.addSeparator()
+        a(f, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        case = bar.addMenu("&Case")
+        a(case, "&Segment Organs", lambda: self.controller.segment(), "Ctrl+Shift+G")
+        self.analyze_action = a(case, "&Analyze", self.panel.bar.request, "Ctrl+Return")
+        a(case, "&Cancel Running Work", self.controller.cancel, "Ctrl+.")
+        case.addSeparator()
+        a(case, "&Next Round", lambda: self.panel.step_round(1), "Alt+Down")
+        a(case, "&Previous Round", lambda: self.panel.step_round(-1), "Alt+Up")
+        a(case, "Run &Details...", lambda: dialog_flows.show_run_details(self), "Ctrl+I")
+        edit = bar.addMenu("&Edit")
+        a(edit, "&Settings...", lambda: dialog_flows.edit_settings(self), "Ctrl+,")
+        a(edit, "&Model Card...", lambda: dialog_flows.show_model_card(self))
+        view_menu = bar.addMenu("&View")
         wl = view_menu.addMenu("Window/Level")
         for p in PRESETS:
-            self._action(wl, f"{p.name.capitalize()}  ({p.window:.0f}/{p.level:.0f}, key {p.key})",
-                         lambda _=False, p=p: self.state.set_window_level(p.window, p.level))
-        self.fill_action = self._action(view_menu, "Label &Fill", self.state.set_fill, checkable=True)
-        self.outline_action = self._action(view_menu, "Label &Outline", self.state.set_outline, checkable=True)
-        self.vr_action = self._action(view_menu, "CT &Volume Rendering (3D)", self.state.set_volume_rendering,
-                                      checkable=True)
+            a(wl, f"{p.name.capitalize()}  ({p.window:.0f}/{p.level:.0f}, key {p.key})",
+              lambda _=False, p=p: self.state.set_window_level(p.window, p.level))
+        self.fill_action = a(view_menu, "Label &Fill", self.state.set_fill, checkable=True)
+        self.outline_action = a(view_menu, "Label &Outline", self.state.set_outline, checkable=True)
+        self.vr_action = a(view_menu, "CT &Volume Rendering (3D)", self.state.set_volume_rendering, checkable=True)
         view_menu.addSeparator()
-        self._action(view_menu, "&Clear Highlight", self.state.clear_highlight)
-        self._action(view_menu, "&Reset Views", self.reset_views)
-        help_menu = self.menuBar().addMenu("&Help")
-        self._action(help_menu, "&Mouse and Keys", self.show_bindings)
+        a(view_menu, "&Clear Highlight", self.state.clear_highlight)
+        a(view_menu, "&Reset Views", self.reset_views)
+        help_menu = bar.addMenu("&Help")
+        a(help_menu, "&Mouse and Keys", self.show_bindings)
+        a(help_menu, "&About", lambda: dialog_flows.show_about(self))
         self.state.events.connect("labels", self._sync_actions)
         self.state.events.connect("volume_rendering", self._sync_actions)
         self._sync_actions()
@@ -135,81 +188,75 @@ class MainWindow(QMainWindow):
             act.blockSignals(False)
 
     # --- opening --------------------------------------------------------------------------
-    def choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open CT", "", _NIFTI_FILTER)
-        if path:
-            self.open_path(path)
-
-    def choose_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open DICOM folder or case folder")
-        if path:
-            self.open_path(path)
-
-    def choose_masks(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open organ masks", "", "Label images (*.nii *.nii.gz)")
-        if path:
-            self.open_masks(path)
-
     def open_path(self, path: str | Path, masks: str | Path | None = None) -> bool:
         """Start loading a CT (file, DICOM folder or case folder) and optional masks."""
-        return self._start(resolve_request(path, masks))
+        return self.controller.open_path(path, masks)
 
     def open_masks(self, path: str | Path) -> bool:
         """Load organ masks for the CT on screen."""
-        if self.state.ct is None:
-            self.show_error(f"{path}: open a CT before its organ masks")
-            return False
-        return self._start(LoadRequest(None, Path(path), None, base_ct=self.state.ct))
+        return self.controller.open_masks(path)
+
+    def open_demo(self) -> bool:
+        from app.main import DEMO_CASE
+
+        return self.open_path(DEMO_CASE)
 
     @property
     def loading(self) -> bool:
         return self.loader.busy
 
-    def _start(self, request: LoadRequest) -> bool:
-        if not self.loader.load(request):
-            self.statusBar().showMessage("A case is still loading; try again when it is done.", 5000)
-            return False
-        self.progress.setValue(0)
-        self.progress.setFormat("%p%")
+    def _on_progress(self, kind: str, fraction: float, message: str) -> None:
         self.progress.show()
-        return True
-
-    def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(fraction * 100))
         self.progress.setFormat(f"{message} %p%")
 
-    def _on_loaded(self, case: LoadedCase) -> None:
-        self.state.set_case(case.ct, case.masks, case.boxes)
+    def _on_busy(self) -> None:
+        kinds = self.controller.busy_kinds()
+        if not kinds:
+            self.progress.hide()
+        elif self.progress.isHidden():
+            self.progress.setValue(0)
+            self.progress.setFormat(f"{kinds[0]} %p%")
+            self.progress.show()
+
+    def _on_case_loaded(self) -> None:
+        case = self.controller.loaded
         name = case.ct.series_description or Path(case.ct.source_path).name
         self.setWindowTitle(f"{name} - {TITLE}")
+        self.banner.show_case(case.ct)
         note = f"Loaded {name} in {case.seconds:.1f} s"
         if case.warnings:
             note += " - " + "; ".join(case.warnings)
         self.statusBar().showMessage(note, 15000)
+        req = case.request
+        folder_case = (req.ct.name in CASE_CT_NAMES and req.masks is not None and req.masks.parent == req.ct.parent
+                       and req.masks.name in CASE_ORGANS_NAMES)  # a case folder reopens as the folder
+        self.recent.add(req.ct.parent if folder_case else req.ct, None if folder_case else req.masks, name)
 
-    def _on_load_done(self) -> None:
-        self.progress.hide()
+    def _show_model_setting(self) -> None:
+        folder = self.settings.model_dir
+        self.model_label.setText(f"Model: {Path(folder).name} ({self.settings.device})" if folder
+                                 else "No model: Edit > Settings")
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, title: str = "Could not open") -> None:
         """Tell the user what failed (non-blocking dialog); the current case stays on screen."""
         self.last_error = message
         if self.error_box is not None:
             self.error_box.close()
             self.error_box.deleteLater()
-        self.error_box = QMessageBox(QMessageBox.Icon.Warning, "Could not open", message,
-                                     QMessageBox.StandardButton.Ok, self)
+        self.error_box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
         self.error_box.open()
 
     def wait_for_load(self, timeout_ms: int = 60000) -> None:
         """Block until the running load finishes and its result is delivered (scripts, tests)."""
-        import time
+        self.wait_until(lambda: not self.loader.busy, timeout_ms)
 
-        from PySide6.QtCore import QCoreApplication, QEventLoop
-
+    def wait_until(self, done, timeout_ms: int = 60000) -> bool:
         deadline = time.monotonic() + timeout_ms / 1000
-        while self.loader.busy and time.monotonic() < deadline:
+        while not done() and time.monotonic() < deadline:
             QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
             time.sleep(0.005)
+        return done()
 
     # --- drag and drop --------------------------------------------------------------------
     def dragEnterEvent(self, ev) -> None:  # noqa: N802 (Qt)
@@ -245,21 +292,13 @@ class MainWindow(QMainWindow):
                 for name, v in self.views.items()}
 
     def save_window_png(self, path: str | Path) -> Path:
-        """The whole window as the screen shows it (views, label panel, status bar)."""
-        from PySide6.QtCore import QCoreApplication
-
+        """The whole window as the screen shows it (views, panels, status bar)."""
         self.render_all()
         QCoreApplication.processEvents()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.screen().grabWindow(self.winId()).save(str(path), "PNG")
         return path
-
-    def choose_screenshot_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Save screenshots to")
-        if folder:
-            saved = self.save_screenshots(folder)
-            self.statusBar().showMessage(f"Saved {len(saved)} screenshots to {folder}", 8000)
 
     def _show_probe(self, result) -> None:
         self.probe_label.setText(result.text() if result is not None else "")
@@ -268,7 +307,7 @@ class MainWindow(QMainWindow):
         QMessageBox.information(self, "Mouse and keys", slice_interaction.__doc__.strip())
 
     def closeEvent(self, ev) -> None:  # noqa: N802 (Qt)
-        self.loader.shutdown()
+        self.controller.shutdown()
         for v in self.views.values():
             v.detach()
         self.labels.detach()

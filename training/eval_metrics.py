@@ -42,6 +42,9 @@ def choose_option(answer: str, options: Sequence[str]) -> int | None:
     ans = normalize(answer)
     if ans in norm_opts:
         return norm_opts.index(ans)
+    bare = answer.strip().strip("().:").strip()
+    if len(bare) == 1 and 0 <= LETTERS.find(bare.upper()) < len(options):
+        return LETTERS.find(bare.upper())
     m = _LETTER.match(answer)
     if m:
         rest = normalize(m.group(2))

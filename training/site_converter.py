@@ -88,12 +88,36 @@ def row_sample(row: dict, line: int, csv_path: Path, cts: Path, out_dir: Path, m
     for what, p in (("masks", masks), ("parts", parts)):
         if p is not None and not p.is_file():
             raise InputError(csv_path, f"line {line}: {what} file {p} not found")
-    attend = [o.name for o in organs]
+    attend = _loop_attend(question, r1, r2, masks, parts)
     d = {"id": f"{case_id}_report", "case_id": case_id, "ct": rel(ct), "masks": rel(masks), "parts": rel(parts),
          "task": "report", "subtask": "report", "question": question, "options": None, "answer": r2,
          "final_answer": final, "roi_organs": attend, "organ_labels": _labels(row.get("organ_labels", ""), line, csv_path),
          "chain": [{"answer": r1, "attend": attend}, {"answer": r2, "attend": []}]}
     return sample_from_dict(d, out_dir)
+
+
+def _mask_counts(masks: Path | None, parts: Path | None) -> dict[int, int]:
+    """Voxels per label id of the case's masks; without masks (segmentation on the fly) every organ is
+    assumed present and no substructure (TotalSegmentator's 'total' task has none)."""
+    import nibabel as nib
+    import numpy as np
+
+    if masks is None:
+        return {lab.id: 1 for lab in merged_labels().organs()}
+    counts: dict[int, int] = {}
+    for f in (masks, parts):
+        if f is not None:
+            ids, n = np.unique(np.asarray(nib.load(str(f)).dataobj).astype(np.int64), return_counts=True)
+            counts.update({int(i): int(c) for i, c in zip(ids, n) if i})
+    return counts
+
+
+def _loop_attend(question: str, r1: str, r2: str, masks: Path | None, parts: Path | None) -> list[str]:
+    """The organs inference's IIR loop examines after round 1 (substructure fallbacks included)."""
+    from training.chain_plan import plan_chain
+
+    plan = plan_chain(question, [(r1, []), (r2, [])], _mask_counts(masks, parts), 1, 1, 0)
+    return plan.examined[0] if plan.examined else []
 
 
 def convert_site(cts: str | Path, reports_csv: str | Path, out: str | Path, masks_dir: str | Path | None = None) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "conclusion": ("Conclusion", "parse_conclusion"),
+    "conclusion": ("Conclusion", "ReportSections", "parse_conclusion", "report_sections"),
     "decoding": ("CACHE_MODES", "Generation", "KVDecoder", "SamplingConfig", "default_stop_ids"),
     "features": ("GridMasks", "ModelCaseFeatures"),
     "generator": ("ModelRoundGenerator",),

@@ -1,5 +1,9 @@
 """Split a final answer into reasoning, summary and conclusion (paper appendix 11.3: a
-"Reasoning Process" and a "Summary" ending in "Thus, the answer is X.")."""
+"Reasoning Process" and a "Summary" ending in "Thus, the answer is X.").
+
+Report answers carry a finer chain inside the reasoning: "Findings: ... Impression: ...
+Pathology: ..."; ``report_sections`` (and ``Conclusion.sections``) splits it so a reader sees
+how the findings lead to the impression and the pathology."""
 from __future__ import annotations
 
 import re
@@ -25,6 +29,53 @@ class Conclusion:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def sections(self) -> "ReportSections | None":
+        """Findings / impression / pathology of the reasoning, or None when it has no such labels."""
+        return report_sections(self.reasoning)
+
+
+# "Findings:", "Impression:", "Pathology:" (also "Pathological diagnosis:", "Impressions:")
+_SECTION_LABEL = re.compile(
+    r"\b(findings|impressions?|patholog(?:y|ical\s+diagnosis|ic\s+diagnosis))\s*:\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ReportSections:
+    """The report chain of one reasoning text. preamble: any text before the first label.
+    A section the text lacks is "". A label that repeats keeps its last text."""
+
+    findings: str = ""
+    impression: str = ""
+    pathology: str = ""
+    preamble: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def report_sections(reasoning: str) -> ReportSections | None:
+    """Split "Findings: ... Impression: ... Pathology: ..." into its parts; None when the text
+    names neither findings nor an impression (then it is a plain reasoning process)."""
+    matches = list(_SECTION_LABEL.finditer(reasoning or ""))
+    kinds = [_kind(m.group(1)) for m in matches]
+    if not ({"findings", "impression"} & set(kinds)):
+        return None
+    parts = {"findings": "", "impression": "", "pathology": ""}
+    for i, (m, kind) in enumerate(zip(matches, kinds)):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(reasoning)
+        parts[kind] = reasoning[m.end():end].strip()
+    return ReportSections(preamble=_REASONING_LABEL.sub("", reasoning[:matches[0].start()], count=1).strip(), **parts)
+
+
+def _kind(label: str) -> str:
+    label = label.lower()
+    if label.startswith("finding"):
+        return "findings"
+    if label.startswith("impression"):
+        return "impression"
+    return "pathology"
 
 
 def parse_conclusion(text: str) -> Conclusion:

@@ -44,6 +44,13 @@ def _start_xvfb() -> None:
 def pytest_configure(config):
     _start_xvfb()
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+    # the workstation's settings, reviews and runs go to a throwaway profile, never the user's
+    if not os.environ.get("TUMORCHAIN_PROFILE_DIR"):
+        import tempfile
+
+        profile = Path(tempfile.mkdtemp(prefix="tumorchain-gui-profile-"))
+        os.environ["TUMORCHAIN_PROFILE_DIR"] = str(profile)
+        os.environ["TUMORCHAIN_REVIEW_DIR"] = str(profile / "reviews")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -83,3 +90,11 @@ def real_case():
     ct = load_ct(ct_path)
     masks = PrecomputedExpert(seg_path).segment(ct)
     return ct, masks
+
+
+@pytest.fixture(scope="session")
+def workstation_model(tmp_path_factory):
+    """The model the workstation tests analyze with: resources/demo_model, else a tiny random one."""
+    from workstation_helpers import build_test_model
+
+    return build_test_model(tmp_path_factory.mktemp("workstation_model"))

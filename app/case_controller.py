@@ -1,0 +1,389 @@
+"""The workstation's logic, GUI-free (3D Slicer's Logic beside thin widgets): the open case, its
+organ masks, the analysis run on screen and its review, and the workers doing the long work.
+
+Widgets call its methods and listen to its signals; it changes the viewer only through the
+SceneState. Every long step (load, segmentation, analysis, export) runs on a worker thread; a
+step that fails or is cancelled leaves the case, the run and the review as they were.
+Runs, reviews and unsaved edit-box drafts are kept per case (case_store.py), so a case opened
+again, also after a crash, comes back as it was left.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.analysis_worker import AnalysisJob, AnalysisWorker, model_problem
+from app.case_store import CaseStore
+from app.job_runner import JobRunner
+from app.load_worker import CaseLoader, LoadedCase, LoadRequest, resolve_request
+from app.segmentation_worker import SegmentationWorker, SegmentedMasks
+from app.settings import AppSettings, review_root
+from inference.errors import InputError
+from inference.iir.prompts import task_question
+from inference.report.review import ReviewError
+from inference.report.review_store import ReviewAutosaver
+from inference.run_record import RunRecord
+from viewer.scene_state import SceneState
+
+
+class CaseController(QObject):
+    case_loaded = Signal()  # a new CT (with or without masks) is on screen
+    masks_changed = Signal()  # other masks for the same CT
+    busy_changed = Signal()
+    job_progress = Signal(str, float, str)  # kind (load, segmentation, analysis, export), fraction, message
+    run_started = Signal(str)  # the question; live rounds follow
+    round_started = Signal(int, str)
+    round_text = Signal(int, str)
+    round_done = Signal(object)
+    run_changed = Signal()  # self.run / self.saver replaced or cleared (also after a failed run)
+    review_changed = Signal(str)  # an item key, or "*" for the sign-off
+    exported = Signal(object)  # ExportResult
+    model_loaded = Signal(str)
+    message = Signal(str)
+    error = Signal(str, str)  # title, message
+
+    def __init__(self, state: SceneState, settings: AppSettings | None = None, parent=None,
+                 store: CaseStore | None = None, expert_factory=None, preload_model: bool = False):
+        super().__init__(parent)
+        self.state = state
+        self.preload_model = preload_model  # load the model in the background once a case is open
+        self.settings = settings or AppSettings()
+        self.store = store or CaseStore(review_root())
+        self.loaded: LoadedCase | None = None
+        self.mask_hash: str | None = None
+        self.mask_source: str | None = None
+        self.run: RunRecord | None = None
+        self.saver: ReviewAutosaver | None = None
+        self.drafts: dict[str, str] = {}
+        self.live_question: str | None = None
+        self.model_description = ""
+        self._pending: tuple[AnalysisJob, AppSettings] | None = None
+
+        self.loader = CaseLoader(self)
+        self.segmenter = SegmentationWorker(self, factory=expert_factory)
+        self.analysis = AnalysisWorker(self)
+        self.exporter = JobRunner("export", self)
+        self.loader.loaded.connect(self._on_loaded)
+        self.loader.failed.connect(lambda msg: self.error.emit("Could not open", msg))
+        self.loader.progress.connect(lambda f, m: self.job_progress.emit("load", f, m))
+        self.loader.finished.connect(self.busy_changed)
+        for kind, runner in (("segmentation", self.segmenter.runner), ("analysis", self.analysis.runner),
+                             ("export", self.exporter)):
+            runner.progress.connect(lambda f, m, k=kind: self.job_progress.emit(k, f, m))
+            runner.finished.connect(self.busy_changed)
+        self.segmenter.runner.succeeded.connect(self._on_segmented)
+        self.segmenter.runner.failed.connect(lambda msg: self.error.emit("Segmentation failed", msg))
+        self.segmenter.runner.cancelled.connect(lambda _m: self.message.emit("Segmentation cancelled; masks unchanged."))
+        self.analysis.round_started.connect(self.round_started)
+        self.analysis.text.connect(self.round_text)
+        self.analysis.round_done.connect(self.round_done)
+        self.analysis.model_loaded.connect(self._on_model_loaded)
+        self.analysis.runner.succeeded.connect(self._on_analysis_done)
+        self.analysis.runner.failed.connect(self._on_analysis_failed)
+        self.analysis.runner.cancelled.connect(self._on_analysis_cancelled)
+        self.analysis.runner.finished.connect(self._start_pending)
+        self.exporter.succeeded.connect(self.exported)
+        self.exporter.failed.connect(lambda msg: self.error.emit("Export failed", msg))
+        self._draft_timer = QTimer(self, singleShot=True, interval=400)
+        self._draft_timer.timeout.connect(self.flush_drafts)
+
+    # -- what is on screen -----------------------------------------------------------------------
+    @property
+    def ct(self):
+        return self.state.ct
+
+    @property
+    def masks(self):
+        return self.state.masks
+
+    @property
+    def review(self):
+        return self.saver.review if self.saver else None
+
+    def busy_kinds(self) -> list[str]:
+        jobs = (("load", self.loader.busy), ("segmentation", self.segmenter.busy),
+                ("analysis", self.live_question is not None), ("export", self.exporter.busy))
+        return [k for k, on in jobs if on]
+
+    def run_matches_masks(self) -> bool:
+        return self.run is not None and self.mask_hash == self.run.segmentation.mask_hash
+
+    # -- opening ---------------------------------------------------------------------------------
+    def open_path(self, path, masks=None) -> bool:
+        return self._load(resolve_request(path, masks))
+
+    def open_masks(self, path) -> bool:
+        if self.ct is None:
+            self.error.emit("Could not open", f"{path}: open a CT before its organ masks")
+            return False
+        return self._load(LoadRequest(None, Path(path), None, base_ct=self.ct))
+
+    def _load(self, request: LoadRequest) -> bool:
+        if not self.loader.load(request):
+            self.message.emit("A case is still loading; try again when it is done.")
+            return False
+        self.busy_changed.emit()
+        return True
+
+    def _on_loaded(self, case: LoadedCase) -> None:
+        new_ct = case.request.ct is not None
+        if new_ct and self.live_question is not None:
+            self.analysis.cancel()  # its run still gets stored with its own case
+        self.loaded = case
+        self.mask_hash = case.mask_hash
+        self.mask_source = str(case.request.masks) if case.request.masks else None
+        self.state.set_case(case.ct, case.masks, case.boxes)
+        if not new_ct:
+            self.masks_changed.emit()
+            self._check_run_masks()
+            return
+        self.case_loaded.emit()
+        stored = self.store.current(case.ct.content_hash())
+        self._show(stored.run if stored else None)
+        if stored is not None:
+            self.message.emit(f"Restored the last analysis of this case ({stored.run.created}).")
+            # after the loader has finished this load (its 'done' signal is queued behind this one)
+            QTimer.singleShot(0, lambda run=stored.run: self._restore_run_masks(run))
+        if case.masks is not None and self.preload_model and not self.analysis.model_is_loaded:
+            self.analysis.preload(self.settings)
+
+    def _restore_run_masks(self, run: RunRecord) -> None:
+        """A reopened case without the run's masks gets them back: the mask file it used, else the
+        backend again (TotalSegmentator's cache answers at once)."""
+        if self.run_matches_masks() or run is not self.run:
+            return
+        src = run.segmentation.mask_source
+        details = run.segmentation.details
+        if src and Path(src).is_file() and self.masks is None:
+            parts = details.get("parts_source")
+            scheme = details.get("scheme", "auto")
+            self._load(LoadRequest(None, Path(src), Path(parts) if parts and Path(parts).is_file() else None,
+                                   base_ct=self.ct, scheme=scheme if scheme in ("auto", "totalseg", "merged") else "auto"))
+        elif self.masks is None and run.segmentation.backend in ("totalsegmentator", "synthetic"):
+            self.segment(run.segmentation.backend)
+        else:
+            self._check_run_masks()
+
+    def _check_run_masks(self) -> None:
+        if self.run is not None and not self.run_matches_masks():
+            self.message.emit("The organ masks on screen are not the ones this run used: export needs the run's masks.")
+
+    # -- segmentation ----------------------------------------------------------------------------
+    def segment(self, backend: str | None = None) -> bool:
+        if self.ct is None:
+            self.error.emit("Segmentation", "Open a CT first.")
+            return False
+        if not self.segmenter.start(self.ct, backend or self.settings.segmentation_backend, self.settings):
+            self.message.emit("Segmentation is already running.")
+            return False
+        self.busy_changed.emit()
+        return True
+
+    def _on_segmented(self, result: SegmentedMasks) -> None:
+        if result.ct is not self.ct:
+            return  # the case changed meanwhile
+        self.mask_hash, self.mask_source = result.mask_hash, None
+        self.state.set_case(result.ct, result.masks, result.boxes)
+        self.masks_changed.emit()
+        n = len(self.state.present_ids)
+        self.message.emit(f"Organ masks from {result.backend}: {n} labels."
+                          + (" " + "; ".join(result.warnings) if result.warnings else ""))
+        self._check_run_masks()
+
+    # -- analysis --------------------------------------------------------------------------------
+    def question_for(self, task: str | None, organ: str | None = None, question: str | None = None) -> str:
+        if question is not None and question.strip():
+            return question.strip()
+        if task is None:
+            raise InputError(None, "choose a task or type a question")
+        return task_question(task, organ or None)
+
+    def analyze(self, task: str | None, organ: str | None = None, question: str | None = None) -> bool:
+        """Start an analysis of the case on screen; False with an error signal when it cannot start."""
+        problem = None
+        if self.ct is None:
+            problem = "Open a CT first."
+        elif self.masks is None:
+            problem = "The case has no organ masks yet: segment it (Case > Segment Organs) or open a mask file."
+        elif self.live_question is not None:
+            problem = "An analysis is already running; cancel it first."
+        else:
+            problem = model_problem(self.settings)
+        if problem is None:
+            try:
+                text = self.question_for(task, organ, question)
+            except InputError as exc:
+                problem = str(exc)
+        if problem is not None:
+            self.error.emit("Cannot analyze", problem)
+            return False
+        from inference.pipeline import case_id_for
+
+        job = AnalysisJob(self.ct, self.masks, text, None if question and question.strip() else task,
+                          case_id_for(Path(self.ct.source_path)), self.mask_source)
+        self.live_question = text
+        self.run_started.emit(text)
+        self.busy_changed.emit()
+        if not self.analysis.analyze(job, self.settings):  # the model is still preloading
+            self._pending = (job, self.settings)
+        return True
+
+    def _start_pending(self) -> None:
+        if self._pending is not None and not self.analysis.busy:
+            job, settings = self._pending
+            self._pending = None
+            self.analysis.analyze(job, settings)
+
+    def cancel(self) -> None:
+        """Stop whatever long work is running (analysis, segmentation, loading, export)."""
+        if self._pending is not None:
+            self._pending = None
+            self._end_live()
+            self.message.emit("Analysis cancelled.")
+        for worker in (self.analysis, self.segmenter, self.loader, self.exporter):
+            worker.cancel()
+
+    def _on_model_loaded(self, description: str) -> None:
+        self.model_description = description
+        self.model_loaded.emit(description)
+
+    def _on_analysis_done(self, record) -> None:
+        if record is None:  # a preload finished
+            return
+        self._end_live(notify=False)
+        try:
+            self.store.save_run(record)
+        except InputError as exc:
+            self.error.emit("Could not keep the run", str(exc))
+        if self.ct is not None and record.case.content_hash == self.ct.content_hash():
+            self._show(record)
+            secs = record.timings.get("analysis_ms", 0.0) / 1000.0
+            self.message.emit(f"Analysis finished: {len(record.rounds)} rounds in {secs:.1f} s.")
+        else:
+            self.run_changed.emit()
+
+    def _on_analysis_failed(self, message: str) -> None:
+        if self.live_question is None:  # a preload failed: say so quietly, Analyze will say it again
+            self.message.emit(f"The model could not be loaded: {message}")
+            return
+        self._end_live()
+        self.error.emit("Analysis failed", message)
+
+    def _on_analysis_cancelled(self, _message: str) -> None:
+        self._end_live()
+        self.message.emit("Analysis cancelled; the previous result is shown.")
+
+    def _end_live(self, notify: bool = True) -> None:
+        self.live_question = None
+        self.busy_changed.emit()
+        if notify:
+            self.run_changed.emit()
+
+    # -- runs and reviews ------------------------------------------------------------------------
+    def stored_runs(self):
+        return self.store.runs(self.ct.content_hash()) if self.ct is not None else []
+
+    def show_run(self, run: RunRecord) -> None:
+        """Put a stored run of this case (and its review) on screen."""
+        self.store.set_current(run)
+        self._show(run)
+        self._check_run_masks()
+
+    def _show(self, run: RunRecord | None) -> None:
+        self.flush_drafts()
+        self.run, self.saver, self.drafts = run, None, {}
+        if run is not None:
+            try:
+                self.saver = self.store.open_review(run, reviewer=self.settings.reviewer)
+            except InputError as exc:  # a damaged review file is left alone and reported
+                self.error.emit("Review could not be opened", str(exc))
+            self.drafts = self.store.load_drafts(run)
+        self.state.clear_highlight()
+        self.run_changed.emit()
+
+    def decide(self, key: str, decision: str, text: str | None = None, comment: str = "", reason: str = "") -> bool:
+        if self.saver is None:
+            return False
+        try:
+            self.saver.decide(key, decision, text=text, comment=comment, reason=reason)
+        except (ReviewError, InputError) as exc:
+            self.error.emit("Review", str(exc))
+            return False
+        self.drafts.pop(key, None)
+        self.flush_drafts()
+        self.review_changed.emit(key)
+        return True
+
+    def sign(self, reviewer: str) -> bool:
+        if self.saver is None:
+            return False
+        try:
+            self.saver.sign(reviewer, confirm=True)
+        except (ReviewError, InputError) as exc:
+            self.error.emit("Sign-off", str(exc))
+            return False
+        self.review_changed.emit("*")
+        return True
+
+    def set_draft(self, key: str, text: str | None) -> None:
+        """Text typed in an edit box: kept (debounced) until it is saved as an edit or discarded."""
+        if text:
+            self.drafts[key] = text
+        else:
+            self.drafts.pop(key, None)
+        self._draft_timer.start()
+
+    def flush_drafts(self) -> None:
+        self._draft_timer.stop()
+        if self.run is not None:
+            try:
+                self.store.save_drafts(self.run, dict(self.drafts))
+            except OSError as exc:
+                self.message.emit(f"Could not keep the unsaved edit: {exc}")
+
+    # -- highlight -------------------------------------------------------------------------------
+    def round_labels(self, rnd) -> list[int]:
+        """Mask labels a round's ROI covers: the same rule the report's key images use."""
+        from inference.report.traceable_report import roi_labels
+
+        if self.masks is None:
+            return []
+        return roi_labels(rnd, self.masks, set(self.state.present_ids))
+
+    def highlight_round(self, rnd) -> bool:
+        labels = self.round_labels(rnd)
+        if not labels:
+            self.state.clear_highlight()
+            return False
+        return self.state.set_highlight(labels) is not None
+
+    # -- export ----------------------------------------------------------------------------------
+    def export_problem(self) -> str | None:
+        if self.run is None or self.review is None:
+            return "There is no analysis to export yet."
+        if self.ct is None or self.masks is None or not self.run_matches_masks():
+            return "The organ masks on screen are not the ones this run used; open the run's masks to export."
+        return None
+
+    def export(self, out_dir, formats, deidentify: bool, key_images=None) -> bool:
+        from inference.report import export_report
+        from inference.report.review import Review
+
+        problem = self.export_problem()
+        if problem is not None:
+            self.error.emit("Export", problem)
+            return False
+        run, ct, masks = self.run, self.ct, self.masks
+        review = Review.from_dict(self.review.to_dict())  # a snapshot: the reviewer may go on editing
+        images = None if deidentify else key_images
+        ok = self.exporter.start(lambda progress, cancel: export_report(
+            run, review, ct, masks, out_dir, formats=set(formats), deidentify=deidentify, key_images=images))
+        self.busy_changed.emit()
+        return ok
+
+    def shutdown(self) -> None:
+        self.flush_drafts()
+        for worker in (self.analysis, self.segmenter, self.loader):
+            worker.shutdown()
+        self.exporter.shutdown()

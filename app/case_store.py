@@ -1,0 +1,127 @@
+"""Where the workstation keeps each case's runs, reviews and unsaved edits, so that a case
+opened again (later, or after a crash) comes back as it was left.
+
+    <root>/<CT content hash[:16]>/<run key>.run.json      the run (tumorchain.run/1), written when it ends
+    <root>/<CT content hash[:16]>/<run key>.review.json   its review (review_store: atomic, every decision)
+    <root>/<CT content hash[:16]>/<run key>.drafts.json   text typed in edit boxes, not yet saved as an edit
+    <root>/<CT content hash[:16]>/session.json            which run was on screen last
+
+``root`` is review_store's folder (``$TUMORCHAIN_REVIEW_DIR``; the app's ``--profile`` sets it),
+so the review sits where ``review_store.user_review_path`` says. Qt-free.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from inference.errors import InputError
+from inference.report.review import Review, run_key
+from inference.report.review_store import ReviewAutosaver, open_review, save_review, user_review_path
+from inference.run_record import RunRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StoredRun:
+    key: str
+    run: RunRecord
+    path: Path
+
+
+class CaseStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def folder(self, content_hash: str) -> Path:
+        return self.root / content_hash[:16]
+
+    # -- runs --------------------------------------------------------------------------------------
+    def save_run(self, run: RunRecord) -> Path:
+        path = self.folder(run.case.content_hash) / f"{run_key(run)}.run.json"
+        run.save(path)
+        self.set_current(run)
+        return path
+
+    def runs(self, content_hash: str) -> list[StoredRun]:
+        """Every readable run of the case, oldest first; unreadable files are skipped (and logged)."""
+        found = []
+        folder = self.folder(content_hash)
+        for path in sorted(folder.glob("*.run.json")) if folder.is_dir() else ():
+            try:
+                run = RunRecord.load(path)
+            except InputError as exc:
+                log.warning("skipping a stored run: %s", exc)
+                continue
+            if run.case.content_hash == content_hash:
+                found.append(StoredRun(run_key(run), run, path))
+        return sorted(found, key=lambda s: (s.run.created, s.path.name))
+
+    def current(self, content_hash: str) -> StoredRun | None:
+        """The run that was on screen when the case was left (else the newest)."""
+        runs = self.runs(content_hash)
+        if not runs:
+            return None
+        try:
+            key = json.loads((self.folder(content_hash) / "session.json").read_text(encoding="utf-8"))["current_run"]
+        except (OSError, ValueError, KeyError, TypeError):
+            key = None
+        return next((s for s in runs if s.key == key), runs[-1])
+
+    def set_current(self, run: RunRecord) -> None:
+        path = self.folder(run.case.content_hash) / "session.json"
+        _write_json(path, {"current_run": run_key(run)})
+
+    # -- reviews -----------------------------------------------------------------------------------
+    def review_path(self, run: RunRecord) -> Path:
+        return user_review_path(run, self.root)
+
+    def open_review(self, run: RunRecord, reviewer: str = "") -> ReviewAutosaver:
+        """The saved review of ``run`` (or a fresh one, saved at once so the run is never without one)."""
+        path = self.review_path(run)
+        review = open_review(run, path, reviewer=reviewer)
+        saver = ReviewAutosaver(review, path)
+        if not path.exists():
+            saver.save()
+        return saver
+
+    def replace_review(self, review: Review, run: RunRecord) -> Path:
+        return save_review(review, self.review_path(run))
+
+    # -- drafts ------------------------------------------------------------------------------------
+    def drafts_path(self, run: RunRecord) -> Path:
+        return self.folder(run.case.content_hash) / f"{run_key(run)}.drafts.json"
+
+    def load_drafts(self, run: RunRecord) -> dict[str, str]:
+        try:
+            data = json.loads(self.drafts_path(run).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def save_drafts(self, run: RunRecord, drafts: dict[str, str]) -> None:
+        path = self.drafts_path(run)
+        if drafts:
+            _write_json(path, drafts)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomic and durable, like the review itself (temp + fsync + rename)."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

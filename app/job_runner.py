@@ -1,0 +1,116 @@
+"""One long-lived worker thread that runs one job at a time off the GUI thread.
+
+A job is a plain function ``job(progress, cancel) -> result``: ``progress(fraction, message)``
+may be called from the worker thread (it becomes a queued Qt signal), ``cancel`` is a
+threading.Event the job checks (inference raises Cancelled when it is set). The runner turns
+the outcome into signals on the GUI thread: ``succeeded(result)``, ``failed(message)`` (the
+message names the file and the problem: TumorChainError text, never a traceback),
+``cancelled(message)``, then ``finished()``. Segmentation, analysis and export use one each.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from inference.errors import Cancelled, TumorChainError
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[Callable[[float, str], None], threading.Event], Any]
+
+
+class _Worker(QObject):
+    progress = Signal(float, str)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal(str)
+    done = Signal()
+
+    def __init__(self, what: str):
+        super().__init__()
+        self.what = what
+
+    @Slot(object, object)
+    def run(self, job: Job, cancel: threading.Event) -> None:  # worker thread: no widgets, no VTK
+        try:
+            result = job(self.progress.emit, cancel)
+        except Cancelled as exc:
+            self.cancelled.emit(str(exc) or f"{self.what} cancelled")
+        except TumorChainError as exc:  # InputError, ModelError, SegmentationError: say what and why
+            self.failed.emit(str(exc))
+        except MemoryError:
+            self.failed.emit(f"{self.what}: not enough memory")
+        except Exception as exc:  # a bug or a library failure: log the traceback, tell the user briefly
+            log.error("%s failed", self.what, exc_info=True)
+            self.failed.emit(f"{self.what} failed ({type(exc).__name__}: {exc})")
+        else:
+            self.succeeded.emit(result)
+            del result
+        finally:
+            self.done.emit()
+
+
+class JobRunner(QObject):
+    """Signals arrive on the GUI thread: progress, succeeded, failed, cancelled, finished."""
+
+    progress = Signal(float, str)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal(str)
+    finished = Signal()
+    _submit = Signal(object, object)
+
+    def __init__(self, what: str, parent=None):
+        super().__init__(parent)
+        self.what = what
+        self._thread = QThread(self)
+        self._thread.setObjectName(what)
+        self._worker = _Worker(what)
+        self._worker.moveToThread(self._thread)
+        self._submit.connect(self._worker.run)
+        self._worker.progress.connect(self.progress)
+        self._worker.succeeded.connect(self.succeeded)
+        self._worker.failed.connect(self.failed)
+        self._worker.cancelled.connect(self.cancelled)
+        self._worker.done.connect(self._on_done)
+        self._cancel: threading.Event | None = None
+        self.started_at = 0.0
+        self._thread.start()
+        ref = weakref.ref(self)  # a QThread destroyed while running aborts the process
+        atexit.register(lambda: (lambda me: me is not None and me.shutdown())(ref()))
+
+    @property
+    def busy(self) -> bool:
+        return self._cancel is not None
+
+    def start(self, job: Job) -> bool:
+        """Run ``job`` on the worker thread; False (nothing happens) while another job runs."""
+        if self.busy:
+            return False
+        self._cancel = threading.Event()
+        self.started_at = time.perf_counter()
+        self._submit.emit(job, self._cancel)
+        return True
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def _on_done(self) -> None:
+        self._cancel = None
+        self.finished.emit()
+
+    def shutdown(self, wait_ms: int = 30000) -> None:
+        """Cancel the job and stop the thread; safe to call twice."""
+        self.cancel()
+        try:
+            self._thread.quit()
+            self._thread.wait(wait_ms)
+        except RuntimeError:  # the C++ object is already gone
+            pass

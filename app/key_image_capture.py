@@ -1,0 +1,54 @@
+"""Key images from the viewer: for each round, its ROI highlighted, the axial and coronal views
+cut through the ROI's largest axial cross-section (the slice the report cites), side by side.
+GUI thread only (VTK). The highlight and cursor on screen are put back afterwards."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from viewer.screenshot import grab
+
+GAP = 4
+
+
+def capture_key_images(window, controller, run) -> dict[int, object]:
+    """{round index: inference.report.KeyImage} for every round whose ROI has a mask on screen."""
+    from inference.report.key_images import choose_slice, screenshot_key_image
+
+    st = controller.state
+    ct, masks = controller.ct, controller.masks
+    before = (tuple(st.highlight), st.cursor.copy())
+    images: dict[int, object] = {}
+    try:
+        for rnd in run.rounds:
+            labels = controller.round_labels(rnd)
+            if not labels or st.set_highlight(labels) is None:
+                continue
+            choice = choose_slice(ct, masks, labels)
+            st.set_cursor(choice.world_mm)
+            panels = [grab(v.GetRenderWindow()) for v in (window.axial, window.coronal)]
+            png = _side_by_side(panels)
+            names = ", ".join(st.label_name(lid) for lid in labels)
+            images[rnd.index] = screenshot_key_image(png, ct, masks, labels, round_index=rnd.index,
+                                                     caption=f"Round {rnd.index}: {names} (axial | coronal, workstation view)")
+    finally:
+        st.clear_highlight()
+        if before[0]:
+            st.set_highlight(list(before[0]))
+        st.set_cursor(before[1])
+    return images
+
+
+def _side_by_side(panels: list[np.ndarray]) -> bytes:
+    h = max(p.shape[0] for p in panels)
+    w = sum(p.shape[1] for p in panels) + GAP * (len(panels) - 1)
+    canvas = np.full((h, w, 3), 24, dtype=np.uint8)
+    x = 0
+    for p in panels:
+        canvas[: p.shape[0], x: x + p.shape[1]] = p[..., :3]
+        x += p.shape[1] + GAP
+    buf = io.BytesIO()
+    Image.fromarray(canvas).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()

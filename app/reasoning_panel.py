@@ -1,0 +1,251 @@
+"""The reasoning panel: the analysis bar, the rounds as they stream in (one card each), the
+conclusion set apart, and the sign-off bar. Selecting a round highlights its ROI in every view
+(through the controller, which changes the scene state)."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout,
+                               QWidget)
+
+from app.analysis_bar import AnalysisBar
+from app.case_controller import CaseController
+from app.conclusion_view import ConclusionView
+from app.round_card import RoundCard
+from inference.report.review import CONCLUSION, round_key
+
+DISCLAIMER = "Research software, not a medical device: every statement needs the radiologist's review."
+
+
+class ReasoningPanel(QWidget):
+    export_requested = Signal()
+    details_requested = Signal()
+
+    def __init__(self, controller: CaseController, parent=None):
+        super().__init__(parent)
+        self.c = controller
+        self.cards: dict[int, RoundCard] = {}
+        self.selected: int | None = None
+        self.bar = AnalysisBar(controller.settings.default_task)
+
+        self.question = QLabel()
+        self.question.setWordWrap(True)
+        self.question.setStyleSheet("font-weight: bold;")
+        self.runs = QComboBox()
+        self.runs.setToolTip("Earlier analyses of this case")
+        self.details = QPushButton("Run details…")
+        self.details.setToolTip("Model, device, segmentation backend, settings and timings of this run")
+        head = QHBoxLayout()
+        head.addWidget(self.runs, 1)
+        head.addWidget(self.details)
+
+        self.list = QWidget()
+        self.list_layout = QVBoxLayout(self.list)
+        self.list_layout.setContentsMargins(4, 4, 4, 4)
+        self.list_layout.setSpacing(6)
+        self.placeholder = QLabel("Open a case, choose a task and press Analyze.\n"
+                                  "Each reasoning round appears here as the model writes it.")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setObjectName("cardMeta")
+        self.conclusion = ConclusionView()
+        self.conclusion.hide()
+        self.list_layout.addWidget(self.placeholder)
+        self.list_layout.addWidget(self.conclusion)
+        self.list_layout.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(self.list)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        self.progress_label = QLabel()
+        self.reviewer = QLineEdit(controller.settings.reviewer, placeholderText="Reviewer name")
+        self.sign = QPushButton("Sign off")
+        self.sign.setToolTip("Sign the review once every round and the conclusion is decided")
+        self.export = QPushButton("Export…")
+        foot = QHBoxLayout()
+        foot.addWidget(self.progress_label, 1)
+        foot.addWidget(self.reviewer)
+        foot.addWidget(self.sign)
+        foot.addWidget(self.export)
+        disclaimer = QLabel(DISCLAIMER)
+        disclaimer.setObjectName("disclaimer")
+        disclaimer.setWordWrap(True)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.bar)
+        lay.addWidget(self.question)
+        lay.addLayout(head)
+        lay.addWidget(self.scroll, 1)
+        lay.addLayout(foot)
+        lay.addWidget(disclaimer)
+
+        self.bar.analyze_requested.connect(lambda t, o, q: self.c.analyze(t, o, q))
+        self.bar.cancel_requested.connect(self.c.cancel)
+        self.runs.activated.connect(self._run_chosen)
+        self.details.clicked.connect(self.details_requested)
+        self.export.clicked.connect(self.export_requested)
+        self.sign.clicked.connect(self._sign)
+        self.conclusion.controls.decided.connect(self._decided)
+        self.conclusion.controls.draft_changed.connect(self.c.set_draft)
+        c = controller
+        c.run_started.connect(self._on_run_started)
+        c.round_started.connect(self._on_round_started)
+        c.round_text.connect(lambda i, d: i in self.cards and self.cards[i].append_text(d))
+        c.round_done.connect(self._on_round_done)
+        c.run_changed.connect(self.show_run)
+        c.review_changed.connect(lambda _k: self.refresh_review())
+        c.busy_changed.connect(lambda: self.bar.set_busy(c.busy_kinds()))
+        c.job_progress.connect(self.bar.set_progress)
+        c.case_loaded.connect(self._organs_changed)
+        c.masks_changed.connect(self._organs_changed)
+        self.show_run()
+
+    # -- building ----------------------------------------------------------------------------------
+    def _clear_cards(self) -> None:
+        for card in self.cards.values():
+            card.setParent(None)
+            card.deleteLater()
+        self.cards.clear()
+        self.selected = None
+
+    def _add_card(self, index: int, prompt: str) -> RoundCard:
+        card = RoundCard(index, prompt, self.c.state.colour)
+        card.selected.connect(self.select_round)
+        card.organ_clicked.connect(lambda lid: self.c.state.set_highlight([lid]))
+        card.controls.decided.connect(self._decided)
+        card.controls.draft_changed.connect(self.c.set_draft)
+        self.list_layout.insertWidget(self.list_layout.indexOf(self.conclusion), card)
+        self.cards[index] = card
+        self.placeholder.hide()
+        return card
+
+    def show_run(self) -> None:
+        """Rebuild from the controller's run (after a run ends, a failure, a restore or a switch)."""
+        if self.c.live_question is not None:
+            return
+        self._clear_cards()
+        run = self.c.run
+        self.conclusion.setVisible(run is not None)
+        self.placeholder.setVisible(run is None)
+        self.question.setText(f"Q: {run.question}" if run else "")
+        self.details.setEnabled(run is not None)
+        self._fill_runs()
+        if run is None:
+            self.refresh_review()
+            return
+        for rnd in run.rounds:
+            self._add_card(rnd.index, rnd.prompt).set_round(rnd)
+        self.conclusion.set_run(run)
+        self.refresh_review()
+
+    def _fill_runs(self) -> None:
+        self.runs.clear()
+        self._stored = self.c.stored_runs()
+        for s in self._stored:
+            what = s.run.task or "question"
+            self.runs.addItem(f"{s.run.created.replace('T', ' ')[:16]}  {what}: {s.run.question[:50]}", s.key)
+        current = next((i for i, s in enumerate(self._stored) if s.run is self.c.run or
+                        (self.c.run is not None and s.key == self._key(self.c.run))), -1)
+        self.runs.setCurrentIndex(current)
+        self.runs.setVisible(bool(self._stored))
+
+    @staticmethod
+    def _key(run) -> str:
+        from inference.report.review import run_key
+
+        return run_key(run)
+
+    def _run_chosen(self, i: int) -> None:
+        if 0 <= i < len(self._stored) and self.c.live_question is None:
+            self.c.show_run(self._stored[i].run)
+
+    def refresh_review(self) -> None:
+        review = self.c.review
+        if review is None:
+            self.progress_label.setText("")
+            for w in (self.sign, self.export, self.reviewer):
+                w.setEnabled(False)
+            return
+        signed = review.is_signed
+        for i, card in self.cards.items():
+            key = round_key(i)
+            card.set_review(review.effective(key), signed, self.c.drafts.get(key))
+        self.conclusion.set_review(review.effective(CONCLUSION), signed, self.c.drafts.get(CONCLUSION),
+                                   review.ai_text(CONCLUSION))
+        n, left = len(review.keys), len(review.pending())
+        if signed:
+            text = f"Signed by {review.signed.reviewer} at {review.signed.at[:16].replace('T', ' ')}"
+            if review.amendments:
+                text += f" · {len(review.amendments)} amendment(s)"
+        else:
+            text = f"{n - left} of {n} decided"
+        self.progress_label.setText(text)
+        self.sign.setEnabled(not signed and left == 0)
+        self.reviewer.setEnabled(not signed)
+        self.export.setEnabled(True)
+
+    # -- live run ----------------------------------------------------------------------------------
+    def _on_run_started(self, question: str) -> None:
+        self._clear_cards()
+        self.conclusion.hide()
+        self.placeholder.hide()
+        self.question.setText(f"Q: {question}")
+        for w in (self.sign, self.export, self.details):
+            w.setEnabled(False)
+        self.progress_label.setText("Analyzing…")
+
+    def _on_round_started(self, index: int, prompt: str) -> None:
+        card = self._add_card(index, prompt)
+        prev = self.cards.get(index - 1)
+        if prev is not None and prev.round is not None:
+            table = self.c.state.table
+            card.set_expected_organs([(table.by_name(n).display, table.by_name(n).id)
+                                      for n in prev.round.next_organs if n in table])
+        QTimer.singleShot(0, lambda: self.scroll.ensureWidgetVisible(card))
+
+    def _on_round_done(self, rnd) -> None:
+        card = self.cards.get(rnd.index) or self._add_card(rnd.index, rnd.prompt)
+        card.set_round(rnd)
+        card.controls.hide()  # reviewable once the run is complete
+
+    # -- interaction -------------------------------------------------------------------------------
+    def select_round(self, index: int) -> None:
+        card = self.cards.get(index)
+        if card is None or card.round is None:
+            return
+        self.selected = index
+        for i, other in self.cards.items():
+            other.set_selected(i == index)
+        self.c.highlight_round(card.round)
+        self.scroll.ensureWidgetVisible(card)
+
+    def step_round(self, delta: int) -> None:
+        """Alt+Down / Alt+Up: the next or previous round."""
+        if not self.cards:
+            return
+        order = sorted(self.cards)
+        i = order.index(self.selected) + delta if self.selected in order else (0 if delta > 0 else len(order) - 1)
+        self.select_round(order[min(max(i, 0), len(order) - 1)])
+
+    def _decided(self, key: str, decision: str, text, comment: str, reason: str) -> None:
+        self.c.decide(key, decision, text=text, comment=comment, reason=reason)
+
+    def _sign(self) -> None:
+        name = self.reviewer.text().strip()
+        if name and name != self.c.settings.reviewer:
+            self.c.settings.reviewer = name
+        if self.confirm_sign(name):
+            self.c.sign(name)
+
+    def confirm_sign(self, name: str) -> bool:
+        """The reviewer's explicit OK (tests replace this)."""
+        from PySide6.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            self, "Sign off", f"Sign this review as {name or '(no name)'}?\n\nThe decisions are then frozen; "
+            "a later change is added as an amendment with its reason.")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _organs_changed(self) -> None:
+        st = self.c.state
+        self.bar.set_organs([st.label_name(i) for i in st.present_ids if i < 100])

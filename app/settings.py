@@ -1,0 +1,128 @@
+"""The workstation's per-user settings, kept with QSettings.
+
+Where: the platform's place for QSettings ("TumorChain/Workstation"), unless a profile folder is
+given (``--profile DIR`` or ``$TUMORCHAIN_PROFILE_DIR``): then settings live in DIR/settings.ini
+and reviews (with the runs they belong to) in DIR/reviews. Tests and scripted runs use a
+profile so they never touch the user's own settings.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+from inference.iir.prompts import TASKS
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_MODEL = REPO / "resources" / "demo_model"
+ENV_PROFILE = "TUMORCHAIN_PROFILE_DIR"
+DEVICES = ("auto", "cuda", "cpu")
+SEGMENTATION_BACKENDS = ("totalsegmentator", "synthetic")
+TASK_TITLES = {"localization": "Lesion localization", "attributes": "Lesion attributes",
+               "tnm": "TNM stage", "report": "CoT report"}
+TASK_ORDER = ("localization", "attributes", "tnm", "report")
+assert set(TASK_ORDER) == set(TASKS)
+
+
+def default_model_dir() -> str:
+    """The shipped demo model when it is there, else nothing (Settings asks for one)."""
+    return str(DEMO_MODEL) if (DEMO_MODEL / "config.json").is_file() else ""
+
+
+@dataclass
+class AppSettings:
+    """What a user sets once and keeps (Settings dialog)."""
+
+    model_dir: str = field(default_factory=default_model_dir)
+    device: str = "auto"  # auto: the GPU when torch sees one, else the CPU
+    totalseg_weights_dir: str = ""  # TOTALSEG_HOME_DIR; "" = $TOTALSEG_HOME_DIR or ~/.totalsegmentator
+    segmentation_backend: str = "totalsegmentator"
+    totalseg_fast: bool = False
+    max_rounds: int = 4
+    max_new_tokens: int = 256
+    default_task: str = "report"
+    reviewer: str = ""
+    deidentify_exports: bool = False
+    export_dir: str = ""
+
+    def validated(self) -> "AppSettings":
+        """A copy with out-of-range values replaced by the defaults (a hand-edited ini never crashes)."""
+        d = AppSettings()
+        out = AppSettings(**{f.name: getattr(self, f.name) for f in fields(self)})
+        if out.device not in DEVICES:
+            out.device = d.device
+        if out.segmentation_backend not in SEGMENTATION_BACKENDS:
+            out.segmentation_backend = d.segmentation_backend
+        if out.default_task not in TASKS:
+            out.default_task = d.default_task
+        out.max_rounds = min(max(int(out.max_rounds), 1), 12)
+        out.max_new_tokens = min(max(int(out.max_new_tokens), 8), 4096)
+        return out
+
+    def torch_device(self) -> str | None:
+        return None if self.device == "auto" else self.device
+
+
+def profile_dir() -> Path | None:
+    value = os.environ.get(ENV_PROFILE)
+    return Path(value).expanduser() if value else None
+
+
+def use_profile(folder: str | Path) -> Path:
+    """Keep settings and reviews under ``folder`` for this process (``--profile``)."""
+    folder = Path(folder).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[ENV_PROFILE] = str(folder)
+    from inference.report.review_store import ENV_REVIEW_DIR
+
+    os.environ[ENV_REVIEW_DIR] = str(folder / "reviews")
+    return folder
+
+
+def qsettings() -> QSettings:
+    folder = profile_dir()
+    if folder is not None:
+        return QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat)
+    return QSettings("TumorChain", "Workstation")
+
+
+def review_root() -> Path:
+    """Where reviews and the runs they belong to are kept (review_store's folder)."""
+    from inference.report.review_store import default_review_dir
+
+    folder = profile_dir()
+    if folder is not None and not os.environ.get("TUMORCHAIN_REVIEW_DIR"):
+        return folder / "reviews"
+    return default_review_dir()
+
+
+def load_settings(store: QSettings | None = None) -> AppSettings:
+    store = store or qsettings()
+    defaults = AppSettings()
+    values = {}
+    for f in fields(AppSettings):
+        default = getattr(defaults, f.name)
+        raw = store.value(f"settings/{f.name}", default)
+        values[f.name] = _coerce(raw, default)
+    return AppSettings(**values).validated()
+
+
+def save_settings(settings: AppSettings, store: QSettings | None = None) -> None:
+    store = store or qsettings()
+    for f in fields(AppSettings):
+        store.setValue(f"settings/{f.name}", getattr(settings, f.name))
+    store.sync()
+
+
+def _coerce(raw, default):
+    """QSettings (ini) gives strings back; turn them into the default's type."""
+    if isinstance(default, bool):
+        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            return default
+    return "" if raw is None else str(raw)
