@@ -299,8 +299,7 @@ class CaseController(QObject):
             except InputError as exc:  # a damaged review file is left alone and reported
                 self.error.emit("Review could not be opened", str(exc))
             self.drafts = self.store.load_drafts(run)
-        self.state.clear_highlight()
-        self.run_changed.emit()
+        self.run_changed.emit()  # the highlight stays: clearing it costs every view a frame
 
     def decide(self, key: str, decision: str, text: str | None = None, comment: str = "", reason: str = "") -> bool:
         if self.saver is None:

@@ -106,11 +106,13 @@ class JobRunner(QObject):
         self._cancel = None
         self.finished.emit()
 
-    def shutdown(self, wait_ms: int = 30000) -> None:
-        """Cancel the job and stop the thread; safe to call twice."""
+    def shutdown(self) -> None:
+        """Cancel the job and stop the thread, waiting for the job to notice (a QThread destroyed
+        while running aborts the process; a model load cannot be interrupted half-way); safe to
+        call twice."""
         self.cancel()
         try:
             self._thread.quit()
-            self._thread.wait(wait_ms)
+            self._thread.wait()
         except RuntimeError:  # the C++ object is already gone
             pass

@@ -4,6 +4,7 @@ GUI thread only (VTK). The highlight and cursor on screen are put back afterward
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image
@@ -11,6 +12,21 @@ from PIL import Image
 from viewer.screenshot import grab
 
 GAP = 4
+
+
+@contextmanager
+def _paused(view, state):
+    """The 3D view stops following the scene while the slices are captured: the scene ends as it
+    began, and a software-rendered 3D frame (over a second on llvmpipe) is not worth drawing twice.
+    (Uses the view's handler table; VolumeView has detach() but no attach().)"""
+    handlers = dict(getattr(view, "_handlers", {}) or {})
+    if handlers:
+        view.detach()
+    try:
+        yield
+    finally:
+        for name, fn in handlers.items():
+            state.events.connect(name, fn)
 
 
 def capture_key_images(window, controller, run) -> dict[int, object]:
@@ -21,23 +37,23 @@ def capture_key_images(window, controller, run) -> dict[int, object]:
     ct, masks = controller.ct, controller.masks
     before = (tuple(st.highlight), st.cursor.copy())
     images: dict[int, object] = {}
-    try:
-        for rnd in run.rounds:
-            labels = controller.round_labels(rnd)
-            if not labels or st.set_highlight(labels) is None:
-                continue
-            choice = choose_slice(ct, masks, labels)
-            st.set_cursor(choice.world_mm)
-            panels = [grab(v.GetRenderWindow()) for v in (window.axial, window.coronal)]
-            png = _side_by_side(panels)
-            names = ", ".join(st.label_name(lid) for lid in labels)
-            images[rnd.index] = screenshot_key_image(png, ct, masks, labels, round_index=rnd.index,
-                                                     caption=f"Round {rnd.index}: {names} (axial | coronal, workstation view)")
-    finally:
-        st.clear_highlight()
-        if before[0]:
-            st.set_highlight(list(before[0]))
-        st.set_cursor(before[1])
+    with _paused(window.volume, st):
+        try:
+            for rnd in run.rounds:
+                labels = controller.round_labels(rnd)
+                if not labels or st.set_highlight(labels) is None:
+                    continue
+                st.set_cursor(choose_slice(ct, masks, labels).world_mm)
+                png = _side_by_side([grab(v.GetRenderWindow()) for v in (window.axial, window.coronal)])
+                names = ", ".join(st.label_name(lid) for lid in labels)
+                images[rnd.index] = screenshot_key_image(
+                    png, ct, masks, labels, round_index=rnd.index,
+                    caption=f"Round {rnd.index}: {names} (axial | coronal, workstation view)")
+        finally:
+            st.clear_highlight()
+            if before[0]:
+                st.set_highlight(list(before[0]))
+            st.set_cursor(before[1])
     return images
 
 

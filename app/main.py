@@ -82,8 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("TumorChain Workstation")
     app.setOrganizationName("TumorChain")
+    splash = None
+    if not args.screenshots:
+        from app.startup import preimport, with_splash
+
+        _, splash = with_splash(app, preimport)
     window = build_window(args, preload_model=not (args.screenshots or args.dump_state))
     window.show()
+    if splash is not None:
+        splash.finish(window)
     if args.screenshots:
         window.wait_for_load()
         if window.last_error:

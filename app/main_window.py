@@ -94,6 +94,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self._build_menus()
         self._show_model_setting()
+        self._restore_layout()
 
         c = self.controller
         c.case_loaded.connect(self._on_case_loaded)
@@ -306,7 +307,18 @@ class MainWindow(QMainWindow):
     def show_bindings(self) -> None:
         QMessageBox.information(self, "Mouse and keys", slice_interaction.__doc__.strip())
 
+    def _restore_layout(self) -> None:
+        """Window size and panel layout as the user left them (kept with the settings)."""
+        geometry, state = self.store.value("window/geometry"), self.store.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
     def closeEvent(self, ev) -> None:  # noqa: N802 (Qt)
+        self.store.setValue("window/geometry", self.saveGeometry())
+        self.store.setValue("window/state", self.saveState())
+        self.store.sync()
         self.controller.shutdown()
         for v in self.views.values():
             v.detach()

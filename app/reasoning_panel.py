@@ -99,6 +99,13 @@ class ReasoningPanel(QWidget):
         c.case_loaded.connect(self._organs_changed)
         c.masks_changed.connect(self._organs_changed)
         self.show_run()
+        # the first card pays Qt's one-off style and font set-up (~60 ms); pay it now, not mid-run
+        warm = self._add_card(0, "")
+        warm.set_expected_organs([("liver", 5)])
+        self.cards.pop(0)
+        warm.setParent(None)
+        warm.deleteLater()
+        self.placeholder.setVisible(self.c.run is None)
 
     # -- building ----------------------------------------------------------------------------------
     def _clear_cards(self) -> None:
@@ -123,8 +130,12 @@ class ReasoningPanel(QWidget):
         """Rebuild from the controller's run (after a run ends, a failure, a restore or a switch)."""
         if self.c.live_question is not None:
             return
-        self._clear_cards()
         run = self.c.run
+        if run is not None and [(i, card.round) for i, card in sorted(self.cards.items())] == \
+                [(r.index, r) for r in run.rounds]:
+            self._finish_live(run)  # the cards streamed in are this run's: keep them (no rebuild)
+            return
+        self._clear_cards()
         self.conclusion.setVisible(run is not None)
         self.placeholder.setVisible(run is None)
         self.question.setText(f"Q: {run.question}" if run else "")
@@ -136,6 +147,15 @@ class ReasoningPanel(QWidget):
         for rnd in run.rounds:
             self._add_card(rnd.index, rnd.prompt).set_round(rnd)
         self.conclusion.set_run(run)
+        self.refresh_review()
+
+    def _finish_live(self, run) -> None:
+        self.conclusion.set_run(run)
+        self.conclusion.show()
+        self.details.setEnabled(True)
+        self._fill_runs()
+        for card in self.cards.values():
+            card.controls.show()
         self.refresh_review()
 
     def _fill_runs(self) -> None:
@@ -233,7 +253,10 @@ class ReasoningPanel(QWidget):
     def _sign(self) -> None:
         name = self.reviewer.text().strip()
         if name and name != self.c.settings.reviewer:
-            self.c.settings.reviewer = name
+            from app.settings import save_settings
+
+            self.c.settings.reviewer = name  # the next review starts with it
+            save_settings(self.c.settings)
         if self.confirm_sign(name):
             self.c.sign(name)
 

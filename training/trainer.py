@@ -149,8 +149,9 @@ def latest_checkpoint(output_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(out)) if out.is_dir() else None
 
 
-def run_training(cfg: TrainConfig, log_fn=print) -> dict:
-    """Train as ``cfg`` says; returns a summary (steps, losses, samples/s, output folder)."""
+def run_training(cfg: TrainConfig, log_fn=print, model=None) -> dict:
+    """Train as ``cfg`` says; returns a summary (steps, losses, samples/s, output folder).
+    ``model``: an already built TumorChainModel (benchmarks); default: built from cfg."""
     from training.runtime import setup_environment
 
     cpu = setup_environment(cfg.device)
@@ -172,7 +173,12 @@ def run_training(cfg: TrainConfig, log_fn=print) -> dict:
     args = training_arguments(cfg, cpu)  # initialises torch.distributed under a launcher
     rank, world, _, _ = dist_info()
     dtype = torch.bfloat16 if (cfg.deepspeed and args.bf16) else torch.float32
-    model, trainable = training_model(cfg, dtype)
+    if model is None:
+        model, trainable = training_model(cfg, dtype)
+    else:
+        from training.build_model import prepare_for_training
+
+        trainable = prepare_for_training(model, cfg)
     if rank == 0:
         log_fn(f"trainable parameters: {trainable}")
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)

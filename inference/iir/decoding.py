@@ -131,6 +131,8 @@ class KVDecoder:
         self.prefill_chunk = max(int(prefill_chunk), 1)
         self.position_ids = position_ids
         self.device = next(llm.parameters()).device
+        # looked up once: get_input_embeddings() walks the module tree, once per token otherwise
+        self._emb_dtype = llm.get_input_embeddings().weight.dtype
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(sampling.seed))
         self.forward_calls = 0  # model forwards run so far (tests count them around a cancel)
@@ -265,7 +267,7 @@ class KVDecoder:
         return self.embed_text(t).to(self._dtype())
 
     def _dtype(self) -> torch.dtype:
-        return self.llm.get_input_embeddings().weight.dtype
+        return self._emb_dtype
 
     def _now(self) -> float:
         if self.device.type == "cuda":

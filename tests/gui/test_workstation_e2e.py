@@ -202,6 +202,15 @@ def test_analyze_stream_select_round_sign_off_and_export(ws, qtbot, tmp_path):
     assert len([im for p in reader.pages for im in p.images]) == len(distinct)
     assert st.highlight == tuple(sorted(roi_labels))  # the capture put the reader's highlight back
 
+    # after sign-off a change is an amendment with its reason; the signed decision stays on record
+    panel.conclusion.controls.reason_provider = lambda: "re-read with the prior CT"
+    qtbot.mouseClick(panel.conclusion.controls.reject, Qt.MouseButton.LeftButton)
+    assert review.current("conclusion").decision == "agreed" and review.effective("conclusion").decision == "rejected"
+    assert review.amendments[-1].reason == "re-read with the prior CT"
+    assert panel.conclusion.controls.badge.text().startswith("Rejected")
+    assert "1 amendment" in panel.progress_label.text()
+    assert load_review(c.store.review_path(run)).amendments[-1].reason == "re-read with the prior CT"
+
 
 def test_cancel_mid_analysis_keeps_the_previous_run(ws, qtbot):
     from inference.report.review import run_key

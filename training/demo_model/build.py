@@ -60,6 +60,32 @@ def make_llm(cohort: Path, work: Path, recipe: dict, seed: int) -> Path:
                          layers=l["layers"], heads=l["heads"], kv_heads=l["kv_heads"])
 
 
+def pretrain_stage(cohort: Path, work: Path, model_cfg, p: dict, seed: int, log=print) -> dict:
+    """Stage 0 (encoder_pretrain.py): lesion-patch pretraining of the tiny encoder on the train split,
+    its held-out patch AUC measured on the val split."""
+    import torch
+
+    from inference.model.vision_encoder import VisionEncoder3D
+    from training.case_cache import CaseCache, Geometry
+    from training.dataset import prepare_cases
+    from training.demo_model.encoder_pretrain import pretrain_encoder
+    from training.manifest import load_manifest
+
+    cache = CaseCache(work / "case_cache", Geometry.from_model_config(model_cfg))
+    split = {}
+    for name in ("train", "val"):
+        samples = load_manifest(cohort / f"{name}.jsonl")
+        paths = prepare_cases(samples, cache)
+        folders = {s.case_id: s.ct_file.parent for s in samples}
+        split[name] = [(cid, paths[cid], folders[cid]) for cid in sorted(paths)]
+    torch.manual_seed(seed)
+    encoder = VisionEncoder3D(model_cfg.vision)
+    out = work / f"encoder_pretrained_{seed}.safetensors"
+    result = pretrain_encoder(encoder, cache, split["train"], out, epochs=p["epochs"], lr=p["lr"], batch=p["batch"],
+                              seed=seed, threshold=p["threshold"], pos_weight=p["pos_weight"], heldout=split["val"], log=log)
+    return result | {"weights": out}
+
+
 def guard_samples(work: Path, guard: dict, log=print):
     """The fixed held-out guard set: a cohort of guard['cases'] cases from guard['seed'] (all splits)."""
     from training.manifest import load_manifest
@@ -85,9 +111,11 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
     llm = make_llm(cohort, work, recipe, seed)
     model_cfg = TumorChainConfig.from_dict(dict(recipe["model"]))
     model_cfg.save(work / "tumorchain_config.json")
+    pre = pretrain_stage(cohort, work, model_cfg, recipe["pretrain"], seed, log)
     run_dir = work / f"run_{seed}"
     cfg = TrainConfig(train_manifest=str(cohort / "train.jsonl"), llm=str(llm), model_config=str(work / "tumorchain_config.json"),
-                      output_dir=str(run_dir), cache_dir=str(work / "case_cache"), seed=seed, **recipe["train"])
+                      vision_weights=str(pre["weights"]), output_dir=str(run_dir), cache_dir=str(work / "case_cache"),
+                      seed=seed, **recipe["train"])
     t0 = time.perf_counter()
     train = run_training(cfg, log_fn=log)
     train_minutes = (time.perf_counter() - t0) / 60.0
@@ -101,6 +129,7 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
         | {"minutes": round(train_minutes, 2), "first_log": train["log"][0] if train["log"] else None,
            "last_log": train["log"][-1] if train["log"] else None, "torch": torch.__version__},
         "size_bytes": exported["bytes"],
+        "encoder_pretraining": {k: v for k, v in pre.items() if k != "weights"},
     }
     if not skip_eval:
         summary.update(evaluate_demo(out, cohort, work, recipe, log))
@@ -108,6 +137,19 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
     (out / "eval_summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     (out / "EVAL.md").write_text(eval_markdown(summary), encoding="utf-8")
     return summary
+
+
+def heldout_manifest(cohort: Path, work: Path, e: dict) -> Path:
+    """The held-out split, cut to its first ``max_cases`` cases (sorted ids) to bound the build time."""
+    from training.manifest import load_manifest, write_manifest
+
+    samples = load_manifest(cohort / f"{e['split']}.jsonl")
+    keep = sorted({s.case_id for s in samples})[:e.get("max_cases") or None]
+    if len(keep) == len({s.case_id for s in samples}):
+        return cohort / f"{e['split']}.jsonl"
+    out = cohort / f"{e['split']}_first{len(keep)}.jsonl"
+    write_manifest(out, [s for s in samples if s.case_id in set(keep)])
+    return out
 
 
 def evaluate_demo(out: Path, cohort: Path, work: Path, recipe: dict, log=print) -> dict:
@@ -120,11 +162,12 @@ def evaluate_demo(out: Path, cohort: Path, work: Path, recipe: dict, log=print) 
     e, g = recipe["eval"], recipe["guard"]
     model = load_model(out, device="cpu")
     t0 = time.perf_counter()
-    held = run_evaluation(out, cohort / f"{e['split']}.jsonl", work / "eval", max_rounds=e["max_rounds"],
+    held = run_evaluation(out, heldout_manifest(cohort, work, e), work / "eval", max_rounds=e["max_rounds"],
                           max_new_tokens=e["max_new_tokens"], model=model, log_fn=log)
     log(markdown_table(held))
     eval_minutes = (time.perf_counter() - t0) / 60.0
     cls = classifier_summary(classifier_scores(model, load_manifest(cohort / f"{e['split']}.jsonl")))
+    cls["cases"] = len({s.case_id for s in load_manifest(cohort / f"{e['split']}.jsonl")})
     log(f"classifier on held-out organs: {cls}")
     from training.evaluate import evaluate_samples
     from inference.pipeline import Pipeline
