@@ -15,6 +15,7 @@ KIND_NAMES = {"load": "Loading", "segmentation": "Segmenting", "analysis": "Anal
 class AnalysisBar(QWidget):
     analyze_requested = Signal(object, object, object)  # task or None, organ display name or None, question or None
     cancel_requested = Signal()
+    segment_requested = Signal()
 
     def __init__(self, default_task: str = "report", parent=None):
         super().__init__(parent)
@@ -32,6 +33,11 @@ class AnalysisBar(QWidget):
         self.cancel = QPushButton("■ Cancel")
         self.cancel.setToolTip("Stop the running work; the case stays as it was (Esc in this panel)")
         self.cancel.setEnabled(False)
+        self.segment = QPushButton("Segment organs")
+        self.segment.setToolTip("This case has no organ masks yet: make them with the segmentation expert "
+                                "(Edit > Settings chooses it), or File > Open Organ Masks")
+        self.segment.hide()
+        self._idle_text = ""
         self.progress = QProgressBar(minimum=0, maximum=100, textVisible=True)
         self.progress.hide()
         self.status = QLabel()
@@ -49,6 +55,7 @@ class AnalysisBar(QWidget):
         grid.setColumnStretch(3, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.analyze)
+        buttons.addWidget(self.segment)
         buttons.addWidget(self.cancel)
         buttons.addWidget(self.progress, 1)
         lay = QVBoxLayout(self)
@@ -64,6 +71,7 @@ class AnalysisBar(QWidget):
         self.question.returnPressed.connect(self.request)
         self.analyze.clicked.connect(self.request)
         self.cancel.clicked.connect(self.cancel_requested)
+        self.segment.clicked.connect(self.segment_requested)
         self._task_changed()
 
     def set_task(self, task: str) -> None:
@@ -80,6 +88,12 @@ class AnalysisBar(QWidget):
         i = self.organ.findText(current)
         self.organ.setCurrentIndex(max(i, 0))
 
+    def set_needs_masks(self, needs: bool) -> None:
+        """A CT without organ masks: offer segmentation and say why Analyze cannot run yet."""
+        self.segment.setVisible(needs)
+        self._idle_text = "No organ masks for this CT yet: segment it, or open a mask file." if needs else ""
+        self.status.setText(self._idle_text)
+
     def _task_changed(self) -> None:
         self.organ.setEnabled(self.task.currentData() != QUESTION)
 
@@ -95,7 +109,7 @@ class AnalysisBar(QWidget):
         self.analyze.setEnabled("analysis" not in kinds)
         if not kinds:
             self.progress.hide()
-            self.status.clear()
+            self.status.setText(self._idle_text)
 
     def set_progress(self, kind: str, fraction: float, message: str) -> None:
         self.progress.show()

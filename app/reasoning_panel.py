@@ -81,6 +81,7 @@ class ReasoningPanel(QWidget):
 
         self.bar.analyze_requested.connect(lambda t, o, q: self.c.analyze(t, o, q))
         self.bar.cancel_requested.connect(self.c.cancel)
+        self.bar.segment_requested.connect(lambda: self.c.segment())
         self.runs.activated.connect(self._run_chosen)
         self.details.clicked.connect(self.details_requested)
         self.export.clicked.connect(self.export_requested)
@@ -140,6 +141,7 @@ class ReasoningPanel(QWidget):
         self.placeholder.setVisible(run is None)
         self.question.setText(f"Q: {run.question}" if run else "")
         self.details.setEnabled(run is not None)
+        self.details.setVisible(run is not None)
         self._fill_runs()
         if run is None:
             self.refresh_review()
@@ -153,6 +155,7 @@ class ReasoningPanel(QWidget):
         self.conclusion.set_run(run)
         self.conclusion.show()
         self.details.setEnabled(True)
+        self.details.show()
         self._fill_runs()
         for card in self.cards.values():
             card.controls.show()
@@ -272,3 +275,4 @@ class ReasoningPanel(QWidget):
     def _organs_changed(self) -> None:
         st = self.c.state
         self.bar.set_organs([st.label_name(i) for i in st.present_ids if i < 100])
+        self.bar.set_needs_masks(st.ct is not None and st.masks is None)

@@ -51,6 +51,8 @@ class AppSettings:
         """A copy with out-of-range values replaced by the defaults (a hand-edited ini never crashes)."""
         d = AppSettings()
         out = AppSettings(**{f.name: getattr(self, f.name) for f in fields(self)})
+        if not out.model_dir.strip():  # none chosen yet: the shipped demo model, once it is there
+            out.model_dir = default_model_dir()
         if out.device not in DEVICES:
             out.device = d.device
         if out.segmentation_backend not in SEGMENTATION_BACKENDS:

@@ -191,8 +191,17 @@ def screenshots(win, folder: Path) -> list[Path]:
     from app.model_card_dialog import ModelCardDialog
 
     saved = []
-    panel = win.panel
-    panel.select_round(2)
+    panel, c = win.panel, win.controller
+    c.settings.max_new_tokens = 256  # whole answers for the pictures
+    panel.bar.set_task("report")
+    analyze_once(win, "report", None)
+    panel.cards[1].controls.agree.click()
+    if 2 in panel.cards:
+        ctl = panel.cards[2].controls
+        ctl.edit.click()
+        ctl.editor.setPlainText(ctl.editor.toPlainText().strip() + " Confirmed on the portal venous phase.")
+        ctl.save.click()
+    panel.select_round(2 if 2 in panel.cards else 1)
     win.volume.build_visible_now()
     wait_signal_loop(win, lambda: True, 1)
     tmp = Path(tempfile.mkdtemp()) / "window.png"

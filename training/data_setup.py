@@ -16,11 +16,15 @@ def make_cache(cfg: TrainConfig, model) -> CaseCache:
     return CaseCache(cfg.cache_path, Geometry.from_model_config(model.config), cfg.segmentation)
 
 
-def build_datasets(cfg: TrainConfig, model, manifest: str | None = None,
-                   log_fn: Callable[[str], None] | None = print) -> ManifestDataset:
+def load_samples(cfg: TrainConfig, manifest: str | None = None):
+    """The validated samples a run trains on (checked before any model is built)."""
     samples = load_manifest(manifest or cfg.train_manifest, check_files=True)
-    if cfg.max_samples:
-        samples = samples[:cfg.max_samples]
+    return samples[:cfg.max_samples] if cfg.max_samples else samples
+
+
+def build_datasets(cfg: TrainConfig, model, manifest: str | None = None,
+                   log_fn: Callable[[str], None] | None = print, samples=None) -> ManifestDataset:
+    samples = samples if samples is not None else load_samples(cfg, manifest)
     cache = make_cache(cfg, model)
     _, _, local_rank, local_world = dist_info()
     t0 = time.perf_counter()

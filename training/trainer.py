@@ -163,12 +163,13 @@ def run_training(cfg: TrainConfig, log_fn=print, model=None) -> dict:
 
     from training.build_model import training_model
     from training.collate import Collator
-    from training.data_setup import build_datasets
+    from training.data_setup import build_datasets, load_samples
     from training.joint_model import TumorChainForTraining
     from training.runtime import dist_info
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
+    samples = load_samples(cfg)  # a bad manifest fails before anything heavy
     set_seed(cfg.seed)
     args = training_arguments(cfg, cpu)  # initialises torch.distributed under a launcher
     rank, world, _, _ = dist_info()
@@ -183,7 +184,7 @@ def run_training(cfg: TrainConfig, log_fn=print, model=None) -> dict:
         log_fn(f"trainable parameters: {trainable}")
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         cfg.save(Path(cfg.output_dir) / CONFIG_FILE)
-    train_ds = build_datasets(cfg, model, log_fn=log_fn if rank == 0 else None)
+    train_ds = build_datasets(cfg, model, log_fn=log_fn if rank == 0 else None, samples=samples)
     wrapper = TumorChainForTraining(model, cfg.cls_loss_weight)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
     trainer_cls = _trainer_class()

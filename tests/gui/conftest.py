@@ -48,7 +48,10 @@ def pytest_configure(config):
     if not os.environ.get("TUMORCHAIN_PROFILE_DIR"):
         import tempfile
 
+        import atexit
+
         profile = Path(tempfile.mkdtemp(prefix="tumorchain-gui-profile-"))
+        atexit.register(shutil.rmtree, profile, True)
         os.environ["TUMORCHAIN_PROFILE_DIR"] = str(profile)
         os.environ["TUMORCHAIN_REVIEW_DIR"] = str(profile / "reviews")
 

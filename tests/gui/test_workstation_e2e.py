@@ -272,3 +272,21 @@ def test_reopening_the_ct_alone_brings_back_the_run_its_masks_and_the_review(ws)
     assert c.masks is not None and c.run_matches_masks()
     assert ws.panel.progress_label.text().startswith("Signed by")
     assert ws.panel.runs.count() >= 1 and ws.panel.runs.currentData() == key
+
+
+def test_run_details_name_model_device_backend_and_timings(ws):
+    from app.run_details_dialog import RunDetailsDialog
+
+    run = ws.controller.run
+    assert ws.panel.details.isEnabled()
+    dlg = RunDetailsDialog(run, "/runs/here")
+    text = dlg.browser.toPlainText()
+    for fact in (run.model.name, run.model.device, run.model.dtype, run.model.llm_type, run.segmentation.backend,
+                 "Analyze to first token", "CT encoding", "reasoning (all rounds)", "/runs/here"):
+        assert fact in text, fact
+    assert run.timings["first_token_ms"] > 0 and run.timings["analysis_ms"] >= run.timings["iir_ms"]
+    for r in run.rounds:  # one table row per round: index, prompt tokens, prefill, new tokens, ...
+        organs = ", ".join(f"{o.display} ({o.abnormal_prob:.2f})" for o in r.organs) or "-"
+        row = f"\n{r.index}\n{r.timings.prompt_tokens}\n"
+        assert row in text and f"\n{r.timings.generated_tokens}\n" in text.split(row, 1)[1][:40], r.index
+        assert organs in text

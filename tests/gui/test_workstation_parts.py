@@ -49,10 +49,18 @@ def test_segmentation_gives_masks_with_progress_and_cancel_or_failure_keeps_them
     wait_idle(win)
     assert c.ct is not None and c.masks is None
     assert not c.analyze("tnm") and "no organ masks" in win.last_error
+    bar = win.panel.bar
+    assert bar.segment.isVisible() and "No organ masks" in bar.status.text()
     seen = []
     c.job_progress.connect(lambda kind, f, m: seen.append((kind, f)))
-    assert c.segment("synthetic")  # the cohort backend: organs.nii.gz beside ct.nii.gz
-    wait_idle(win)
+    win.settings.segmentation_backend = "synthetic"  # the cohort backend: organs.nii.gz beside ct.nii.gz
+    try:
+        bar.segment.click()
+        assert c.busy_kinds() == ["segmentation"] and bar.cancel.isEnabled()
+        wait_idle(win)
+    finally:
+        win.settings.segmentation_backend = "totalsegmentator"
+    assert not bar.segment.isVisible()
     assert c.masks is not None and LIVER in win.state.present_ids and LIVER in win.labels.items
     assert ("segmentation", 1.0) in seen and c.mask_hash is not None
     assert win.panel.bar.organ.findData("liver") > 0
