@@ -92,7 +92,9 @@ class ReviewControls(QWidget):
             b.setChecked(self.decision == name)
         who = f" by {decision.reviewer}" if decision.reviewer and self.decision != "pending" else ""
         self.badge.setText(LABELS[self.decision] + who)
-        self.badge.setStyleSheet(f"background: {rgb_css(DECISION_RGB[self.decision])};")
+        if self.badge.property("decision") != self.decision:  # a style sheet change re-polishes: only when needed
+            self.badge.setProperty("decision", self.decision)
+            self.badge.setStyleSheet(f"background: {rgb_css(DECISION_RGB[self.decision])};")
         if draft:
             self.editor.setPlainText(draft)
             self.edit_area.show()

@@ -133,9 +133,11 @@ class RoundCard(QFrame):
         if decision.comment:
             self.edited.setText((self.edited.text() + "\n" if edited else "") + f"Comment: {decision.comment}")
             self.edited.show()
-        self.body.setProperty("rejected", decision.decision == "rejected")
-        self.body.style().unpolish(self.body)
-        self.body.style().polish(self.body)
+        rejected = decision.decision == "rejected"
+        if bool(self.body.property("rejected")) != rejected:
+            self.body.setProperty("rejected", rejected)
+            self.body.style().unpolish(self.body)
+            self.body.style().polish(self.body)
 
     def set_selected(self, on: bool) -> None:
         self.setProperty("selected", bool(on))

@@ -207,6 +207,9 @@ def screenshots(win, folder: Path) -> list[Path]:
     tmp = Path(tempfile.mkdtemp()) / "window.png"
     win.save_window_png(tmp)
     saved.append(save_small_png(Image.open(tmp), folder / "workstation.png"))
+    bar = panel.scroll.verticalScrollBar()
+    bar.setValue(bar.maximum())  # the panel picture ends on the conclusion
+    wait_signal_loop(win, lambda: True, 1)
     saved.append(save_small_png(grab_widget(panel), folder / "reasoning_panel.png"))
     dlg = ExportDialog(Path.home() / "TumorChain exports" / "demo_case", "the CT did not come from DICOM", False, win)
     dlg.show()
@@ -215,7 +218,7 @@ def screenshots(win, folder: Path) -> list[Path]:
     dlg.close()
     if (Path(win.settings.model_dir) / "config.json").is_file():
         card = ModelCardDialog(win.settings.model_dir, win)
-        card.resize(760, 640)
+        card.resize(860, 700)
         card.show()
         wait_signal_loop(win, lambda: True, 1)
         saved.append(save_small_png(grab_widget(card), folder / "model_card.png"))
@@ -237,7 +240,10 @@ def main() -> int:
     from workstation_helpers import DEMO_MODEL, build_test_model, demo_model_ready
 
     model = args.model or build_test_model(work / "model")
-    which = "the demo model" if model == DEMO_MODEL and demo_model_ready() else f"{model} (tiny random stand-in)"
+    if args.model:
+        which = str(args.model)
+    else:
+        which = "the demo model" if model == DEMO_MODEL and demo_model_ready() else f"{model} (tiny random stand-in)"
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([sys.argv[0]])

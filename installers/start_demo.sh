@@ -11,6 +11,7 @@ if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   exec .venv/bin/python -m app.main --demo "$@"
 fi
 echo "No display found: running the demo analysis headless (output in demo_output/)."
+mkdir -p demo_output
 exec .venv/bin/tumorchain analyze resources/demo_case/ct.nii.gz \
   --masks resources/demo_case/organs.nii.gz --model resources/demo_model \
   --task report --out demo_output/run.json "$@"

@@ -36,6 +36,8 @@ def test_scoring_rules():
     assert open_match("two", "2") and open_match("2 lesions", "2") and not open_match("3", "2")
     assert open_match("Hepatic segment VII", "hepatic segment VII")
     assert not open_match("hepatic segment VI", "hepatic segment VII")
+    assert open_match("located in the gastric antrum", "gastric antrum")
+    assert not open_match("not the gastric body but the gastric antrum region", "gastric antrum")
     assert token_f1("a b c", "a b c") == 1.0 and token_f1("x", "y") == 0.0
 
 

@@ -72,9 +72,13 @@ def reference_option(final_answer: str, options: Sequence[str]) -> int:
     return found
 
 
-def open_match(answer: str, reference: str) -> bool:
+def open_match(answer: str, reference: str, slack_words: int = 3) -> bool:
+    """Equal after normalisation; or the reference phrase inside a short answer ("located in the
+    gastric antrum" for "gastric antrum": at most ``slack_words`` extra words); counts as numbers."""
     a, r = normalize(answer), normalize(reference)
     if a == r:
+        return True
+    if r and re.search(rf"(?<![a-z0-9-]){re.escape(r)}(?![a-z0-9-])", a) and len(a.split()) <= len(r.split()) + slack_words:
         return True
     na, nr = re.findall(r"\d+", a), re.findall(r"\d+", r)
     # counts: "2 lesions" == "2"

@@ -194,6 +194,9 @@ def run_training(cfg: TrainConfig, log_fn=print, model=None) -> dict:
     resume = cfg.resume_from_checkpoint
     if resume == "latest":
         resume = latest_checkpoint(cfg.output_dir)
+    log_file = Path(cfg.output_dir) / LOG_FILE
+    if rank == 0 and not resume and log_file.exists():
+        log_file.unlink()  # a fresh run starts a fresh log; a resumed one appends
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - t0

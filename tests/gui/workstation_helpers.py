@@ -16,8 +16,13 @@ def demo_model_ready() -> bool:
 
 
 def build_test_model(folder: Path) -> Path:
-    """The shipped demo model when it is there; else a tiny random TumorChain model (word-level
-    tokenizer, so its text is words a PDF can hold) on the demo model's 32x256x256 input grid."""
+    """$TUMORCHAIN_TEST_MODEL when set; the shipped demo model when it is there; else a tiny random
+    TumorChain model (word-level tokenizer, so its text is words a PDF can hold) on the demo model's
+    32x256x256 input grid."""
+    import os
+
+    if os.environ.get("TUMORCHAIN_TEST_MODEL"):
+        return Path(os.environ["TUMORCHAIN_TEST_MODEL"])
     if demo_model_ready():
         return DEMO_MODEL
     sys.path.insert(0, str(REPO / "tests"))

@@ -4,7 +4,9 @@
 
 1. a synthetic cohort (training/cohort; recipe.json: cases, shape) split by case into train/val/test;
 2. a byte-level BPE tokenizer trained on the train split's text, and a tiny random Qwen2 LLM;
-3. a TumorChain model around it (tiny 3D ViT encoder on the standard 32x256x256 input);
+3. a TumorChain model around it (tiny 3D ViT encoder on the standard 32x256x256 input), whose visual
+   side is first pretrained on patch-level lesion targets (encoder_pretrain.py: our stand-in for the
+   pretrained M3D encoder the paper starts from);
 4. training with this module (Hugging Face Trainer, eq. 8 joint loss, IIR chains);
 5. export to ``--out`` (safetensors, the workstation's from_pretrained folder);
 6. evaluation on the held-out test split with and without IIR (Table 1 columns), the classifier's
@@ -60,15 +62,16 @@ def make_llm(cohort: Path, work: Path, recipe: dict, seed: int) -> Path:
                          layers=l["layers"], heads=l["heads"], kv_heads=l["kv_heads"])
 
 
-def pretrain_stage(cohort: Path, work: Path, model_cfg, p: dict, seed: int, log=print) -> dict:
-    """Stage 0 (encoder_pretrain.py): lesion-patch pretraining of the tiny encoder on the train split,
-    its held-out patch AUC measured on the val split."""
+def pretrain_stage(cohort: Path, llm: Path, work: Path, model_cfg, p: dict, seed: int, log=print) -> dict:
+    """Stage 0 (encoder_pretrain.py): lesion-patch pretraining of the encoder, projector and
+    classifier on the train split (held-out patch AUC on the val split); the model is saved as a
+    TumorChain folder that stage 1 fine-tunes."""
     import torch
 
-    from inference.model.vision_encoder import VisionEncoder3D
+    from inference.model.modeling_tumorchain import TumorChainModel
     from training.case_cache import CaseCache, Geometry
     from training.dataset import prepare_cases
-    from training.demo_model.encoder_pretrain import pretrain_encoder
+    from training.demo_model.encoder_pretrain import pretrain_visual
     from training.manifest import load_manifest
 
     cache = CaseCache(work / "case_cache", Geometry.from_model_config(model_cfg))
@@ -78,12 +81,15 @@ def pretrain_stage(cohort: Path, work: Path, model_cfg, p: dict, seed: int, log=
         paths = prepare_cases(samples, cache)
         folders = {s.case_id: s.ct_file.parent for s in samples}
         split[name] = [(cid, paths[cid], folders[cid]) for cid in sorted(paths)]
+    log(f"case cache ready: {len(split['train'])} train and {len(split['val'])} val cases")
     torch.manual_seed(seed)
-    encoder = VisionEncoder3D(model_cfg.vision)
-    out = work / f"encoder_pretrained_{seed}.safetensors"
-    result = pretrain_encoder(encoder, cache, split["train"], out, epochs=p["epochs"], lr=p["lr"], batch=p["batch"],
-                              seed=seed, threshold=p["threshold"], pos_weight=p["pos_weight"], heldout=split["val"], log=log)
-    return result | {"weights": out}
+    model = TumorChainModel.build(llm, model_cfg, device="cpu")
+    result = pretrain_visual(model, cache, split["train"], epochs=p["epochs"], lr=p["lr"], batch=p["batch"], seed=seed,
+                             threshold=p["threshold"], pos_weight=p["pos_weight"], heldout=split["val"],
+                             targets_dir=work / "lesion_targets", log=log)
+    folder = work / f"pretrained_{seed}"
+    model.save_pretrained(folder)
+    return result | {"folder": folder}
 
 
 def guard_samples(work: Path, guard: dict, log=print):
@@ -111,11 +117,10 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
     llm = make_llm(cohort, work, recipe, seed)
     model_cfg = TumorChainConfig.from_dict(dict(recipe["model"]))
     model_cfg.save(work / "tumorchain_config.json")
-    pre = pretrain_stage(cohort, work, model_cfg, recipe["pretrain"], seed, log)
+    pre = pretrain_stage(cohort, llm, work, model_cfg, recipe["pretrain"], seed, log)
     run_dir = work / f"run_{seed}"
-    cfg = TrainConfig(train_manifest=str(cohort / "train.jsonl"), llm=str(llm), model_config=str(work / "tumorchain_config.json"),
-                      vision_weights=str(pre["weights"]), output_dir=str(run_dir), cache_dir=str(work / "case_cache"),
-                      seed=seed, **recipe["train"])
+    cfg = TrainConfig(train_manifest=str(cohort / "train.jsonl"), model=str(pre["folder"]), output_dir=str(run_dir),
+                      cache_dir=str(work / "case_cache"), seed=seed, **recipe["train"])
     t0 = time.perf_counter()
     train = run_training(cfg, log_fn=log)
     train_minutes = (time.perf_counter() - t0) / 60.0
@@ -129,7 +134,7 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
         | {"minutes": round(train_minutes, 2), "first_log": train["log"][0] if train["log"] else None,
            "last_log": train["log"][-1] if train["log"] else None, "torch": torch.__version__},
         "size_bytes": exported["bytes"],
-        "encoder_pretraining": {k: v for k, v in pre.items() if k != "weights"},
+        "visual_pretraining": {k: v for k, v in pre.items() if k != "folder"},
     }
     if not skip_eval:
         summary.update(evaluate_demo(out, cohort, work, recipe, log))

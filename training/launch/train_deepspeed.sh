@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
 if [[ -n "${HOSTFILE:-}" ]]; then
-  exec deepspeed --hostfile "$HOSTFILE" --master_port "${MASTER_PORT:-29500}" training/cli.py train "$@"
+  exec deepspeed --hostfile "$HOSTFILE" --master_port "${MASTER_PORT:-29500}" --module training.cli train "$@"
 fi
 exec deepspeed --num_gpus "${NUM_GPUS:-$(python -c 'import torch; print(max(torch.cuda.device_count(), 1))')}" \
-  training/cli.py train "$@"
+  --module training.cli train "$@"
