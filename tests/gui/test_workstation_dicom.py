@@ -42,6 +42,7 @@ def _all_bytes(folder) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
 
 
+@pytest.mark.slow
 def test_dicom_case_exports_seg_and_sr_and_deidentifies(dicom_ws, tmp_path):
     import pydicom
 

@@ -62,6 +62,7 @@ def test_demo_opens_with_masks_ready_to_analyze(ws):
     assert "ct.nii.gz" in ws.banner.text() and "192 x 192 x 80" in ws.banner.text()
 
 
+@pytest.mark.slow
 def test_analyze_stream_select_round_sign_off_and_export(ws, qtbot, tmp_path):
     from app.export_dialog import ExportDialog
     from inference.iir.prompts import task_question
