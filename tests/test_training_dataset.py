@@ -1,10 +1,13 @@
 """Training builds exactly what inference feeds: the same ids, the same organ tokens, the same loss."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.tiny_models import one_torch_thread
 from tests.training_assets import tiny_assets
+
+pytestmark = pytest.mark.slow  # builds the tiny cohort and model (~10-20 s)
 
 
 def _model_and_dataset(tmp_path, **over):

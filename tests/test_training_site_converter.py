@@ -8,6 +8,8 @@ import pytest
 from inference.errors import InputError
 from tests.training_assets import tiny_assets
 
+pytestmark = pytest.mark.slow  # builds the tiny cohort and model (~10-20 s)
+
 
 def _site(tmp_path):
     a = tiny_assets()

@@ -59,13 +59,14 @@ def _built(a):
 
 
 def test_lora_trains_adapters_and_export_merges(tmp_path):
+    """LoRA with gradient checkpointing: adapters train, export folds them into plain weights."""
     from inference.model.modeling_tumorchain import TumorChainModel
     from training.export import export_checkpoint
     from training.trainer import run_training
 
     a = tiny_assets()
     cfg = a.train_config(tmp_path / "run", max_steps=4, lora=True, lora_r=4, lora_alpha=8, learning_rate=1e-2,
-                         save_steps=4, lora_targets=["q_proj", "v_proj", "not_a_module"])
+                         save_steps=4, lora_targets=["q_proj", "v_proj", "not_a_module"], gradient_checkpointing=True)
     summary = run_training(cfg, log_fn=lambda *_: None)
     assert summary["global_step"] == 4
     w = _weights(tmp_path / "run" / "checkpoint-4")

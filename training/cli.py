@@ -52,10 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     from training.config import add_config_arguments
 
     p = argparse.ArgumentParser(prog="tumorchain-train", description="TumorChain training and evaluation (headless).")
+    # the deepspeed launcher puts --local_rank=N before the subcommand (LOCAL_RANK is in the environment too)
+    p.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train (single process, torchrun or the DeepSpeed launcher)")
     add_config_arguments(t)
-    t.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)  # deepspeed launcher
     t.set_defaults(handler=_train)
     c = sub.add_parser("cache", help="preprocess the manifest's cases into the case cache, then stop")
     add_config_arguments(c)

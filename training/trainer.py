@@ -171,15 +171,18 @@ def run_training(cfg: TrainConfig, log_fn=print, model=None) -> dict:
         torch.set_num_threads(int(cfg.num_threads))
     samples = load_samples(cfg)  # a bad manifest fails before anything heavy
     set_seed(cfg.seed)
-    args = training_arguments(cfg, cpu)  # initialises torch.distributed under a launcher
     rank, world, _, _ = dist_info()
-    dtype = torch.bfloat16 if (cfg.deepspeed and args.bf16) else torch.float32
+    dtype = torch.bfloat16 if (cfg.deepspeed and cfg.bf16 and not cpu) else torch.float32
+    # the model is built before TrainingArguments: with ZeRO-3 configured, transformers would otherwise
+    # partition the LLM while it loads (zero.Init) and our wrapper would add tokens to a sharded model;
+    # DeepSpeed partitions the whole TumorChainModel when the engine starts instead
     if model is None:
         model, trainable = training_model(cfg, dtype)
     else:
         from training.build_model import prepare_for_training
 
         trainable = prepare_for_training(model, cfg)
+    args = training_arguments(cfg, cpu)  # initialises torch.distributed under a launcher
     if rank == 0:
         log_fn(f"trainable parameters: {trainable}")
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
