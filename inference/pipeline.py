@@ -151,7 +151,8 @@ class Pipeline:
             model_input, encoding = self._encodings[key]
             t_pre = t_enc = time.perf_counter()
         else:
-            model_input = preprocess(ct, masks)
+            # the model's own input grid (M3D-sized models: 32x256x256, the paper's)
+            model_input = preprocess(ct, masks, shape=tuple(self.model.config.vision.img_size))
             t_pre = time.perf_counter()
             _check(cancel)
             _progress(callbacks, "encode", 0.0, "encoding the CT")

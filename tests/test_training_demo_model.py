@@ -62,7 +62,7 @@ def test_demo_model_does_not_regress_on_the_guard_set(guard):
 # Known gap (issue 5 stays open): the shipped v0 demo model's tiny encoder does not yet carry the
 # lesion into the organ tokens (classifier AUC 0.67), so organ and tumor position are not yet well
 # above chance. strict=True: this fails the suite the day the model gets there, so the mark goes.
-@pytest.mark.xfail(strict=True, reason="demo model v0 is not yet well above chance on organ/tumor position")
+@pytest.mark.xfail(strict=True, reason="demo model v0.1 is not yet well above chance on organ/tumor position")
 def test_demo_model_is_well_above_chance_and_iir_not_worse(guard):
     _, samples, acc = guard
     for col in ("organ_position", "tumor_position"):

@@ -1,0 +1,30 @@
+"""The pipeline feeds a model its own configured input grid, not the M3D default 32x256x256."""
+from __future__ import annotations
+
+import pytest
+
+from inference.iir.decoding import SamplingConfig
+from inference.iir.loop import IIRSettings
+from tests.test_preprocess import phantom
+from tests.tiny_models import one_torch_thread, tiny_config, tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_torch_thread():
+        yield
+
+
+def test_analyze_volume_preprocesses_to_the_models_img_size(tmp_path):
+    from inference.pipeline import Pipeline
+
+    model = tiny_model(tmp_path, tiny_config(img_size=(8, 64, 64)))
+    model.save_pretrained(tmp_path / "model")
+    ct, masks = phantom()
+    settings = IIRSettings(max_rounds=2, sampling=SamplingConfig(max_new_tokens=4))
+    pipe = Pipeline(model, tmp_path / "model", settings=settings)
+    record = pipe.analyze_volume(ct, masks, "Is there a lesion in the liver?")
+    model_input, encoding = next(iter(pipe._encodings.values()))
+    assert tuple(model_input.volume.shape[-3:]) == (8, 64, 64)
+    assert encoding.grid == (2, 4, 4)  # 8x64x64 in 4x16x16 patches
+    assert record.rounds and record.rounds[0].text is not None
