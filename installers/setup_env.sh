@@ -22,10 +22,22 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 stamp="$venv/.tumorchain-installed"
-want="$(sha256sum "$root/pyproject.toml" | cut -c1-16) $extras"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+hash="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+# the stamp holds "HASH extra1,extra2,..."; extras already installed for this pyproject are kept,
+# so the demo ("app") after the tests ("app,training,test") installs nothing
+have=""
+if [ -f "$stamp" ] && [ "$(cut -d' ' -f1 "$stamp")" = "$hash" ]; then
+  have="$(cut -s -d' ' -f2 "$stamp")"
+fi
+missing=0
+for e in ${extras//,/ }; do
+  case ",$have," in *",$e,"*) ;; *) missing=1 ;; esac
+done
+if [ "$missing" = 0 ]; then
   exit 0
 fi
+extras="$(printf '%s\n' ${have//,/ } ${extras//,/ } | sort -u | paste -sd, -)"
+want="$hash $extras"
 echo "Setting up $venv with extras [$extras] (first run takes a few minutes)..."
 "$venv/bin/python" -m pip install -q --upgrade pip
 # torch first and pinned: a CPU build where no CUDA is wanted (TORCH_SPEC overrides, e.g. for a CUDA wheel)
