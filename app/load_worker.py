@@ -6,19 +6,18 @@ it on one long-lived QThread and hands the result to the GUI thread by signal.
 """
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import logging
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal
 
+from app.job_runner import JobRunner
 from inference.ct_io import load_ct
 from inference.ct_volume import CTVolume
 from inference.errors import Cancelled, InputError, TumorChainError
@@ -112,37 +111,27 @@ def _same_layout(masks: OrganMasks, ct: CTVolume) -> OrganMasks:
     return dataclasses.replace(masks, organs=np.asfortranarray(masks.organs), parts=parts)
 
 
-class _Worker(QObject):
-    """Lives on the loader thread; runs one request at a time."""
+def _load_job(request: LoadRequest):
+    """load_case as a JobRunner job; unexpected failures still name the file."""
+    source = request.ct or request.masks
 
-    progress = Signal(float, str)
-    loaded = Signal(object)
-    failed = Signal(str)
-    done = Signal()
-
-    @Slot(object, object)
-    def run(self, request: LoadRequest, cancel: threading.Event) -> None:  # loader thread: no widgets, no VTK
+    def job(progress, cancel: threading.Event) -> LoadedCase:
         try:
-            case = load_case(request, self.progress.emit, cancel)
-        except Cancelled:
-            self.failed.emit("Loading was cancelled.")
-        except TumorChainError as exc:  # InputError and friends name the file and the problem
-            self.failed.emit(str(exc))
+            return load_case(request, progress, cancel)
+        except TumorChainError:  # InputError and friends name the file and the problem; Cancelled
+            raise
         except MemoryError:
-            self.failed.emit(f"{request.ct or request.masks}: not enough memory to load this case")
+            raise InputError(source, "not enough memory to load this case") from None
         except Exception as exc:  # a bug or a library failure: log it, tell the user which file
             log.error("loading %s failed", request, exc_info=True)
-            self.failed.emit(f"{request.ct or request.masks}: could not be loaded ({type(exc).__name__}: {exc})")
-        else:
-            self.loaded.emit(case)
-            del case
-        finally:
-            self.done.emit()
+            raise InputError(source, f"could not be loaded ({type(exc).__name__}: {exc})") from None
+    return job
 
 
 class CaseLoader(QObject):
-    """One long-lived loader thread for the window's lifetime (a new thread per load would leave
-    each load's freed memory in a fresh malloc arena: RSS grew ~30 MB per case that way).
+    """Loads cases on one long-lived worker thread (app.job_runner.JobRunner) for the window's
+    lifetime: a new thread per load would leave each load's freed memory in a fresh malloc arena
+    (RSS grew ~30 MB per case that way).
 
     Signals, delivered on the GUI thread: ``progress(fraction, message)``, ``loaded(LoadedCase)``,
     ``failed(message)``, ``finished()`` after either of the two.
@@ -152,51 +141,30 @@ class CaseLoader(QObject):
     loaded = Signal(object)
     failed = Signal(str)
     finished = Signal()
-    _submit = Signal(object, object)
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self._thread = QThread(self)
-        self._thread.setObjectName("case-loader")
-        self._worker = _Worker()
-        self._worker.moveToThread(self._thread)
-        self._submit.connect(self._worker.run)
-        self._worker.progress.connect(self.progress)
-        self._worker.loaded.connect(self.loaded)
-        self._worker.failed.connect(self.failed)
-        self._worker.done.connect(self._on_done)
-        self._cancel: threading.Event | None = None
-        self._thread.start()
-        # stop the thread before Qt objects are torn down, even if no window closes cleanly
-        # (a QThread destroyed while running aborts the process)
-        ref = weakref.ref(self)
-        atexit.register(lambda: (lambda me: me is not None and me.shutdown())(ref()))
+        self._runner = JobRunner("case-loader", self)
+        self._runner.progress.connect(self.progress)
+        self._runner.succeeded.connect(self.loaded)
+        self._runner.failed.connect(self.failed)
+        self._runner.cancelled.connect(self._on_cancelled)
+        self._runner.finished.connect(self.finished)
 
     @property
     def busy(self) -> bool:
-        return self._cancel is not None
+        return self._runner.busy
 
     def load(self, request: LoadRequest) -> bool:
         """Start loading; False (and nothing happens) while another load is running."""
-        if self.busy:
-            return False
-        self._cancel = threading.Event()
-        self._submit.emit(request, self._cancel)
-        return True
+        return self._runner.start(_load_job(request))
 
     def cancel(self) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
+        self._runner.cancel()
 
-    def _on_done(self) -> None:
-        self._cancel = None
-        self.finished.emit()
+    def _on_cancelled(self, _message: str) -> None:
+        self.failed.emit("Loading was cancelled.")
 
     def shutdown(self) -> None:
         """Cancel any load and stop the thread (the window is closing); safe to call twice."""
-        self.cancel()
-        try:
-            self._thread.quit()
-            self._thread.wait()
-        except RuntimeError:  # the C++ object is already gone
-            pass
+        self._runner.shutdown()
