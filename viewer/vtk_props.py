@@ -8,7 +8,7 @@ from vtkmodules.util.numpy_support import numpy_to_vtk
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
 from vtkmodules.vtkFiltersSources import vtkPlaneSource
-from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor, vtkTexture
+from vtkmodules.vtkRenderingCore import vtkActor, vtkCoordinate, vtkPolyDataMapper, vtkTextActor, vtkTexture
 
 # 3D Slicer's view colours: axial red, sagittal yellow, coronal green
 PLANE_RGB = {"axial": (0.95, 0.33, 0.33), "sagittal": (0.93, 0.85, 0.31), "coronal": (0.43, 0.73, 0.31)}
@@ -100,16 +100,25 @@ class Polyline:
 
 
 def edge_letters() -> dict[str, vtkTextActor]:
-    """Four text actors at the middle of each viewport edge for orientation letters."""
+    """Four text actors at the middle of each viewport edge for orientation letters. The top one
+    sits a text line below the edge, so it never runs into the corner text of a narrow view."""
     place = {"left": (0.01, 0.5, 0, 1), "right": (0.99, 0.5, 2, 1),
-             "top": (0.5, 0.985, 1, 2), "bottom": (0.5, 0.015, 1, 0)}
+             "top": (0.5, 1.0, 1, 2), "bottom": (0.5, 0.015, 1, 0)}
     out = {}
     for side, (x, y, hj, vj) in place.items():
         t = vtkTextActor()
         t.SetTextScaleModeToNone()
         coord = t.GetPositionCoordinate()
-        coord.SetCoordinateSystemToNormalizedViewport()
-        coord.SetValue(x, y)
+        if side == "top":  # 22 display pixels below the top centre (the corner text is 14 px)
+            ref = vtkCoordinate()
+            ref.SetCoordinateSystemToNormalizedViewport()
+            ref.SetValue(x, y)
+            coord.SetReferenceCoordinate(ref)
+            coord.SetCoordinateSystemToDisplay()
+            coord.SetValue(0, -22)
+        else:
+            coord.SetCoordinateSystemToNormalizedViewport()
+            coord.SetValue(x, y)
         tp = t.GetTextProperty()
         tp.SetFontSize(17)
         tp.BoldOn()
