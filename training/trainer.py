@@ -99,12 +99,17 @@ def _trainer_class():
     return TumorChainTrainer
 
 
+def uses_bf16(cfg: TrainConfig, cpu: bool) -> bool:
+    """bf16 as asked for, except on the CPU (float32 there)."""
+    return bool(cfg.bf16) and not cpu
+
+
 def training_arguments(cfg: TrainConfig, cpu: bool):
     from transformers import TrainingArguments
 
     from training.runtime import deepspeed_config
 
-    bf16 = bool(cfg.bf16) and not cpu
+    bf16 = uses_bf16(cfg, cpu)
     if cfg.bf16 and cpu:
         log.info("bf16 asked for, but this run is on the CPU: training in float32")
     return TrainingArguments(
@@ -172,7 +177,7 @@ def run_training(cfg: TrainConfig, log_fn=print, model=None) -> dict:
     samples = load_samples(cfg)  # a bad manifest fails before anything heavy
     set_seed(cfg.seed)
     rank, world, _, _ = dist_info()
-    dtype = torch.bfloat16 if (cfg.deepspeed and cfg.bf16 and not cpu) else torch.float32
+    dtype = torch.bfloat16 if (cfg.deepspeed and uses_bf16(cfg, cpu)) else torch.float32
     # the model is built before TrainingArguments: with ZeRO-3 configured, transformers would otherwise
     # partition the LLM while it loads (zero.Init) and our wrapper would add tokens to a sharded model;
     # DeepSpeed partitions the whole TumorChainModel when the engine starts instead
