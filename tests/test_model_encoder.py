@@ -100,3 +100,42 @@ def test_m3d_sized_encoder_parameter_count():
         tiny = VisionEncoder3D(TINY_FULL_INPUT)
     # positions 2048*32 + patch linear 1024*32+32 + cls 32 + 2 blocks * 8448 + final norm 64
     assert sum(p.numel() for p in tiny.parameters()) == 65_536 + 32_800 + 32 + 2 * 8_448 + 64
+
+
+STEM = VisionConfig(img_size=(8, 64, 64), patch_size=(4, 16, 16), hidden_size=32, mlp_dim=64, num_layers=1, num_heads=4,
+                    stem_channels=(4, 8), stem_strides=((1, 2, 2), (2, 2, 2)))
+
+
+def test_conv_stem_keeps_the_patch_grid_and_adds_only_stem_keys():
+    """A stem with total stride (2, 4, 4) leaves each patch 2x4x4 cells of 8 channels: same token grid
+    and order, patch embedding sized from the stem's output; without a stem no stem.* key exists
+    (so M3D's state dict still matches)."""
+    torch.manual_seed(0)
+    assert STEM.stem_stride == (2, 4, 4) and STEM.embed_patch_size == (2, 4, 4) and STEM.embed_channels == 8
+    enc = VisionEncoder3D(STEM).eval()
+    keys = enc.state_dict()
+    assert tuple(keys["patch_embedding.patch_embeddings.1.weight"].shape) == (32, 8 * 2 * 4 * 4)
+    assert [k for k in keys if k.startswith("stem.")] == ["stem.layers.0.weight", "stem.layers.0.bias",
+                                                           "stem.layers.2.weight", "stem.layers.2.bias"]
+    assert not any(k.startswith("stem.") for k in VisionEncoder3D(TINY_FULL_INPUT).state_dict())
+    x = torch.rand(1, 1, 8, 64, 64)
+    with torch.no_grad():
+        out = enc.encode(x)
+    assert out.grid == (2, 4, 4) and tuple(out.tokens.shape) == (1, 32, 32)
+    # a change deep inside patch (1, 2, 3) moves that patch's embedding most (the 3x3x3 kernels
+    # reach at most one stem cell into the neighbours)
+    y = x.clone()
+    y[0, 0, 5:7, 36:44, 52:60] += 1.0
+    with torch.no_grad():
+        diff = (enc.patch_embedding(enc.stem(y)) - enc.patch_embedding(enc.stem(x))).abs().sum(dim=-1)[0]
+    assert int(diff.argmax()) == (1 * 4 + 2) * 4 + 3
+
+
+def test_conv_stem_config_round_trips_and_rejects_bad_strides():
+    cfg = TumorChainConfig(vision=STEM, n_organ_tokens=4)
+    again = TumorChainConfig.from_dict(__import__("json").loads(__import__("json").dumps(cfg.to_dict())))
+    assert again.vision == STEM
+    with pytest.raises(ValueError, match="one .d, h, w. stride per stem layer"):
+        VisionConfig(stem_channels=(4, 8), stem_strides=((1, 2, 2),))
+    with pytest.raises(ValueError, match="not a multiple of the stem's total stride"):
+        VisionConfig(patch_size=(4, 16, 16), stem_channels=(4,), stem_strides=((3, 1, 1),))

@@ -145,3 +145,20 @@ def test_reports_markdown_and_png(tmp_path):
     assert "| with IIR | 100.0 | 100.0 |" in md and "| w/o IIR | 0.0 | 0.0 |" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(paths["json"].read_text())["modes"]["iir"]["avg"] == 1.0
+
+
+def test_roc_auc_counts_ties_half_and_matches_the_pairwise_definition():
+    import random
+
+    from training.classifier_eval import roc_auc
+
+    rng = random.Random(0)
+    scores = [rng.choice([0.1, 0.2, 0.2, 0.5, 0.9]) for _ in range(300)]
+    labels = [int(rng.random() < 0.3) for _ in scores]
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    pairwise = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+    assert abs(roc_auc(scores, labels) - pairwise) < 1e-12
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    assert roc_auc([0.3, 0.3], [0, 1]) == 0.5
+    assert roc_auc([0.2, 0.4], [1, 1]) is None

@@ -28,10 +28,24 @@ class VisionConfig:
     qkv_bias: bool = False
     cls_token: bool = True  # M3D-CLIP prepends a class token; its output is dropped
     layer_norm_eps: float = 1e-5
+    # Optional convolutional stem before the patch embedding (not in M3D, whose weights load without
+    # one): output channels and (d, h, w) stride of each 3x3x3 conv + GELU layer. A from-scratch
+    # encoder trained on a few hundred cases has no other way to get a CNN's locality bias.
+    stem_channels: tuple[int, ...] = ()
+    stem_strides: tuple[tuple[int, int, int], ...] = ()
 
     def __post_init__(self) -> None:
         self.img_size = tuple(int(s) for s in self.img_size)  # JSON gives lists
         self.patch_size = tuple(int(s) for s in self.patch_size)
+        self.stem_channels = tuple(int(c) for c in self.stem_channels)
+        self.stem_strides = tuple(tuple(int(v) for v in s) for s in self.stem_strides)
+        if len(self.stem_strides) != len(self.stem_channels):
+            raise ValueError(f"stem_strides needs one (d, h, w) stride per stem layer: {len(self.stem_channels)} "
+                             f"layers, {len(self.stem_strides)} strides")
+        if any(len(s) != 3 or min(s) < 1 for s in self.stem_strides):
+            raise ValueError(f"stem_strides must be (d, h, w) positive integers, got {self.stem_strides}")
+        if any(p % s for p, s in zip(self.patch_size, self.stem_stride)):
+            raise ValueError(f"patch_size {self.patch_size} is not a multiple of the stem's total stride {self.stem_stride}")
         if len(self.img_size) != 3 or len(self.patch_size) != 3:
             raise ValueError(f"img_size and patch_size must have 3 entries, got {self.img_size}, {self.patch_size}")
         if any(i % p for i, p in zip(self.img_size, self.patch_size)):
@@ -45,6 +59,24 @@ class VisionConfig:
     def grid(self) -> tuple[int, int, int]:
         """Patch grid (gd, gh, gw): (8, 16, 16) for M3D."""
         return tuple(i // p for i, p in zip(self.img_size, self.patch_size))  # type: ignore[return-value]
+
+    @property
+    def stem_stride(self) -> tuple[int, int, int]:
+        """The stem's total stride per axis ((1, 1, 1) without a stem)."""
+        total = [1, 1, 1]
+        for stride in self.stem_strides:
+            total = [t * v for t, v in zip(total, stride)]
+        return tuple(total)  # type: ignore[return-value]
+
+    @property
+    def embed_channels(self) -> int:
+        """Channels the patch embedding reads: the stem's last layer, else the image's."""
+        return self.stem_channels[-1] if self.stem_channels else self.in_channels
+
+    @property
+    def embed_patch_size(self) -> tuple[int, int, int]:
+        """A patch measured on the stem's output grid (= patch_size without a stem)."""
+        return tuple(p // s for p, s in zip(self.patch_size, self.stem_stride))  # type: ignore[return-value]
 
     @property
     def n_patches(self) -> int:

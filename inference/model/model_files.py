@@ -106,7 +106,8 @@ def _check_vision_metadata(path: Path, part: str, module: nn.Module, metadata: d
     except (TypeError, ValueError) as error:
         raise ModelError(f"{path}: malformed {VISION_CONFIG_KEY} metadata ({error})") from error
     ours = module.config
-    for name in ("img_size", "patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "patch_embed", "cls_token"):
+    for name in ("img_size", "patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "patch_embed", "cls_token",
+                 "stem_channels", "stem_strides"):
         if getattr(saved, name) != getattr(ours, name):
             raise ModelError(f"{path}: encoder was converted with {name}={getattr(saved, name)}, "
                              f"the model config has {name}={getattr(ours, name)}")

@@ -68,11 +68,12 @@ class PatchEmbedding(nn.Module):
     def __init__(self, cfg: VisionConfig):
         super().__init__()
         self.patch_embed_type = cfg.patch_embed
-        patch_dim = cfg.in_channels * cfg.patch_size[0] * cfg.patch_size[1] * cfg.patch_size[2]
+        patch, channels = cfg.embed_patch_size, cfg.embed_channels
+        patch_dim = channels * patch[0] * patch[1] * patch[2]
         if cfg.patch_embed == "perceptron":
-            self.patch_embeddings = nn.Sequential(_VolumeToPatches(cfg.patch_size), nn.Linear(patch_dim, cfg.hidden_size))
+            self.patch_embeddings = nn.Sequential(_VolumeToPatches(patch), nn.Linear(patch_dim, cfg.hidden_size))
         else:
-            self.patch_embeddings = nn.Conv3d(cfg.in_channels, cfg.hidden_size, cfg.patch_size, stride=cfg.patch_size)
+            self.patch_embeddings = nn.Conv3d(channels, cfg.hidden_size, patch, stride=patch)
         self.position_embeddings = nn.Parameter(torch.zeros(1, cfg.n_patches, cfg.hidden_size))
         nn.init.trunc_normal_(self.position_embeddings, std=0.02, a=-2.0, b=2.0)
 
@@ -81,6 +82,23 @@ class PatchEmbedding(nn.Module):
         if self.patch_embed_type == "conv":
             x = x.flatten(2).transpose(1, 2)
         return x + self.position_embeddings
+
+
+class ConvStem(nn.Module):
+    """3x3x3 conv + GELU layers, each with its own stride: local, translation-invariant features for
+    the patch embedding. Keys: stem.layers.{2i}.{weight,bias}."""
+
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = cfg.in_channels
+        for c_out, stride in zip(cfg.stem_channels, cfg.stem_strides):
+            layers += [nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1), nn.GELU()]
+            c_in = c_out
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
 
 
 class SelfAttention(nn.Module):
@@ -133,6 +151,8 @@ class VisionEncoder3D(nn.Module):
     def __init__(self, cfg: VisionConfig):
         super().__init__()
         self.config = cfg
+        if cfg.stem_channels:
+            self.stem = ConvStem(cfg)
         self.patch_embedding = PatchEmbedding(cfg)
         self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.num_layers)])
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
@@ -148,7 +168,7 @@ class VisionEncoder3D(nn.Module):
         expected = (self.config.in_channels, *self.config.img_size)
         if volume.ndim != 5 or tuple(volume.shape[1:]) != expected:
             raise ValueError(f"vision encoder expects (B, {', '.join(map(str, expected))}), got {tuple(volume.shape)}")
-        x = self.patch_embedding(volume)
+        x = self.patch_embedding(self.stem(volume) if hasattr(self, "stem") else volume)
         has_cls = hasattr(self, "cls_token")
         if has_cls:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
