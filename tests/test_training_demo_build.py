@@ -1,0 +1,34 @@
+"""The demo model's one build command runs end to end (cohort, tokenizer, LLM, visual pre-training,
+training, export) on a shrunken recipe, and the workstation's loader opens what it writes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.tiny_models import one_torch_thread
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_build_end_to_end_on_a_tiny_recipe(tmp_path):
+    from inference.pipeline import load_model
+    from training.demo_model.build import build, load_recipe
+
+    recipe = load_recipe()
+    recipe["cohort"] = {"cases": 10, "shape": [64, 64, 32], "workers": 1}
+    recipe["tokenizer"] = {"vocab_size": 600}
+    recipe["llm"] = {"hidden": 32, "intermediate": 64, "layers": 1, "heads": 4, "kv_heads": 2}
+    vision = dict(recipe["model"]["vision"], img_size=[16, 64, 64], hidden_size=32, mlp_dim=64, num_layers=1)
+    recipe["model"] = dict(recipe["model"], vision=vision, n_organ_tokens=4, projector_hidden=48)
+    recipe["train"] = dict(recipe["train"], num_epochs=1, logging_steps=1)
+    recipe["pretrain"] = dict(recipe["pretrain"], epochs=1)
+    with one_torch_thread():
+        summary = build(tmp_path / "model", 0, tmp_path / "work", recipe, log=lambda *_: None, skip_eval=True)
+        model = load_model(tmp_path / "model", device="cpu")
+    assert model.config.vision.img_size == (16, 64, 64)
+    assert model.config.vision.stem_channels == tuple(vision.get("stem_channels", ()))
+    saved = json.loads((tmp_path / "model" / "eval_summary.json").read_text())
+    assert saved["train"]["global_step"] == summary["train"]["global_step"] > 0
+    assert len(saved["visual_pretraining"]["loss"]) == 1
+    assert (tmp_path / "model" / "EVAL.md").read_text().startswith("# Demo model")
