@@ -1,6 +1,7 @@
 """Errors a user sees. Each names the file and what is wrong with it."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -27,3 +28,17 @@ class ModelError(TumorChainError):
 
 class Cancelled(TumorChainError):
     """Work stopped because the user asked to cancel."""
+
+
+def read_json_file(path: str | Path, what: str):
+    """The parsed JSON of ``path``; InputError naming the file when it is missing, unreadable or not
+    JSON (with line and column). ``what`` names the file for the user, e.g. "review file"."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, f"no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read the {what}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None

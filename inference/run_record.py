@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import InputError
+from inference.errors import InputError, read_json_file
 from inference.iir.conclusion import Conclusion
 from inference.iir.json_fields import field as _field, list_field as _list, need as _need
 from inference.iir.rounds import Round
@@ -134,15 +134,7 @@ class RunRecord:
     @classmethod
     def load(cls, path: str | Path) -> "RunRecord":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(path, "no such run record") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(path, f"cannot read the run record: {exc}") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(path, f"not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-        return cls.from_dict(data, source=path)
+        return cls.from_dict(read_json_file(path, "run record"), source=path)
 
     @classmethod
     def from_dict(cls, data: Any, source: str | Path | None = None) -> "RunRecord":

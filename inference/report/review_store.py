@@ -12,14 +12,13 @@ run key, for runs the GUI made without a run.json (``$TUMORCHAIN_REVIEW_DIR`` or
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from inference.errors import InputError
+from inference.errors import InputError, read_json_file
 from inference.report.review import Review, ReviewError, run_key
 
 ENV_REVIEW_DIR = "TUMORCHAIN_REVIEW_DIR"
@@ -71,14 +70,7 @@ def save_review(review: Review, path: str | Path) -> Path:
 def load_review(path: str | Path) -> Review:
     """Read and validate a review file; InputError naming the file and the problem."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "no such review file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot read the review: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    data = read_json_file(path, "review file")
     try:
         return Review.from_dict(data)
     except ValueError as exc:
