@@ -2,6 +2,9 @@
 
     tumorchain analyze CT [--masks FILE] --model DIR (--question TEXT | --task TASK) --out run.json
     tumorchain batch (FOLDER | CASES.csv) --model DIR (--question TEXT | --task TASK) --out-dir DIR
+    tumorchain export RUN.json ...        (inference/report/cli_export.py)
+    tumorchain evaluate --model DIR --manifest test.jsonl --out results/   (added by training/, see
+                                          the "tumorchain.subcommands" entry points in pyproject.toml)
 
 User mistakes (missing files, bad options, an unusable model folder) print one line and exit 2;
 a batch goes on past a failing case and exits 1 if any failed; Ctrl-C exits 130.
@@ -24,7 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tumorchain", description="TumorChain: abdominal CT tumor analysis "
                                 "with iterative interleaved reasoning.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{analyze,batch,export}")
+    sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="analyze one CT (NIfTI file or DICOM folder)")
     a.add_argument("ct", type=Path, help="CT: a .nii/.nii.gz file or a DICOM folder")
     a.add_argument("--masks", type=Path, help="organ label NIfTI to use instead of running segmentation")
@@ -56,7 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     from inference.report.cli_export import add_export_subcommand  # light: imports nothing heavy
 
     add_export_subcommand(sub)
+    _add_plugin_subcommands(sub)
     return p
+
+
+def _add_plugin_subcommands(sub) -> None:
+    """Subcommands registered by other packages of this distribution (training's ``evaluate``) through
+    the "tumorchain.subcommands" entry points: each is a function(subparsers) that sets a handler."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="tumorchain.subcommands"):
+        try:
+            add = ep.load()
+        except ImportError:  # the package behind it is not installed here
+            continue
+        add(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,11 +88,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             from inference.report.cli_export import run_export
 
             return run_export(args, sys.stdout)
-        return _batch(args, sys.stdout)
+        if args.command == "batch":
+            return _batch(args, sys.stdout)
+        return _plugin_command(args)
     except (Cancelled, KeyboardInterrupt):
         print("tumorchain: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
     except TumorChainError as exc:
+        print(f"tumorchain: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as exc:  # e.g. evaluate without the training extra's packages
+        print(f"tumorchain: error: '{args.command}' needs the Python package {exc.name!r}, which is not "
+              "installed here (pip install .[training])", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _plugin_command(args) -> int:
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except ValueError as exc:  # a plugin's option checks (e.g. evaluate --cot-eval without --judge-url)
         print(f"tumorchain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

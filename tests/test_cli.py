@@ -195,3 +195,28 @@ def test_pipeline_progress_encoding_cache_and_cancel(model_dir, case):
         pipe.analyze(req, Callbacks(on_text=lambda i, d: cancel.set()), cancel=cancel)
     third = pipe.analyze(req)  # a cancelled run leaves the pipeline usable
     assert [r.token_ids for r in third.rounds] == [r.token_ids for r in first.rounds]
+
+
+@pytest.mark.slow
+def test_evaluate_is_a_tumorchain_subcommand_and_scores_the_demo_model(tmp_path, capsys, one_torch_thread):
+    """`tumorchain evaluate` (registered by training/ as an entry point) runs the evaluation on a
+    manifest and writes results.json / results.md; mistakes name the file and exit 2."""
+    from training.cohort.generate import generate_cohort
+
+    model = Path(__file__).resolve().parents[1] / "resources" / "demo_model"
+    generate_cohort(tmp_path / "cohort", 2, 5, (128, 128, 64), None, 1, log=None)
+    manifest = next(p for p in (tmp_path / "cohort" / f"{s}.jsonl" for s in ("test", "val", "train"))
+                    if p.read_text().strip())
+    code, out, err = _run(["evaluate", "--model", str(model), "--manifest", str(manifest), "--out",
+                           str(tmp_path / "res"), "--subtasks", "organ_position", "--limit", "1",
+                           "--max-new-tokens", "48", "--no-plot"], capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert results["modes"]["iir"]["columns"]["organ_position"]["n"] == 1
+    assert "| with IIR |" in out and (tmp_path / "res" / "results.md").is_file()
+    code, _, err = _run(["evaluate", "--model", str(model), "--manifest", str(tmp_path / "nope.jsonl"),
+                         "--out", str(tmp_path / "r2")], capsys)
+    assert code == 2 and "nope.jsonl" in err
+    code, _, err = _run(["evaluate", "--model", str(model), "--manifest", str(manifest), "--out",
+                         str(tmp_path / "r3"), "--cot-eval"], capsys)
+    assert code == 2 and "--judge-url" in err

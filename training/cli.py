@@ -8,7 +8,8 @@
 
 Multi-process: ``torchrun --nproc_per_node N -m training.cli train ...`` or the scripts in
 training/launch/. ``tumorchain evaluate`` is the same command through the workstation's CLI
-(add_evaluate_subcommand). User mistakes print one line and exit 2.
+(add_evaluate_subcommand, registered as a "tumorchain.subcommands" entry point in pyproject.toml).
+User mistakes print one line and exit 2.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_evaluate_subcommand(subparsers) -> argparse.ArgumentParser:
-    """The ``evaluate`` subcommand for any argparse CLI (the lead wires it into ``tumorchain``)."""
+    """The ``evaluate`` subcommand for any argparse CLI (``tumorchain-train`` and ``tumorchain``)."""
     e = subparsers.add_parser("evaluate", help="accuracy per Table 1 column, with and without IIR, on a manifest")
     e.add_argument("--model", type=Path, required=True, help="TumorChain model folder")
     e.add_argument("--manifest", type=Path, required=True, help="JSONL manifest (training/manifest.py)")
