@@ -169,3 +169,61 @@ def test_classifier_learns_separable_organs_and_trains_the_encoder(model):
     assert logits.argmax(dim=1).tolist() == labels.tolist()
     assert ((abnormal_probability(logits) > 0.5).long() == labels).all()
     assert any(not torch.equal(b, p) for b, p in zip(before, model.vision_encoder.parameters()))
+
+
+def _masked_config(n_organ_tokens: int = 4):
+    from inference.model.config import TumorChainConfig, VisionConfig
+
+    return TumorChainConfig(
+        vision=VisionConfig(img_size=SHAPE, patch_size=(4, 16, 16), hidden_size=32, mlp_dim=64, num_layers=1,
+                            num_heads=4, stem_channels=(4, 6), stem_strides=((1, 2, 2), (1, 2, 2))),
+        n_organ_tokens=n_organ_tokens, gamma_mode="masked", projector_hidden=48)
+
+
+def test_masked_weights_average_the_organs_own_stem_voxels_per_token():
+    from inference.model.organ_tokens import masked_weights
+
+    mask = mask_of(patches=[(0, 0, 0)], voxels=[(5, 20, 20)])  # patch (0,0,0) whole + one voxel in patch (1,1,1)
+    sel = select_patches(patch_coverage(mask, (4, 16, 16)), GRID, 4)  # 2 covered + 2 context patches
+    w = masked_weights(mask, sel, (1, 4, 4), (4, 4, 4))  # stem grid (8, 16, 16)
+    assert tuple(w.shape) == (4, 8 * 16 * 16)
+    assert torch.allclose(w.sum(1), torch.ones(4))
+    counts = sorted(int((row > 0).sum()) for row in w)
+    # the single organ voxel (stem voxel (5, 5, 5)), two context patches of 4x4x4 stem voxels, the full patch
+    assert counts == [1, 64, 64, 64]
+    lone = next(row for row in w if int((row > 0).sum()) == 1)
+    assert int(torch.nonzero(lone)[0]) == (5 * 16 + 5) * 16 + 5
+
+
+def test_masked_gamma_ignores_voxels_outside_the_organ_and_saves_its_pooling_layer(tmp_path):
+    """Changing voxels outside the organ but inside its patches moves patch tokens (tokens mode)
+    and leaves masked-mode organ tokens unchanged (beyond the stem's 3x3x3 reach)."""
+    from inference.model import TumorChainModel
+
+    model = tiny_model(tmp_path / "m", _masked_config(n_organ_tokens=1))  # one token: no context patches
+    assert "organ_pool" in model.parts and model.parameter_counts()["organ_pool"] == (2 * 6 + 1) * 32
+    torch.manual_seed(2)
+    x = torch.rand(1, 1, *SHAPE)
+    mask = torch.zeros(SHAPE, dtype=torch.bool)
+    mask[0:4, 0:8, 0:8] = True  # the organ: one corner of patch (0, 0, 0)
+    y = x.clone()
+    y[0, 0, 0:4, 0:16, 12:16] += 1.0  # same patch, beyond the two strided 3x3x3 layers' reach (model
+    y[0, 0, 0:4, 12:16, 0:12] += 1.0  # voxel 7) from the organ's last stem voxel
+    with torch.no_grad():
+        a = model.organ_tokens(model.encode_case(x), mask)
+        b = model.organ_tokens(model.encode_case(y), mask)
+        assert tuple(a.shape) == (1, 1, model.config.llm_hidden_size)
+        assert torch.allclose(a, b, atol=1e-6)
+        assert not torch.allclose(model.encode_case(x).tokens, model.encode_case(y).tokens)
+    model.save_pretrained(tmp_path / "saved")
+    again = TumorChainModel.from_pretrained(tmp_path / "saved", device="cpu", dtype=torch.float32)
+    assert torch.equal(again.organ_pool.weight, model.organ_pool.weight)
+    with torch.no_grad():
+        assert torch.allclose(again.organ_tokens(again.encode_case(x), mask), a, atol=1e-6)
+
+
+def test_masked_gamma_needs_a_stem():
+    from inference.model.config import TumorChainConfig
+
+    with pytest.raises(ValueError, match="stem_channels"):
+        TumorChainConfig(gamma_mode="masked")

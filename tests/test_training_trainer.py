@@ -105,3 +105,47 @@ def test_config_defaults_are_table5_and_flags_override(tmp_path):
 
     with pytest.raises(InputError, match="bad.json.*learning_rat"):
         TrainConfig.load(tmp_path / "bad.json")
+
+
+def test_masked_gamma_trains_through_the_trainer_and_matches_inference(tmp_path):
+    """gamma_mode 'masked': the cache keeps the stem-voxel weights, the training forward pools the
+    stem features as inference does (same organ tokens), the loss falls, organ_pool learns and is
+    exported."""
+    from inference.model import TumorChainConfig
+    from inference.model.modeling_tumorchain import TumorChainModel
+    from training.export import export_checkpoint
+    from training.trainer import run_training
+
+    a = tiny_assets()
+    cfg_dict = json.loads(a.model_config.read_text())
+    cfg_dict["vision"].update(stem_channels=[4, 6], stem_strides=[[1, 2, 2], [1, 2, 2]])
+    cfg_dict["gamma_mode"] = "masked"
+    cfg_path = tmp_path / "masked_config.json"
+    TumorChainConfig.from_dict(cfg_dict).save(cfg_path)
+    cfg = a.train_config(tmp_path / "run", max_steps=8, model_config=str(cfg_path), cache_dir=str(tmp_path / "cache"))
+    summary = run_training(cfg, log_fn=lambda *_: None)
+    losses = [h["loss"] for h in summary["log"]]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    out = tmp_path / "exported"
+    export_checkpoint(tmp_path / "run" / "checkpoint-8", out)
+    m = TumorChainModel.from_pretrained(out, device="cpu")
+    assert m.config.gamma_mode == "masked" and "organ_pool" in m.parts
+
+    # training's pooled organ inputs equal inference's for one cached case and organ
+    from training.case_cache import CaseCache, Geometry
+    from training.joint_model import TumorChainForTraining
+
+    cache = CaseCache(tmp_path / "cache", Geometry.from_model_config(m.config))
+    case = cache.load(next((tmp_path / "cache").glob("*.safetensors")))
+    label = next(iter(case.masked))
+    rows, cols, vals = case.masked[label]
+    with torch.no_grad():
+        enc = m.encode_case(case.volume[None])
+        train_side = TumorChainForTraining(m)._masked_organ_inputs(
+            enc.features, 1, torch.from_numpy(rows.astype("int64")), torch.from_numpy(cols.astype("int64")),
+            torch.from_numpy(vals))
+        from inference.model.organ_tokens import masked_pool
+        w = torch.zeros(m.config.n_organ_tokens, case.stem_voxels)
+        w[torch.from_numpy(rows.astype("int64")), torch.from_numpy(cols.astype("int64"))] = torch.from_numpy(vals)
+        infer_side = m.organ_pool(masked_pool(enc.features, w))
+    assert torch.allclose(train_side, infer_side, atol=1e-5)

@@ -8,6 +8,8 @@ For each case the cache holds (safetensors, never pickle):
     sel_<id>_rows/_cols/_vals     Gamma's (Ll, N) patch weights of every label present, sparse, from
                                   inference.model.organ_tokens.select_patches: training takes organ
                                   tokens exactly as inference does
+    msk_<id>_rows/_cols/_vals     masked Gamma only: the (Ll, V) weights over the conv stem's voxels
+                                  (organ_tokens.masked_weights), sparse
 
 The file name carries a key over the source files' contents and the model grid (image size, patch
 size, Ll), so a changed CT, mask or model geometry never reuses a stale entry. Writes go to a
@@ -40,10 +42,20 @@ class Geometry:
     img_size: tuple[int, int, int]
     patch_size: tuple[int, int, int]
     n_organ_tokens: int
+    masked: bool = False  # masked Gamma: also keep the organs' weights over the stem's voxels
+    stem_stride: tuple[int, int, int] = (1, 1, 1)
+    embed_patch: tuple[int, int, int] | None = None
 
     @classmethod
     def from_model_config(cls, config) -> "Geometry":
-        return cls(tuple(config.vision.img_size), tuple(config.vision.patch_size), int(config.n_organ_tokens))
+        v = config.vision
+        return cls(tuple(v.img_size), tuple(v.patch_size), int(config.n_organ_tokens), config.gamma_mode == "masked",
+                   tuple(v.stem_stride), tuple(v.embed_patch_size))
+
+    @property
+    def stem_voxels(self) -> int:
+        """V: voxels of the stem's output grid."""
+        return int(np.prod([i // s for i, s in zip(self.img_size, self.stem_stride)]))
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -64,6 +76,8 @@ class CaseTensors:
     selections: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
     n_patches: int
     n_organ_tokens: int
+    masked: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None  # (rows, stem voxel, weight)
+    stem_voxels: int = 0
 
     def organ_weights(self, label_id: int) -> torch.Tensor:
         """Gamma's (Ll, N) weight matrix of one label (KeyError if the label has no voxels)."""
@@ -90,6 +104,8 @@ def case_key(ct: Path, masks: Path | None, parts: Path | None, geometry: Geometr
     parts_of_key = [str(CACHE_VERSION), _file_digest(ct), _file_digest(masks) if masks else f"seg:{segmentation}",
                     _file_digest(parts), json.dumps([geometry.img_size, geometry.patch_size, geometry.n_organ_tokens]),
                     f"{SOFT_TISSUE_LEVEL}/{SOFT_TISSUE_WIDTH}"]
+    if geometry.masked:  # appended only then, so existing caches keep their keys
+        parts_of_key.append(json.dumps(["masked", geometry.stem_stride, geometry.embed_patch]))
     return hashlib.sha1("|".join(parts_of_key).encode()).hexdigest()[:20]
 
 
@@ -106,7 +122,7 @@ def patch_label_histogram(labels: np.ndarray, patch_size: tuple[int, int, int]) 
 
 def compute_case(model_input, geometry: Geometry) -> dict[str, np.ndarray]:
     """Arrays of one case from an inference ModelInput (see the module docstring)."""
-    from inference.model.organ_tokens import select_patches
+    from inference.model.organ_tokens import masked_weights, select_patches
 
     vol = model_input.volume.reshape(geometry.img_size).numpy()
     arrays: dict[str, np.ndarray] = {"volume": np.round(np.clip(vol, 0.0, 1.0) * Q_SCALE).astype(np.uint16)}
@@ -128,6 +144,13 @@ def compute_case(model_input, geometry: Geometry) -> dict[str, np.ndarray]:
             arrays[f"sel_{lid}_rows"] = rows.numpy().astype(np.int32)
             arrays[f"sel_{lid}_cols"] = cols.numpy().astype(np.int32)
             arrays[f"sel_{lid}_vals"] = sel.weights[rows, cols].numpy().astype(np.float32)
+            if geometry.masked:
+                mask = torch.from_numpy(np.asarray(labels) == lid)
+                w = masked_weights(mask, sel, geometry.stem_stride, geometry.embed_patch)
+                rows, cols = torch.nonzero(w, as_tuple=True)
+                arrays[f"msk_{lid}_rows"] = rows.numpy().astype(np.int32)
+                arrays[f"msk_{lid}_cols"] = cols.numpy().astype(np.int32)
+                arrays[f"msk_{lid}_vals"] = w[rows, cols].numpy().astype(np.float32)
     arrays["counts"] = counts
     return arrays
 
@@ -191,11 +214,14 @@ class CaseCache:
         vol = torch.from_numpy(arrays.pop("volume").astype(np.float32) / Q_SCALE)[None]
         counts_arr = arrays.pop("counts")
         counts = {int(i): int(counts_arr[i]) for i in np.flatnonzero(counts_arr)}
-        sels = {}
+        sels, masked = {}, {}
         for lid in counts:
             if f"sel_{lid}_rows" in arrays:
                 sels[lid] = (arrays[f"sel_{lid}_rows"], arrays[f"sel_{lid}_cols"], arrays[f"sel_{lid}_vals"])
-        case = CaseTensors(vol, counts, sels, self.geometry.n_patches, self.geometry.n_organ_tokens)
+            if f"msk_{lid}_rows" in arrays:
+                masked[lid] = (arrays[f"msk_{lid}_rows"], arrays[f"msk_{lid}_cols"], arrays[f"msk_{lid}_vals"])
+        case = CaseTensors(vol, counts, sels, self.geometry.n_patches, self.geometry.n_organ_tokens,
+                           masked if self.geometry.masked else None, self.geometry.stem_voxels)
         with self._lock:
             self._memory[path] = case
             while len(self._memory) > self.keep:

@@ -11,6 +11,8 @@ classifier targets):
     sample_case     int64 (B,)     case row of each sample
     organ_weights   float (M, Ll, N)        Gamma's patch weights of each (case, organ)
     organ_case      int64 (M,)
+    organ_voxel_rows/cols/vals  masked Gamma only (else empty): sparse weights of row m*Ll + t over the
+                    stacked stem voxels (case row * V + voxel) of the batch's cases
     slot_sample     int64 (S,)     sample of each visual run
     slot_start      int64 (S,)     its first position
     slot_kind       int64 (S,)     0 global (Lg tokens of the sample's case) / 1 organ (Ll tokens)
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from training.dataset import KIND_GLOBAL
@@ -46,6 +49,9 @@ class Collator:
         organ_rows: dict[tuple[int, int], int] = {}
         organ_weights: list[torch.Tensor] = []
         organ_case: list[int] = []
+        voxel_rows: list[np.ndarray] = []
+        voxel_cols: list[np.ndarray] = []
+        voxel_vals: list[np.ndarray] = []
         slot_sample, slot_start, slot_kind, slot_row = [], [], [], []
         cls_row, cls_target = [], []
 
@@ -53,6 +59,11 @@ class Collator:
             key = (case_row, label)
             if key not in organ_rows:
                 organ_rows[key] = len(organ_weights)
+                if case.masked is not None:
+                    rows, cols, vals = case.masked[label]
+                    voxel_rows.append(rows.astype(np.int64) + len(organ_weights) * case.n_organ_tokens)
+                    voxel_cols.append(cols.astype(np.int64) + case_row * case.stem_voxels)
+                    voxel_vals.append(vals)
                 organ_weights.append(case.organ_weights(label))
                 organ_case.append(case_row)
             return organ_rows[key]
@@ -85,6 +96,9 @@ class Collator:
             "sample_case": torch.tensor(sample_case, dtype=torch.long),
             "organ_weights": torch.stack(organ_weights) if organ_weights else torch.zeros(0, n_organ, n_patch),
             "organ_case": torch.tensor(organ_case, dtype=torch.long),
+            "organ_voxel_rows": torch.from_numpy(np.concatenate(voxel_rows)) if voxel_rows else torch.zeros(0, dtype=torch.long),
+            "organ_voxel_cols": torch.from_numpy(np.concatenate(voxel_cols)) if voxel_cols else torch.zeros(0, dtype=torch.long),
+            "organ_voxel_vals": torch.from_numpy(np.concatenate(voxel_vals)) if voxel_vals else torch.zeros(0),
             "slot_sample": torch.tensor(slot_sample, dtype=torch.long),
             "slot_start": torch.tensor(slot_start, dtype=torch.long),
             "slot_kind": torch.tensor(slot_kind, dtype=torch.long),

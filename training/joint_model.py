@@ -44,15 +44,21 @@ class TumorChainForTraining(nn.Module):
         return self.model.llm.config
 
     def forward(self, input_ids, labels, attention_mask, volumes, sample_case, organ_weights, organ_case,
-                slot_sample, slot_start, slot_kind, slot_row, cls_row, cls_target) -> dict[str, torch.Tensor]:
+                slot_sample, slot_start, slot_kind, slot_row, cls_row, cls_target, organ_voxel_rows=None,
+                organ_voxel_cols=None, organ_voxel_vals=None) -> dict[str, torch.Tensor]:
         m = self.model
         dtype = m.dtype
         train_encoder = any(p.requires_grad for p in m.vision_encoder.parameters())
         with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
-            tokens = m.vision_encoder(volumes.to(dtype))  # (C, N, Dv)
+            tokens, features = m.vision_encoder.forward_with_features(volumes.to(dtype))  # (C, N, Dv)
         global_vis = m.projector(pool_patch_grid(tokens, m.config.vision.grid, m.config.pool_size))  # (C, Lg, K)
         if organ_weights.shape[0]:
-            organ_vis = m.projector(torch.bmm(organ_weights.to(tokens.dtype), tokens[organ_case]))  # (M, Ll, K)
+            if m.config.gamma_mode == "masked":
+                organ_in = self._masked_organ_inputs(features, organ_weights.shape[0], organ_voxel_rows,
+                                                     organ_voxel_cols, organ_voxel_vals)
+            else:
+                organ_in = torch.bmm(organ_weights.to(tokens.dtype), tokens[organ_case])
+            organ_vis = m.projector(organ_in)  # (M, Ll, K)
             cls_logits = m.classifier(organ_vis)[cls_row]  # (Q, 2)
         else:
             organ_vis = global_vis[:0]
@@ -73,6 +79,19 @@ class TumorChainForTraining(nn.Module):
         self.last_parts = LossParts(loss.detach(), lm_loss.detach(), cls_loss.detach(), cls_correct.detach(),
                                     torch.tensor(cls_target.numel()), n_tokens.detach())
         return {"loss": loss, "cls_logits": cls_logits.detach()}
+
+    def _masked_organ_inputs(self, features, n_organs, rows, cols, vals) -> torch.Tensor:
+        """Masked Gamma on a batch: (C, Cs, d, h, w) stem features -> (M, Ll, Dv), the same maths as
+        inference's masked_pool + organ_pool, on the collated sparse weights."""
+        m = self.model
+        ll = m.config.n_organ_tokens
+        flat = features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])  # (C * V, Cs)
+        w = vals.to(flat.dtype)[:, None]
+        picked = flat[cols]
+        mean = flat.new_zeros(n_organs * ll, flat.shape[1]).index_add(0, rows, picked * w)
+        sq = flat.new_zeros(n_organs * ll, flat.shape[1]).index_add(0, rows, picked * picked * w)
+        pooled = torch.cat([mean, (sq - mean * mean).clamp_min(0.0)], dim=-1)
+        return m.organ_pool(pooled).reshape(n_organs, ll, -1)
 
     def _place_visual(self, embeds, input_ids, global_vis, organ_vis, slot_sample, slot_start, slot_kind, slot_row):
         """Write each visual run over its placeholder embeddings (out of place, differentiable)."""

@@ -43,8 +43,10 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
 def set_trainable(model: nn.Module, *, encoder: bool, projector: bool, llm: bool, classifier: bool, lora: bool) -> dict[str, int]:
     """requires_grad per part; returns trainable parameter counts per part."""
-    for part, on in (("vision_encoder", encoder), ("projector", projector), ("classifier", classifier)):
-        for p in getattr(model, part).parameters():
+    # organ_pool (masked Gamma) feeds the projector's input, so it follows the projector's flag
+    for part, on in (("vision_encoder", encoder), ("projector", projector), ("organ_pool", projector),
+                     ("classifier", classifier)):
+        for p in getattr(model, part).parameters() if hasattr(model, part) else ():
             p.requires_grad_(on)
     if not lora:  # with LoRA, peft already froze the base and left the adapters trainable
         for p in model.llm.parameters():

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-GAMMA_MODES = ("tokens", "crop")
+GAMMA_MODES = ("tokens", "crop", "masked")
 PATCH_EMBED_TYPES = ("perceptron", "conv")
 
 
@@ -99,7 +99,8 @@ class TumorChainConfig:
     projector_hidden: int | None = None
     llm_hidden_size: int = 0
     # Gamma: tokens per organ (Ll) and how they are taken ("tokens": from the case's own encoding;
-    # "crop": re-encode the organ's bounding box at higher resolution).
+    # "crop": re-encode the organ's bounding box at higher resolution; "masked": mean and variance of
+    # the conv stem's features over the organ's own voxels in each token's patches, see organ_tokens).
     n_organ_tokens: int = 64
     gamma_mode: str = "tokens"
     crop_margin: float = 0.15  # crop mode: margin added on each side, as a fraction of the organ's extent
@@ -122,6 +123,8 @@ class TumorChainConfig:
         self.crop_min_extent = tuple(int(s) for s in self.crop_min_extent)
         if self.gamma_mode not in GAMMA_MODES:
             raise ValueError(f"gamma_mode must be one of {GAMMA_MODES}, got {self.gamma_mode!r}")
+        if self.gamma_mode == "masked" and not self.vision.stem_channels:
+            raise ValueError("gamma_mode 'masked' pools the conv stem's features: set vision.stem_channels")
         if any(g % p for g, p in zip(self.vision.grid, self.pool_size)):
             raise ValueError(f"patch grid {self.vision.grid} is not a multiple of pool_size {self.pool_size}")
         if not 1 <= self.n_organ_tokens <= self.vision.n_patches:

@@ -35,11 +35,13 @@ from .devices import pick_device
 from .llm_loader import LoadedLLM, load_llm, load_tokenizer
 from .model_files import check_model_folder, load_part_weights, save_part_weights
 from .organ_classifier import OrganClassifier
-from .organ_tokens import OrganSelection, apply_selection, crop_box, patch_coverage, select_patches
+from .organ_tokens import (OrganSelection, apply_selection, crop_box, masked_pool, masked_weights, patch_coverage,
+                           select_patches)
 from .projector import Projector, pool_patch_grid
 from .vision_encoder import CaseEncoding, VisionEncoder3D
 
 PARTS = ("vision_encoder", "projector", "classifier")  # what model.safetensors holds (the LLM lives in llm/)
+MASKED_PART = "organ_pool"  # masked Gamma only: Linear(2C, Dv) from pooled stem features to the projector's input
 
 
 class TumorChainModel(nn.Module):
@@ -53,6 +55,8 @@ class TumorChainModel(nn.Module):
         self.vision_encoder = VisionEncoder3D(config.vision)
         self.projector = Projector(config.vision.hidden_size, config.projector_width, config.llm_hidden_size)
         self.classifier = OrganClassifier(config.llm_hidden_size)
+        if config.gamma_mode == "masked":
+            self.organ_pool = nn.Linear(2 * config.vision.embed_channels, config.vision.hidden_size)
         self.llm = llm.model
         self.llm_model_type = llm.model_type
         self.uses_mrope = llm.uses_mrope
@@ -84,13 +88,18 @@ class TumorChainModel(nn.Module):
         placement = pick_device(device, dtype)
         llm = load_llm(folder / config.llm_subfolder, placement)
         model = cls(config, llm, load_tokenizer(folder, llm.model.config))
-        load_part_weights(model, folder / "model.safetensors", PARTS)
+        load_part_weights(model, folder / "model.safetensors", model.parts)
         return model._place(placement)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """Our own modules, saved in model.safetensors."""
+        return PARTS + ((MASKED_PART,) if hasattr(self, MASKED_PART) else ())
 
     def _place(self, placement) -> "TumorChainModel":
         """Move our own parts; the loader already placed the LLM, and casting it again would
         also cast its float32 RoPE frequency buffers to bf16."""
-        for part in PARTS:
+        for part in self.parts:
             getattr(self, part).to(device=placement.device, dtype=placement.dtype)
         return self.eval()
 
@@ -100,7 +109,7 @@ class TumorChainModel(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save(folder / "config.json")
-        save_part_weights(self, folder / "model.safetensors", PARTS)
+        save_part_weights(self, folder / "model.safetensors", self.parts)
         self.tokenizer.save_pretrained(str(folder))
         self.llm.save_pretrained(str(folder / self.config.llm_subfolder))
 
@@ -117,8 +126,7 @@ class TumorChainModel(nn.Module):
         return self.projector.linear1.weight.dtype
 
     def parameter_counts(self) -> dict[str, int]:
-        parts = {"vision_encoder": self.vision_encoder, "projector": self.projector,
-                 "classifier": self.classifier, "llm": self.llm}
+        parts = {name: getattr(self, name) for name in self.parts} | {"llm": self.llm}
         return {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
 
     # ----------------------------------------------------------------- visual tokens
@@ -143,6 +151,12 @@ class TumorChainModel(nn.Module):
         selection = select_patches(patch_coverage(mask, self.config.vision.patch_size), enc.grid,
                                    self.config.n_organ_tokens)
         selection.box = box
+        if self.config.gamma_mode == "masked":
+            if enc.features is None:
+                raise ValueError("gamma_mode 'masked' needs the stem features of the encoding (encode_case)")
+            v = self.config.vision
+            weights = masked_weights(mask, selection, v.stem_stride, v.embed_patch_size)
+            return self.organ_pool(masked_pool(enc.features, weights)), selection
         return apply_selection(enc.tokens, selection), selection
 
     def organ_tokens(self, enc: CaseEncoding, mask: torch.Tensor,

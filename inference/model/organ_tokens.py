@@ -19,6 +19,13 @@ Both cases are a (Ll, N) weight matrix W applied to the (N, Dv) tokens, so Gamma
 and the GUI can show which patches every organ token came from. The projector P is applied after
 Gamma; for picked tokens P(Gamma(tau_v)) equals the paper's Gamma(P(tau_v)) exactly, because P acts
 per token. Crop mode ("crop") runs the same selection on a fresh encoding of the organ's box.
+
+Masked mode ("masked", our departure from the paper, for encoders with a conv stem): the same
+selection decides which patches feed each token, but a token is then the mean and the variance of
+the stem's features over the organ's own voxels inside those patches (all their voxels for a
+context patch the organ does not touch). A patch token mixes an organ's few lesion voxels with
+everything else in its patch; pooling on the mask keeps them (measured in the README: held-out organ
+AUC 0.88-0.89 against 0.61-0.67 for patch tokens on the demo cohort).
 """
 from __future__ import annotations
 
@@ -173,3 +180,41 @@ def _kd_groups(coords: torch.Tensor, members: torch.Tensor, k: int) -> list[torc
     k1 = k // 2
     n1 = members.numel() * k1 // k
     return _kd_groups(coords, members[:n1], k1) + _kd_groups(coords, members[n1:], k - k1)
+
+
+def masked_weights(mask: torch.Tensor, selection: OrganSelection, stem_stride: tuple[int, int, int],
+                   embed_patch: tuple[int, int, int]) -> torch.Tensor:
+    """(Ll, V) weights over the stem grid's voxels (raster order): row t averages the organ's stem
+    voxels inside token t's patches, or all voxels of those patches when the organ has none there.
+
+    mask: (D, H, W) bool on the model grid; a stem voxel belongs to the organ when any model voxel
+    it covers does (lesions sit at organ borders)."""
+    inside = F.max_pool3d(mask.float()[None, None], kernel_size=stem_stride, stride=stem_stride)[0, 0] > 0
+    d, h, w = inside.shape
+    gd, gh, gw = selection.grid
+    pd, ph, pw = embed_patch
+    z = torch.arange(d)[:, None, None] // pd
+    y = torch.arange(h)[None, :, None] // ph
+    x = torch.arange(w)[None, None, :] // pw
+    patch_of = ((z * gh + y) * gw + x).expand(d, h, w).reshape(-1)  # (V,) patch index of every stem voxel
+    inside = inside.reshape(-1)
+    weights = torch.zeros(selection.weights.shape[0], d * h * w)
+    for t, row in enumerate(selection.weights):
+        in_patches = torch.isin(patch_of, torch.nonzero(row > 0).flatten())
+        members = in_patches & inside
+        if not bool(members.any()):
+            members = in_patches
+        weights[t, members] = 1.0 / float(members.sum())
+    return weights
+
+
+def masked_pool(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(B, C, d, h, w) stem features, (Ll, V) or (B, Ll, V) weights -> (B, Ll, 2C): per token the
+    weighted mean of each channel, then its variance (heterogeneity inside the organ)."""
+    flat = features.flatten(2).transpose(1, 2)  # (B, V, C)
+    w = weights.to(device=flat.device, dtype=flat.dtype)
+    if w.ndim == 2:
+        w = w.expand(flat.shape[0], -1, -1)
+    mean = torch.bmm(w, flat)
+    var = (torch.bmm(w, flat * flat) - mean * mean).clamp_min(0.0)
+    return torch.cat([mean, var], dim=-1)

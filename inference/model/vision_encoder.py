@@ -39,6 +39,7 @@ class CaseEncoding:
 
     tokens: torch.Tensor
     grid: tuple[int, int, int]
+    features: torch.Tensor | None = None  # (1, C, d, h, w) conv stem output, when the encoder has a stem
 
     def token_grid(self) -> torch.Tensor:
         """tokens as (1, Dv, gd, gh, gw)."""
@@ -165,20 +166,26 @@ class VisionEncoder3D(nn.Module):
         return self.config.hidden_size
 
     def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(volume)[0]
+
+    def forward_with_features(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(patch tokens (B, N, Dv), the stem's features (B, C, d, h, w) or None without a stem)."""
         expected = (self.config.in_channels, *self.config.img_size)
         if volume.ndim != 5 or tuple(volume.shape[1:]) != expected:
             raise ValueError(f"vision encoder expects (B, {', '.join(map(str, expected))}), got {tuple(volume.shape)}")
-        x = self.patch_embedding(self.stem(volume) if hasattr(self, "stem") else volume)
+        features = self.stem(volume) if hasattr(self, "stem") else None
+        x = self.patch_embedding(volume if features is None else features)
         has_cls = hasattr(self, "cls_token")
         if has_cls:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         for block in self.blocks:
             x = block(x)
         x = self.norm(x)
-        return x[:, 1:] if has_cls else x
+        return (x[:, 1:] if has_cls else x), features
 
     def encode(self, volume: torch.Tensor) -> CaseEncoding:
-        return CaseEncoding(tokens=self(volume), grid=self.config.grid)
+        tokens, features = self.forward_with_features(volume)
+        return CaseEncoding(tokens=tokens, grid=self.config.grid, features=features)
 
 
 def _init_weights(m: nn.Module) -> None:
