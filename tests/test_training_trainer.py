@@ -131,21 +131,27 @@ def test_masked_gamma_trains_through_the_trainer_and_matches_inference(tmp_path)
     m = TumorChainModel.from_pretrained(out, device="cpu")
     assert m.config.gamma_mode == "masked" and "organ_pool" in m.parts
 
-    # training's pooled organ inputs equal inference's for one cached case and organ
+    # the cached, collated weights give exactly inference's organ tokens for the same organ
+    from inference.ct_io import load_ct
+    from inference.labels import merged_labels
+    from inference.preprocess import preprocess
+    from inference.segmentation.expert import make_expert
     from training.case_cache import CaseCache, Geometry
     from training.joint_model import TumorChainForTraining
+    from training.manifest import load_manifest
 
+    sample = load_manifest(a.manifest)[0]
     cache = CaseCache(tmp_path / "cache", Geometry.from_model_config(m.config))
-    case = cache.load(next((tmp_path / "cache").glob("*.safetensors")))
-    label = next(iter(case.masked))
-    rows, cols, vals = case.masked[label]
+    case = cache.load(next((tmp_path / "cache").glob(f"{sample.case_id}-*.safetensors")))
+    ct = load_ct(sample.ct_file)
+    model_input = preprocess(ct, make_expert("precomputed", path=sample.masks_file, parts_path=sample.parts_file).segment(ct),
+                             shape=m.config.vision.img_size)
+    label = merged_labels().by_name("liver").id
+    rows, cols, vals = (torch.from_numpy(x) for x in case.masked[label])
     with torch.no_grad():
         enc = m.encode_case(case.volume[None])
-        train_side = TumorChainForTraining(m)._masked_organ_inputs(
-            enc.features, 1, torch.from_numpy(rows.astype("int64")), torch.from_numpy(cols.astype("int64")),
-            torch.from_numpy(vals))
-        from inference.model.organ_tokens import masked_pool
-        w = torch.zeros(m.config.n_organ_tokens, case.stem_voxels)
-        w[torch.from_numpy(rows.astype("int64")), torch.from_numpy(cols.astype("int64"))] = torch.from_numpy(vals)
-        infer_side = m.organ_pool(masked_pool(enc.features, w))
+        train_side = m.projector(TumorChainForTraining(m)._masked_organ_inputs(
+            enc.features, 1, rows.long(), cols.long(), vals))
+        infer_side = m.organ_tokens(enc, model_input.mask(label))
+    assert tuple(train_side.shape) == (1, m.config.n_organ_tokens, m.config.llm_hidden_size)
     assert torch.allclose(train_side, infer_side, atol=1e-5)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from inference.model.organ_tokens import pool_stem_features
 from inference.model.projector import pool_patch_grid
 from training.collate import IGNORE_INDEX
 from training.losses import LossParts, classifier_loss, joint_loss, lm_loss_from_hidden
@@ -81,17 +82,12 @@ class TumorChainForTraining(nn.Module):
         return {"loss": loss, "cls_logits": cls_logits.detach()}
 
     def _masked_organ_inputs(self, features, n_organs, rows, cols, vals) -> torch.Tensor:
-        """Masked Gamma on a batch: (C, Cs, d, h, w) stem features -> (M, Ll, Dv), the same maths as
-        inference's masked_pool + organ_pool, on the collated sparse weights."""
+        """Masked Gamma on a batch: (C, Cs, d, h, w) stem features -> (M, Ll, Dv) through inference's
+        own pooling; the collated columns index the cases' stacked stem voxels."""
         m = self.model
-        ll = m.config.n_organ_tokens
         flat = features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])  # (C * V, Cs)
-        w = vals.to(flat.dtype)[:, None]
-        picked = flat[cols]
-        mean = flat.new_zeros(n_organs * ll, flat.shape[1]).index_add(0, rows, picked * w)
-        sq = flat.new_zeros(n_organs * ll, flat.shape[1]).index_add(0, rows, picked * picked * w)
-        pooled = torch.cat([mean, (sq - mean * mean).clamp_min(0.0)], dim=-1)
-        return m.organ_pool(pooled).reshape(n_organs, ll, -1)
+        pooled = pool_stem_features(flat, rows, cols, vals, n_organs * m.config.n_organ_tokens)
+        return m.organ_pool(pooled).reshape(n_organs, m.config.n_organ_tokens, -1)
 
     def _place_visual(self, embeds, input_ids, global_vis, organ_vis, slot_sample, slot_start, slot_kind, slot_row):
         """Write each visual run over its placeholder embeddings (out of place, differentiable)."""

@@ -35,7 +35,7 @@ from .devices import pick_device
 from .llm_loader import LoadedLLM, load_llm, load_tokenizer
 from .model_files import check_model_folder, load_part_weights, save_part_weights
 from .organ_classifier import OrganClassifier
-from .organ_tokens import (OrganSelection, apply_selection, crop_box, masked_pool, masked_weights, patch_coverage,
+from .organ_tokens import (OrganSelection, apply_selection, crop_box, masked_weights, patch_coverage, pool_stem_features,
                            select_patches)
 from .projector import Projector, pool_patch_grid
 from .vision_encoder import CaseEncoding, VisionEncoder3D
@@ -156,7 +156,10 @@ class TumorChainModel(nn.Module):
                 raise ValueError("gamma_mode 'masked' needs the stem features of the encoding (encode_case)")
             v = self.config.vision
             weights = masked_weights(mask, selection, v.stem_stride, v.embed_patch_size)
-            return self.organ_pool(masked_pool(enc.features, weights)), selection
+            rows, cols = torch.nonzero(weights, as_tuple=True)
+            flat = enc.features[0].flatten(1).transpose(0, 1)  # (V, C)
+            pooled = pool_stem_features(flat, rows, cols, weights[rows, cols], weights.shape[0])
+            return self.organ_pool(pooled)[None], selection
         return apply_selection(enc.tokens, selection), selection
 
     def organ_tokens(self, enc: CaseEncoding, mask: torch.Tensor,

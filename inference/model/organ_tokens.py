@@ -208,13 +208,14 @@ def masked_weights(mask: torch.Tensor, selection: OrganSelection, stem_stride: t
     return weights
 
 
-def masked_pool(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(B, C, d, h, w) stem features, (Ll, V) or (B, Ll, V) weights -> (B, Ll, 2C): per token the
+def pool_stem_features(flat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
+                       n_rows: int) -> torch.Tensor:
+    """Masked Gamma's pooling, for inference (one case) and training (a batch) alike: flat (V', C)
+    stem features, sparse weights (row, column into flat, value) -> (n_rows, 2C), per row the
     weighted mean of each channel, then its variance (heterogeneity inside the organ)."""
-    flat = features.flatten(2).transpose(1, 2)  # (B, V, C)
-    w = weights.to(device=flat.device, dtype=flat.dtype)
-    if w.ndim == 2:
-        w = w.expand(flat.shape[0], -1, -1)
-    mean = torch.bmm(w, flat)
-    var = (torch.bmm(w, flat * flat) - mean * mean).clamp_min(0.0)
-    return torch.cat([mean, var], dim=-1)
+    w = vals.to(device=flat.device, dtype=flat.dtype)[:, None]
+    picked = flat[cols.to(flat.device)]
+    rows = rows.to(flat.device)
+    mean = flat.new_zeros(n_rows, flat.shape[1]).index_add(0, rows, picked * w)
+    sq = flat.new_zeros(n_rows, flat.shape[1]).index_add(0, rows, picked * picked * w)
+    return torch.cat([mean, (sq - mean * mean).clamp_min(0.0)], dim=-1)
