@@ -32,3 +32,27 @@ def test_demo_build_end_to_end_on_a_tiny_recipe(tmp_path):
     assert saved["train"]["global_step"] == summary["train"]["global_step"] > 0
     assert len(saved["visual_pretraining"]["loss"]) == 1
     assert (tmp_path / "model" / "EVAL.md").read_text().startswith("# Demo model")
+
+
+
+def test_demo_build_with_a_masked_gamma_recipe(tmp_path):
+    """The recipe switch the next demo model needs: conv stem + masked Gamma; stage 0 then trains on
+    organ labels through the organ tokens, and the built model analyzes with masked organ tokens."""
+    from inference.pipeline import load_model
+    from training.demo_model.build import build, load_recipe
+
+    recipe = load_recipe()
+    recipe["cohort"] = {"cases": 10, "shape": [64, 64, 32], "workers": 1}
+    recipe["tokenizer"] = {"vocab_size": 600}
+    recipe["llm"] = {"hidden": 32, "intermediate": 64, "layers": 1, "heads": 4, "kv_heads": 2}
+    vision = dict(recipe["model"]["vision"], img_size=[16, 64, 64], hidden_size=32, mlp_dim=64, num_layers=1,
+                  stem_channels=[4, 8], stem_strides=[[1, 2, 2], [1, 2, 2]])
+    recipe["model"] = dict(recipe["model"], vision=vision, n_organ_tokens=4, projector_hidden=48, gamma_mode="masked")
+    recipe["train"] = dict(recipe["train"], num_epochs=1, logging_steps=1)
+    recipe["pretrain"] = dict(recipe["pretrain"], epochs=2, lr=3e-3)
+    with one_torch_thread():
+        summary = build(tmp_path / "model", 0, tmp_path / "work", recipe, log=lambda *_: None, skip_eval=True)
+        model = load_model(tmp_path / "model", device="cpu")
+    pre = summary["visual_pretraining"]
+    assert len(pre["loss"]) == 2 and all(l > 0 for l in pre["loss"]) and "heldout_organ_auc" in pre
+    assert model.config.gamma_mode == "masked" and "organ_pool" in model.parts

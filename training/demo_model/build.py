@@ -71,7 +71,7 @@ def pretrain_stage(cohort: Path, llm: Path, work: Path, model_cfg, p: dict, seed
     from inference.model.modeling_tumorchain import TumorChainModel
     from training.case_cache import CaseCache, Geometry
     from training.dataset import prepare_cases
-    from training.demo_model.encoder_pretrain import pretrain_visual
+    from training.demo_model.encoder_pretrain import pretrain_masked_organs, pretrain_visual
     from training.manifest import load_manifest
 
     cache = CaseCache(work / "case_cache", Geometry.from_model_config(model_cfg))
@@ -80,13 +80,22 @@ def pretrain_stage(cohort: Path, llm: Path, work: Path, model_cfg, p: dict, seed
         samples = load_manifest(cohort / f"{name}.jsonl")
         paths = prepare_cases(samples, cache)
         folders = {s.case_id: s.ct_file.parent for s in samples}
-        split[name] = [(cid, paths[cid], folders[cid]) for cid in sorted(paths)]
+        labels: dict[str, dict[str, int]] = {}
+        for s in samples:
+            labels.setdefault(s.case_id, {}).update(s.organ_labels)
+        split[name] = [(cid, paths[cid], folders[cid], labels[cid]) for cid in sorted(paths)]
     log(f"case cache ready: {len(split['train'])} train and {len(split['val'])} val cases")
     torch.manual_seed(seed)
     model = TumorChainModel.build(llm, model_cfg, device="cpu")
-    result = pretrain_visual(model, cache, split["train"], epochs=p["epochs"], lr=p["lr"], batch=p["batch"], seed=seed,
-                             threshold=p["threshold"], pos_weight=p["pos_weight"], heldout=split["val"],
-                             targets_dir=work / "lesion_targets", log=log)
+    if model_cfg.gamma_mode == "masked":  # organ labels through the organ tokens themselves
+        pick = lambda cases: [(cid, path, labels) for cid, path, _, labels in cases]
+        result = pretrain_masked_organs(model, cache, pick(split["train"]), epochs=p["epochs"], lr=p["lr"],
+                                        batch=p["batch"], seed=seed, heldout=pick(split["val"]), log=log)
+    else:  # patch-level lesion targets (demo model v0.1)
+        pick = lambda cases: [(cid, path, folder) for cid, path, folder, _ in cases]
+        result = pretrain_visual(model, cache, pick(split["train"]), epochs=p["epochs"], lr=p["lr"], batch=p["batch"],
+                                 seed=seed, threshold=p["threshold"], pos_weight=p["pos_weight"],
+                                 heldout=pick(split["val"]), targets_dir=work / "lesion_targets", log=log)
     folder = work / f"pretrained_{seed}"
     model.save_pretrained(folder)
     return result | {"folder": folder}
