@@ -32,6 +32,16 @@ def causal_lm_parts(llm: nn.Module) -> tuple[nn.Module, nn.Module]:
     return decoder, head
 
 
+def masked_organ_inputs(model, features, n_organs, rows, cols, vals) -> torch.Tensor:
+    """Masked Gamma on a batch: (C, Cs, d, h, w) stem features -> (M, Ll, Dv) organ inputs to the
+    projector, through inference's own pooling; ``cols`` index the cases' stacked stem voxels
+    (case row * V + voxel), ``rows`` the organ tokens (m * Ll + t)."""
+    ll = model.config.n_organ_tokens
+    flat = features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])  # (C * V, Cs)
+    pooled = pool_stem_features(flat, rows, cols, vals, n_organs * ll)
+    return model.organ_pool(pooled).reshape(n_organs, ll, -1)
+
+
 class TumorChainForTraining(nn.Module):
     def __init__(self, model: nn.Module, cls_loss_weight: float = 1.0):
         super().__init__()
@@ -55,8 +65,8 @@ class TumorChainForTraining(nn.Module):
         global_vis = m.projector(pool_patch_grid(tokens, m.config.vision.grid, m.config.pool_size))  # (C, Lg, K)
         if organ_weights.shape[0]:
             if m.config.gamma_mode == "masked":
-                organ_in = self._masked_organ_inputs(features, organ_weights.shape[0], organ_voxel_rows,
-                                                     organ_voxel_cols, organ_voxel_vals)
+                organ_in = masked_organ_inputs(m, features, organ_weights.shape[0], organ_voxel_rows,
+                                               organ_voxel_cols, organ_voxel_vals)
             else:
                 organ_in = torch.bmm(organ_weights.to(tokens.dtype), tokens[organ_case])
             organ_vis = m.projector(organ_in)  # (M, Ll, K)
@@ -81,14 +91,6 @@ class TumorChainForTraining(nn.Module):
                                     torch.tensor(cls_target.numel()), n_tokens.detach())
         return {"loss": loss, "cls_logits": cls_logits.detach()}
 
-    def _masked_organ_inputs(self, features, n_organs, rows, cols, vals) -> torch.Tensor:
-        """Masked Gamma on a batch: (C, Cs, d, h, w) stem features -> (M, Ll, Dv) through inference's
-        own pooling; the collated columns index the cases' stacked stem voxels."""
-        m = self.model
-        flat = features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])  # (C * V, Cs)
-        pooled = pool_stem_features(flat, rows, cols, vals, n_organs * m.config.n_organ_tokens)
-        return m.organ_pool(pooled).reshape(n_organs, m.config.n_organ_tokens, -1)
-
     def _place_visual(self, embeds, input_ids, global_vis, organ_vis, slot_sample, slot_start, slot_kind, slot_row):
         """Write each visual run over its placeholder embeddings (out of place, differentiable)."""
         cfg = self.model.config
@@ -112,4 +114,4 @@ class TumorChainForTraining(nn.Module):
         return embeds.index_put((torch.cat(rows_b), torch.cat(rows_t)), torch.cat(values).to(embeds.dtype))
 
 
-__all__ = ["TumorChainForTraining", "causal_lm_parts", "IGNORE_INDEX"]
+__all__ = ["TumorChainForTraining", "causal_lm_parts", "masked_organ_inputs", "IGNORE_INDEX"]
