@@ -61,6 +61,7 @@ class CaseController(QObject):
         self._pending: tuple[AnalysisJob, AppSettings] | None = None
 
         self.loader = CaseLoader(self)
+        self._restore_pending = False  # a reopened run's masks are scheduled to come back
         self.segmenter = SegmentationWorker(self, factory=expert_factory)
         self.analysis = AnalysisWorker(self)
         self.exporter = JobRunner("export", self)
@@ -102,7 +103,7 @@ class CaseController(QObject):
         return self.saver.review if self.saver else None
 
     def busy_kinds(self) -> list[str]:
-        jobs = (("load", self.loader.busy), ("segmentation", self.segmenter.busy),
+        jobs = (("load", self.loader.busy or self._restore_pending), ("segmentation", self.segmenter.busy),
                 ("analysis", self.live_question is not None), ("export", self.exporter.busy))
         return [k for k, on in jobs if on]
 
@@ -144,6 +145,7 @@ class CaseController(QObject):
         if stored is not None:
             self.message.emit(f"Restored the last analysis of this case ({stored.run.created}).")
             # after the loader has finished this load (its 'done' signal is queued behind this one)
+            self._restore_pending = True  # busy until it has run: callers waiting for idle must not miss it
             QTimer.singleShot(0, lambda run=stored.run: self._restore_run_masks(run))
         if case.masks is not None and self.preload_model and not self.analysis.model_is_loaded:
             self.analysis.preload(self.settings)
@@ -151,6 +153,7 @@ class CaseController(QObject):
     def _restore_run_masks(self, run: RunRecord) -> None:
         """A reopened case without the run's masks gets them back: the mask file it used, else the
         backend again (TotalSegmentator's cache answers at once)."""
+        self._restore_pending = False
         if self.run_matches_masks() or run is not self.run:
             return
         src = run.segmentation.mask_source
