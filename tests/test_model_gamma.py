@@ -194,6 +194,15 @@ def test_masked_weights_average_the_organs_own_stem_voxels_per_token():
     lone = next(row for row in w if int((row > 0).sum()) == 1)
     assert int(torch.nonzero(lone)[0]) == (5 * 16 + 5) * 16 + 5
 
+    # a stem voxel counts by the share of its model voxels inside the organ: a border voxel that
+    # holds 2 of its 16 weighs 2/18 against a full neighbour's 16/18 (not half each)
+    mask = mask_of(voxels=[(1, 4 + i, 4 + j) for i in range(4) for j in range(4)] + [(1, 8, 8), (1, 8, 9)])
+    sel = select_patches(patch_coverage(mask, (4, 16, 16)), GRID, 1)
+    w = masked_weights(mask, sel, (1, 4, 4), (4, 4, 4))[0]
+    full, border = (1 * 16 + 1) * 16 + 1, (1 * 16 + 2) * 16 + 2
+    assert torch.allclose(w[[full, border]], torch.tensor([16 / 18, 2 / 18]))
+    assert int((w > 0).sum()) == 2
+
 
 def test_masked_gamma_ignores_voxels_outside_the_organ_and_saves_its_pooling_layer(tmp_path):
     """Changing voxels outside the organ but inside its patches moves patch tokens (tokens mode)
@@ -201,7 +210,8 @@ def test_masked_gamma_ignores_voxels_outside_the_organ_and_saves_its_pooling_lay
     from inference.model import TumorChainModel
 
     model = tiny_model(tmp_path / "m", _masked_config(n_organ_tokens=1))  # one token: no context patches
-    assert "organ_pool" in model.parts and model.parameter_counts()["organ_pool"] == (2 * 6 + 1) * 32
+    assert "organ_pool" in model.parts
+    assert model.parameter_counts()["organ_pool"] == (2 * 6 + 1) * 32 + 256 * 32  # linear + organ embedding
     torch.manual_seed(2)
     x = torch.rand(1, 1, *SHAPE)
     mask = torch.zeros(SHAPE, dtype=torch.bool)
@@ -210,16 +220,32 @@ def test_masked_gamma_ignores_voxels_outside_the_organ_and_saves_its_pooling_lay
     y[0, 0, 0:4, 0:16, 12:16] += 1.0  # same patch, beyond the two strided 3x3x3 layers' reach (model
     y[0, 0, 0:4, 12:16, 0:12] += 1.0  # voxel 7) from the organ's last stem voxel
     with torch.no_grad():
-        a = model.organ_tokens(model.encode_case(x), mask)
-        b = model.organ_tokens(model.encode_case(y), mask)
+        a = model.organ_tokens(model.encode_case(x), mask, label=5)
+        b = model.organ_tokens(model.encode_case(y), mask, label=5)
         assert tuple(a.shape) == (1, 1, model.config.llm_hidden_size)
         assert torch.allclose(a, b, atol=1e-6)
         assert not torch.allclose(model.encode_case(x).tokens, model.encode_case(y).tokens)
     model.save_pretrained(tmp_path / "saved")
     again = TumorChainModel.from_pretrained(tmp_path / "saved", device="cpu", dtype=torch.float32)
-    assert torch.equal(again.organ_pool.weight, model.organ_pool.weight)
+    assert torch.equal(again.organ_pool.linear.weight, model.organ_pool.linear.weight)
     with torch.no_grad():
-        assert torch.allclose(again.organ_tokens(again.encode_case(x), mask), a, atol=1e-6)
+        assert torch.allclose(again.organ_tokens(again.encode_case(x), mask, label=5), a, atol=1e-6)
+        with pytest.raises(ValueError, match="label id"):
+            model.organ_tokens(model.encode_case(x), mask)
+
+
+def test_masked_gamma_tokens_carry_the_organs_identity(tmp_path):
+    """The same voxels read as two different organs give different tokens once the organ embedding
+    has learned anything (it starts at zero: identical tokens)."""
+    model = tiny_model(tmp_path / "m", _masked_config(n_organ_tokens=2))
+    x = torch.rand(1, 1, *SHAPE)
+    mask = torch.zeros(SHAPE, dtype=torch.bool)
+    mask[0:8, 0:32, 0:32] = True
+    with torch.no_grad():
+        enc = model.encode_case(x)
+        assert torch.equal(model.organ_tokens(enc, mask, label=5), model.organ_tokens(enc, mask, label=7))
+        model.organ_pool.organ.weight[7].normal_()
+        assert not torch.allclose(model.organ_tokens(enc, mask, label=5), model.organ_tokens(enc, mask, label=7))
 
 
 def test_masked_gamma_needs_a_stem():

@@ -31,7 +31,7 @@ from safetensors.numpy import load_file, save_file
 
 from inference.errors import InputError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: masked weights by each stem voxel's share of the organ
 Q_SCALE = 65535.0
 
 

@@ -54,7 +54,7 @@ def classifier_scores(model, samples: Sequence[Sample]) -> list[dict]:
             mask = mi.mask(lab.id)
             if not bool(mask.any()):
                 continue
-            logits = model.organ_logits(model.organ_tokens(enc, mask, volume=mi))
+            logits = model.organ_logits(model.organ_tokens(enc, mask, volume=mi, label=lab.id))
             prob = float(torch.softmax(logits.float(), dim=-1)[0, 1])
             rows.append({"case_id": case_id, "organ": name, "label": int(label), "prob": round(prob, 4)})
     return rows

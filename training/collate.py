@@ -11,6 +11,7 @@ classifier targets):
     sample_case     int64 (B,)     case row of each sample
     organ_weights   float (M, Ll, N)        Gamma's patch weights of each (case, organ)
     organ_case      int64 (M,)
+    organ_label     int64 (M,)     label id of each (case, organ): masked Gamma adds the organ's identity
     organ_voxel_rows/cols/vals  masked Gamma only (else empty): sparse weights of row m*Ll + t over the
                     stacked stem voxels (case row * V + voxel) of the batch's cases
     slot_sample     int64 (S,)     sample of each visual run
@@ -49,6 +50,7 @@ class Collator:
         organ_rows: dict[tuple[int, int], int] = {}
         organ_weights: list[torch.Tensor] = []
         organ_case: list[int] = []
+        organ_label: list[int] = []
         voxel_rows: list[np.ndarray] = []
         voxel_cols: list[np.ndarray] = []
         voxel_vals: list[np.ndarray] = []
@@ -66,6 +68,7 @@ class Collator:
                     voxel_vals.append(vals)
                 organ_weights.append(case.organ_weights(label))
                 organ_case.append(case_row)
+                organ_label.append(int(label))
             return organ_rows[key]
 
         for i, (it, ex) in enumerate(zip(items, examples)):
@@ -96,6 +99,7 @@ class Collator:
             "sample_case": torch.tensor(sample_case, dtype=torch.long),
             "organ_weights": torch.stack(organ_weights) if organ_weights else torch.zeros(0, n_organ, n_patch),
             "organ_case": torch.tensor(organ_case, dtype=torch.long),
+            "organ_label": torch.tensor(organ_label, dtype=torch.long),
             "organ_voxel_rows": torch.from_numpy(np.concatenate(voxel_rows)) if voxel_rows else torch.zeros(0, dtype=torch.long),
             "organ_voxel_cols": torch.from_numpy(np.concatenate(voxel_cols)) if voxel_cols else torch.zeros(0, dtype=torch.long),
             "organ_voxel_vals": torch.from_numpy(np.concatenate(voxel_vals)) if voxel_vals else torch.zeros(0),

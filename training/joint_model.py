@@ -32,14 +32,16 @@ def causal_lm_parts(llm: nn.Module) -> tuple[nn.Module, nn.Module]:
     return decoder, head
 
 
-def masked_organ_inputs(model, features, n_organs, rows, cols, vals) -> torch.Tensor:
+def masked_organ_inputs(model, features, organ_label, rows, cols, vals) -> torch.Tensor:
     """Masked Gamma on a batch: (C, Cs, d, h, w) stem features -> (M, Ll, Dv) organ inputs to the
-    projector, through inference's own pooling; ``cols`` index the cases' stacked stem voxels
-    (case row * V + voxel), ``rows`` the organ tokens (m * Ll + t)."""
+    projector, through inference's own pooling; ``organ_label`` (M,) the organs' label ids,
+    ``cols`` index the cases' stacked stem voxels (case row * V + voxel), ``rows`` the organ tokens
+    (m * Ll + t)."""
     ll = model.config.n_organ_tokens
+    n_organs = organ_label.shape[0]
     flat = features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])  # (C * V, Cs)
     pooled = pool_stem_features(flat, rows, cols, vals, n_organs * ll)
-    return model.organ_pool(pooled).reshape(n_organs, ll, -1)
+    return model.organ_pool(pooled.reshape(n_organs, ll, -1), organ_label)
 
 
 class TumorChainForTraining(nn.Module):
@@ -55,7 +57,7 @@ class TumorChainForTraining(nn.Module):
         return self.model.llm.config
 
     def forward(self, input_ids, labels, attention_mask, volumes, sample_case, organ_weights, organ_case,
-                slot_sample, slot_start, slot_kind, slot_row, cls_row, cls_target, organ_voxel_rows=None,
+                slot_sample, slot_start, slot_kind, slot_row, cls_row, cls_target, organ_label=None, organ_voxel_rows=None,
                 organ_voxel_cols=None, organ_voxel_vals=None) -> dict[str, torch.Tensor]:
         m = self.model
         dtype = m.dtype
@@ -65,7 +67,7 @@ class TumorChainForTraining(nn.Module):
         global_vis = m.projector(pool_patch_grid(tokens, m.config.vision.grid, m.config.pool_size))  # (C, Lg, K)
         if organ_weights.shape[0]:
             if m.config.gamma_mode == "masked":
-                organ_in = masked_organ_inputs(m, features, organ_weights.shape[0], organ_voxel_rows,
+                organ_in = masked_organ_inputs(m, features, organ_label, organ_voxel_rows,
                                                organ_voxel_cols, organ_voxel_vals)
             else:
                 organ_in = torch.bmm(organ_weights.to(tokens.dtype), tokens[organ_case])

@@ -57,7 +57,7 @@ class ModelCaseFeatures:
 
     @torch.inference_mode()
     def organ_tokens(self, mask_label: int) -> torch.Tensor:
-        return self.model.organ_tokens(self.encoding, self.masks.mask(mask_label), volume=self.volume)
+        return self.model.organ_tokens(self.encoding, self.masks.mask(mask_label), volume=self.volume, label=mask_label)
 
     @torch.inference_mode()
     def abnormal_prob(self, organ_tokens: torch.Tensor) -> float:

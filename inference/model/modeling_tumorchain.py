@@ -37,11 +37,12 @@ from .model_files import check_model_folder, load_part_weights, save_part_weight
 from .organ_classifier import OrganClassifier
 from .organ_tokens import (OrganSelection, apply_selection, crop_box, masked_weights, patch_coverage, pool_stem_features,
                            select_patches)
+from .organ_pool import MaskedOrganPool
 from .projector import Projector, pool_patch_grid
 from .vision_encoder import CaseEncoding, VisionEncoder3D
 
 PARTS = ("vision_encoder", "projector", "classifier")  # what model.safetensors holds (the LLM lives in llm/)
-MASKED_PART = "organ_pool"  # masked Gamma only: Linear(2C, Dv) from pooled stem features to the projector's input
+MASKED_PART = "organ_pool"  # masked Gamma only: MaskedOrganPool, pooled stem features (+ organ id) to the projector's input
 
 
 class TumorChainModel(nn.Module):
@@ -56,7 +57,7 @@ class TumorChainModel(nn.Module):
         self.projector = Projector(config.vision.hidden_size, config.projector_width, config.llm_hidden_size)
         self.classifier = OrganClassifier(config.llm_hidden_size)
         if config.gamma_mode == "masked":
-            self.organ_pool = nn.Linear(2 * config.vision.embed_channels, config.vision.hidden_size)
+            self.organ_pool = MaskedOrganPool(config.vision.embed_channels, config.vision.hidden_size)
         self.llm = llm.model
         self.llm_model_type = llm.model_type
         self.uses_mrope = llm.uses_mrope
@@ -138,10 +139,11 @@ class TumorChainModel(nn.Module):
         """tau_g: (1, Lg, K), the pooled patch grid projected into the LLM width."""
         return self.projector(pool_patch_grid(enc.tokens, enc.grid, self.config.pool_size))
 
-    def organ_selection(self, enc: CaseEncoding, mask: torch.Tensor,
-                        volume: torch.Tensor | ModelInput | None = None) -> tuple[torch.Tensor, OrganSelection]:
+    def organ_selection(self, enc: CaseEncoding, mask: torch.Tensor, volume: torch.Tensor | ModelInput | None = None,
+                        label: int | None = None) -> tuple[torch.Tensor, OrganSelection]:
         """Gamma before the projector: (1, Ll, Dv) organ tokens and which patches they came from.
-        In crop mode the selection refers to the grid of the re-encoded crop box."""
+        In crop mode the selection refers to the grid of the re-encoded crop box; masked mode needs
+        the organ's label id (its identity is part of the token)."""
         mask = self._check_mask(mask)
         box = None
         if self.config.gamma_mode == "crop":
@@ -154,18 +156,21 @@ class TumorChainModel(nn.Module):
         if self.config.gamma_mode == "masked":
             if enc.features is None:
                 raise ValueError("gamma_mode 'masked' needs the stem features of the encoding (encode_case)")
+            if label is None:
+                raise ValueError("gamma_mode 'masked' needs the organ's label id")
             v = self.config.vision
             weights = masked_weights(mask, selection, v.stem_stride, v.embed_patch_size)
             rows, cols = torch.nonzero(weights, as_tuple=True)
             flat = enc.features[0].flatten(1).transpose(0, 1)  # (V, C)
             pooled = pool_stem_features(flat, rows, cols, weights[rows, cols], weights.shape[0])
-            return self.organ_pool(pooled)[None], selection
+            return self.organ_pool(pooled[None], torch.tensor([int(label)])), selection
         return apply_selection(enc.tokens, selection), selection
 
-    def organ_tokens(self, enc: CaseEncoding, mask: torch.Tensor,
-                     volume: torch.Tensor | ModelInput | None = None) -> torch.Tensor:
-        """tau_l: (1, Ll, K) tokens of one organ (Gamma, then P). mask: (D, H, W) bool on the model grid."""
-        tokens, _ = self.organ_selection(enc, mask, volume)
+    def organ_tokens(self, enc: CaseEncoding, mask: torch.Tensor, volume: torch.Tensor | ModelInput | None = None,
+                     label: int | None = None) -> torch.Tensor:
+        """tau_l: (1, Ll, K) tokens of one organ (Gamma, then P). mask: (D, H, W) bool on the model
+        grid; label: its label id (needed in masked mode)."""
+        tokens, _ = self.organ_selection(enc, mask, volume, label)
         return self.projector(tokens)
 
     def organ_logits(self, organ_visual: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,9 @@ selection decides which patches feed each token, but a token is then the mean an
 the stem's features over the organ's own voxels inside those patches (all their voxels for a
 context patch the organ does not touch). A patch token mixes an organ's few lesion voxels with
 everything else in its patch; pooling on the mask keeps them (measured in the README: held-out organ
-AUC 0.88-0.89 against 0.61-0.67 for patch tokens on the demo cohort).
+AUC 0.88-0.89 against 0.61-0.67 for patch tokens on the demo cohort). The pooled statistics then go
+through MaskedOrganPool (organ_pool.py), which also adds which organ they describe: a variance that
+is normal for the stomach (air, contents) is a lesion in the liver.
 """
 from __future__ import annotations
 
@@ -185,26 +187,27 @@ def _kd_groups(coords: torch.Tensor, members: torch.Tensor, k: int) -> list[torc
 def masked_weights(mask: torch.Tensor, selection: OrganSelection, stem_stride: tuple[int, int, int],
                    embed_patch: tuple[int, int, int]) -> torch.Tensor:
     """(Ll, V) weights over the stem grid's voxels (raster order): row t averages the organ's stem
-    voxels inside token t's patches, or all voxels of those patches when the organ has none there.
+    voxels inside token t's patches, each weighted by the fraction of its model voxels inside the
+    organ (so the mean is the organ's own mean, not one diluted by a ring of border tissue), or all
+    voxels of those patches equally when the organ has none there (context patches).
 
-    mask: (D, H, W) bool on the model grid; a stem voxel belongs to the organ when any model voxel
-    it covers does (lesions sit at organ borders)."""
-    inside = F.max_pool3d(mask.float()[None, None], kernel_size=stem_stride, stride=stem_stride)[0, 0] > 0
-    d, h, w = inside.shape
+    mask: (D, H, W) bool on the model grid."""
+    share = F.avg_pool3d(mask.float()[None, None], kernel_size=stem_stride, stride=stem_stride)[0, 0]
+    d, h, w = share.shape
     gd, gh, gw = selection.grid
     pd, ph, pw = embed_patch
     z = torch.arange(d)[:, None, None] // pd
     y = torch.arange(h)[None, :, None] // ph
     x = torch.arange(w)[None, None, :] // pw
     patch_of = ((z * gh + y) * gw + x).expand(d, h, w).reshape(-1)  # (V,) patch index of every stem voxel
-    inside = inside.reshape(-1)
+    share = share.reshape(-1)
     weights = torch.zeros(selection.weights.shape[0], d * h * w)
     for t, row in enumerate(selection.weights):
-        in_patches = torch.isin(patch_of, torch.nonzero(row > 0).flatten())
-        members = in_patches & inside
-        if not bool(members.any()):
+        in_patches = torch.isin(patch_of, torch.nonzero(row > 0).flatten()).float()
+        members = in_patches * share
+        if not bool((members > 0).any()):
             members = in_patches
-        weights[t, members] = 1.0 / float(members.sum())
+        weights[t] = members / members.sum()
     return weights
 
 

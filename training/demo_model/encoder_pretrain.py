@@ -158,7 +158,7 @@ def pretrain_masked_organs(model, cache: CaseCache, cases: Sequence[tuple[str, P
     stem_grid = tuple(i // s for i, s in zip(cfg.vision.img_size, cfg.vision.stem_stride))
     ll = cfg.n_organ_tokens
 
-    def items(case) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    def items(case) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]]:
         tensors = cache.load(case[1])
         out = []
         for organ, y in sorted(case[2].items()):
@@ -166,21 +166,23 @@ def pretrain_masked_organs(model, cache: CaseCache, cases: Sequence[tuple[str, P
             if tensors.masked is None or lid not in tensors.masked:
                 continue
             rows, cols, vals = (torch.from_numpy(a) for a in tensors.masked[lid])
-            out.append((rows.long(), cols.long(), vals, int(y)))
+            out.append((rows.long(), cols.long(), vals, int(y), lid))
         return out
 
     def organ_logits(vol: torch.Tensor, itemsets, perm: torch.Tensor | None = None):
         feats = model.vision_encoder.stem(vol)  # (B, C, d, h, w)
         v = feats[0, 0].numel()
-        rows, cols, vals, ys = [], [], [], []
+        rows, cols, vals, ys, labels = [], [], [], [], []
         for b, its in enumerate(itemsets):
-            for rws, cls, vls, y in its:
+            for rws, cls, vls, y, lid in its:
                 cls = perm[cls] if perm is not None else cls
                 rows.append(rws + len(ys) * ll)
                 cols.append(cls + b * v)
                 vals.append(vls)
                 ys.append(y)
-        organ_in = masked_organ_inputs(model, feats, len(ys), torch.cat(rows), torch.cat(cols), torch.cat(vals))
+                labels.append(lid)
+        organ_in = masked_organ_inputs(model, feats, torch.tensor(labels), torch.cat(rows), torch.cat(cols),
+                                       torch.cat(vals))
         return model.classifier(model.projector(organ_in)), torch.tensor(ys)
 
     g = torch.Generator().manual_seed(seed)
