@@ -200,15 +200,11 @@ def masked_weights(mask: torch.Tensor, selection: OrganSelection, stem_stride: t
     y = torch.arange(h)[None, :, None] // ph
     x = torch.arange(w)[None, None, :] // pw
     patch_of = ((z * gh + y) * gw + x).expand(d, h, w).reshape(-1)  # (V,) patch index of every stem voxel
-    share = share.reshape(-1)
-    weights = torch.zeros(selection.weights.shape[0], d * h * w)
-    for t, row in enumerate(selection.weights):
-        in_patches = torch.isin(patch_of, torch.nonzero(row > 0).flatten()).float()
-        members = in_patches * share
-        if not bool((members > 0).any()):
-            members = in_patches
-        weights[t] = members / members.sum()
-    return weights
+    in_patches = (selection.weights > 0).float()[:, patch_of]  # (Ll, V): voxels of each token's patches
+    members = in_patches * share.reshape(-1)[None]
+    empty = members.sum(dim=1) <= 0
+    members[empty] = in_patches[empty]  # context patches: all their voxels
+    return members / members.sum(dim=1, keepdim=True)
 
 
 def pool_stem_features(flat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,

@@ -90,11 +90,12 @@ def pretrain_stage(cohort: Path, llm: Path, work: Path, model_cfg, p: dict, seed
     if model_cfg.gamma_mode == "masked":  # organ labels through the organ tokens themselves
         pick = lambda cases: [(cid, path, labels) for cid, path, _, labels in cases]
         result = pretrain_masked_organs(model, cache, pick(split["train"]), epochs=p["epochs"], lr=p["lr"],
-                                        batch=p["batch"], seed=seed, heldout=pick(split["val"]), log=log)
+                                        batch=p["batch"], seed=seed, heldout=pick(split["val"]),
+                                        pos_weight=p.get("pos_weight", 3.0), log=log)
     else:  # patch-level lesion targets (demo model v0.1)
         pick = lambda cases: [(cid, path, folder) for cid, path, folder, _ in cases]
         result = pretrain_visual(model, cache, pick(split["train"]), epochs=p["epochs"], lr=p["lr"], batch=p["batch"],
-                                 seed=seed, threshold=p["threshold"], pos_weight=p["pos_weight"],
+                                 seed=seed, threshold=p.get("threshold", 0.1), pos_weight=p.get("pos_weight", 16.0),
                                  heldout=pick(split["val"]), targets_dir=work / "lesion_targets", log=log)
     folder = work / f"pretrained_{seed}"
     model.save_pretrained(folder)
