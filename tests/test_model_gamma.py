@@ -186,8 +186,12 @@ def test_masked_weights_average_the_organs_own_stem_voxels_per_token():
     mask = mask_of(patches=[(0, 0, 0)], voxels=[(5, 20, 20)])  # patch (0,0,0) whole + one voxel in patch (1,1,1)
     sel = select_patches(patch_coverage(mask, (4, 16, 16)), GRID, 4)  # 2 covered + 2 context patches
     w = masked_weights(mask, sel, (1, 4, 4), (4, 4, 4))  # stem grid (8, 16, 16)
-    assert tuple(w.shape) == (4, 8 * 16 * 16)
-    assert torch.allclose(w.sum(1), torch.ones(4))
+    assert tuple(w.shape) == (5, 8 * 16 * 16)  # 4 tokens, then the whole organ
+    assert torch.allclose(w.sum(1), torch.ones(5))
+    organ = w[4]  # the full patch's 64 stem voxels and the lone voxel at its 1/16 share
+    assert int((organ > 0).sum()) == 65
+    assert torch.isclose(organ[(5 * 16 + 5) * 16 + 5], torch.tensor((1 / 16) / (64 + 1 / 16)))
+    w = w[:4]
     counts = sorted(int((row > 0).sum()) for row in w)
     # the single organ voxel (stem voxel (5, 5, 5)), two context patches of 4x4x4 stem voxels, the full patch
     assert counts == [1, 64, 64, 64]
@@ -198,7 +202,9 @@ def test_masked_weights_average_the_organs_own_stem_voxels_per_token():
     # holds 2 of its 16 weighs 2/18 against a full neighbour's 16/18 (not half each)
     mask = mask_of(voxels=[(1, 4 + i, 4 + j) for i in range(4) for j in range(4)] + [(1, 8, 8), (1, 8, 9)])
     sel = select_patches(patch_coverage(mask, (4, 16, 16)), GRID, 1)
-    w = masked_weights(mask, sel, (1, 4, 4), (4, 4, 4))[0]
+    w = masked_weights(mask, sel, (1, 4, 4), (4, 4, 4))
+    assert torch.equal(w[0], w[1])  # one token covering the whole organ: its row is the organ's
+    w = w[0]
     full, border = (1 * 16 + 1) * 16 + 1, (1 * 16 + 2) * 16 + 2
     assert torch.allclose(w[[full, border]], torch.tensor([16 / 18, 2 / 18]))
     assert int((w > 0).sum()) == 2
@@ -211,7 +217,7 @@ def test_masked_gamma_ignores_voxels_outside_the_organ_and_saves_its_pooling_lay
 
     model = tiny_model(tmp_path / "m", _masked_config(n_organ_tokens=1))  # one token: no context patches
     assert "organ_pool" in model.parts
-    assert model.parameter_counts()["organ_pool"] == (2 * 6 + 1) * 32 + 256 * 32  # linear + organ embedding
+    assert model.parameter_counts()["organ_pool"] == (4 * 6 + 1) * 32 + 256 * 32  # linear + organ embedding
     torch.manual_seed(2)
     x = torch.rand(1, 1, *SHAPE)
     mask = torch.zeros(SHAPE, dtype=torch.bool)

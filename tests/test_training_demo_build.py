@@ -11,7 +11,9 @@ from tests.tiny_models import one_torch_thread
 pytestmark = pytest.mark.slow
 
 
-def test_demo_build_end_to_end_on_a_tiny_recipe(tmp_path):
+def test_demo_build_end_to_end_on_a_tiny_patch_token_recipe(tmp_path):
+    """The paper's own Gamma (patch tokens, no conv stem; demo model v0.1's recipe): stage 0 is the
+    patch-level lesion pre-training."""
     from inference.pipeline import load_model
     from training.demo_model.build import build, load_recipe
 
@@ -19,15 +21,16 @@ def test_demo_build_end_to_end_on_a_tiny_recipe(tmp_path):
     recipe["cohort"] = {"cases": 10, "shape": [64, 64, 32], "workers": 1}
     recipe["tokenizer"] = {"vocab_size": 600}
     recipe["llm"] = {"hidden": 32, "intermediate": 64, "layers": 1, "heads": 4, "kv_heads": 2}
-    vision = dict(recipe["model"]["vision"], img_size=[16, 64, 64], hidden_size=32, mlp_dim=64, num_layers=1)
-    recipe["model"] = dict(recipe["model"], vision=vision, n_organ_tokens=4, projector_hidden=48)
-    recipe["train"] = dict(recipe["train"], num_epochs=1, logging_steps=1)
-    recipe["pretrain"] = dict(recipe["pretrain"], epochs=1)
+    vision = {k: v for k, v in recipe["model"]["vision"].items() if not k.startswith("stem_")}
+    vision.update(img_size=[16, 64, 64], hidden_size=32, mlp_dim=64, num_layers=1)
+    recipe["model"] = dict(recipe["model"], vision=vision, n_organ_tokens=4, projector_hidden=48, gamma_mode="tokens")
+    recipe["train"] = dict(recipe["train"], num_epochs=1, logging_steps=1, freeze_encoder=False)
+    recipe["pretrain"] = {"epochs": 1, "lr": 3e-3, "batch": 4, "threshold": 0.1, "pos_weight": 16.0}
     with one_torch_thread():
         summary = build(tmp_path / "model", 0, tmp_path / "work", recipe, log=lambda *_: None, skip_eval=True)
         model = load_model(tmp_path / "model", device="cpu")
     assert model.config.vision.img_size == (16, 64, 64)
-    assert model.config.vision.stem_channels == tuple(vision.get("stem_channels", ()))
+    assert model.config.vision.stem_channels == () and model.config.gamma_mode == "tokens"
     saved = json.loads((tmp_path / "model" / "eval_summary.json").read_text())
     assert saved["train"]["global_step"] == summary["train"]["global_step"] > 0
     assert len(saved["visual_pretraining"]["loss"]) == 1
@@ -36,8 +39,8 @@ def test_demo_build_end_to_end_on_a_tiny_recipe(tmp_path):
 
 
 def test_demo_build_with_a_masked_gamma_recipe(tmp_path):
-    """The recipe switch the next demo model needs: conv stem + masked Gamma; stage 0 then trains on
-    organ labels through the organ tokens, and the built model analyzes with masked organ tokens."""
+    """The shipped recipe (v0.2), shrunken: conv stem + masked Gamma; stage 0 trains on organ labels
+    through the organ tokens, and the built model analyzes with masked organ tokens."""
     from inference.pipeline import load_model
     from training.demo_model.build import build, load_recipe
 

@@ -154,3 +154,42 @@ def test_masked_gamma_trains_through_the_trainer_and_matches_inference(tmp_path)
         infer_side = m.organ_tokens(enc, model_input.mask(label), label=label)
     assert tuple(train_side.shape) == (1, m.config.n_organ_tokens, m.config.llm_hidden_size)
     assert torch.allclose(train_side, infer_side, atol=1e-5)
+
+
+def test_frozen_encoder_cache_runs_the_encoder_once_per_case_and_changes_nothing(tmp_path):
+    """With the encoder frozen, its outputs per case are kept (up to the cap) instead of recomputed
+    every batch; the training run's losses are the same as without the cache."""
+    from inference.model import TumorChainConfig
+    from training.joint_model import FrozenEncoderCache
+    from training.trainer import run_training
+
+    calls = []
+
+    class Encoder(torch.nn.Module):
+        def forward_with_features(self, v):
+            calls.append(v.shape[0])
+            return v.flatten(1)[:, :6].reshape(-1, 2, 3) * 2, v[:, :, :1] + 1
+
+    cache = FrozenEncoderCache(max_bytes=3 * (6 + 4) * 4)  # room for three cases
+    vols = torch.rand(4, 1, 2, 2, 2)
+    t, f = cache.encode(Encoder(), vols[:2], torch.tensor([10, 11]))
+    t2, f2 = cache.encode(Encoder(), vols[[1, 0, 2, 3]], torch.tensor([11, 10, 12, 13]))
+    assert calls == [2, 2]  # the second call ran only the two new cases
+    assert torch.equal(t2[:2], t[[1, 0]]) and torch.equal(f2[:2], f[[1, 0]])
+    assert torch.equal(t2[3], vols[3].flatten()[:6].reshape(2, 3) * 2)
+    assert len(cache.store) == 3  # the fourth case did not fit under the cap
+    cache.encode(Encoder(), vols[[3]], torch.tensor([13]))
+    assert calls == [2, 2, 1]
+
+    a = tiny_assets()
+    cfg_dict = json.loads(a.model_config.read_text())
+    cfg_dict["vision"].update(stem_channels=[4, 6], stem_strides=[[1, 2, 2], [1, 2, 2]])
+    cfg_dict["gamma_mode"] = "masked"
+    cfg_path = tmp_path / "masked_config.json"
+    TumorChainConfig.from_dict(cfg_dict).save(cfg_path)
+    losses = []
+    for mb in (0, 64):
+        cfg = a.train_config(tmp_path / f"run{mb}", max_steps=4, model_config=str(cfg_path),
+                             cache_dir=str(tmp_path / "cache"), freeze_encoder=True, frozen_encoder_cache_mb=mb)
+        losses.append([h["loss"] for h in run_training(cfg, log_fn=lambda *_: None)["log"]])
+    assert len(losses[0]) == 4 and losses[0] == pytest.approx(losses[1], rel=1e-5)

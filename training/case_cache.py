@@ -8,7 +8,7 @@ For each case the cache holds (safetensors, never pickle):
     sel_<id>_rows/_cols/_vals     Gamma's (Ll, N) patch weights of every label present, sparse, from
                                   inference.model.organ_tokens.select_patches: training takes organ
                                   tokens exactly as inference does
-    msk_<id>_rows/_cols/_vals     masked Gamma only: the (Ll, V) weights over the conv stem's voxels
+    msk_<id>_rows/_cols/_vals     masked Gamma only: the (Ll + 1, V) weights over the conv stem's voxels
                                   (organ_tokens.masked_weights), sparse
 
 The file name carries a key over the source files' contents and the model grid (image size, patch
@@ -31,7 +31,7 @@ from safetensors.numpy import load_file, save_file
 
 from inference.errors import InputError
 
-CACHE_VERSION = 2  # 2: masked weights by each stem voxel's share of the organ
+CACHE_VERSION = 3  # 2: masked weights by each stem voxel's share of the organ; 3: + a whole-organ row
 Q_SCALE = 65535.0
 
 

@@ -8,11 +8,13 @@ classifier targets):
     labels          int64 (B, T)   -100 on padding and non-answer tokens
     attention_mask  int64 (B, T)
     volumes         float (C, 1, D, H, W)   each case once: the encoder runs once per case
+    case_key        int64 (C,)     a stable id of each case (its cache file, which is keyed by content):
+                    the frozen-encoder cache's key, the same in every dataloader worker and rank
     sample_case     int64 (B,)     case row of each sample
     organ_weights   float (M, Ll, N)        Gamma's patch weights of each (case, organ)
     organ_case      int64 (M,)
     organ_label     int64 (M,)     label id of each (case, organ): masked Gamma adds the organ's identity
-    organ_voxel_rows/cols/vals  masked Gamma only (else empty): sparse weights of row m*Ll + t over the
+    organ_voxel_rows/cols/vals  masked Gamma only (else empty): sparse weights of row m*(Ll+1) + t over the
                     stacked stem voxels (case row * V + voxel) of the batch's cases
     slot_sample     int64 (S,)     sample of each visual run
     slot_start      int64 (S,)     its first position
@@ -23,6 +25,8 @@ classifier targets):
 """
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -46,6 +50,7 @@ class Collator:
         attention = torch.zeros((b, t_max), dtype=torch.long)
         case_rows: dict[str, int] = {}
         volumes: list[torch.Tensor] = []
+        case_keys: list[int] = []
         sample_case: list[int] = []
         organ_rows: dict[tuple[int, int], int] = {}
         organ_weights: list[torch.Tensor] = []
@@ -63,7 +68,7 @@ class Collator:
                 organ_rows[key] = len(organ_weights)
                 if case.masked is not None:
                     rows, cols, vals = case.masked[label]
-                    voxel_rows.append(rows.astype(np.int64) + len(organ_weights) * case.n_organ_tokens)
+                    voxel_rows.append(rows.astype(np.int64) + len(organ_weights) * (case.n_organ_tokens + 1))
                     voxel_cols.append(cols.astype(np.int64) + case_row * case.stem_voxels)
                     voxel_vals.append(vals)
                 organ_weights.append(case.organ_weights(label))
@@ -80,6 +85,7 @@ class Collator:
             if key not in case_rows:
                 case_rows[key] = len(volumes)
                 volumes.append(it["case"].volume)
+                case_keys.append(int(hashlib.sha1(Path(key).name.encode()).hexdigest()[:15], 16))
             c = case_rows[key]
             sample_case.append(c)
             for start, kind, label in ex.slots.tolist():
@@ -96,6 +102,7 @@ class Collator:
             "labels": labels,
             "attention_mask": attention,
             "volumes": torch.stack(volumes),  # (C, 1, D, H, W)
+            "case_key": torch.tensor(case_keys, dtype=torch.long),
             "sample_case": torch.tensor(sample_case, dtype=torch.long),
             "organ_weights": torch.stack(organ_weights) if organ_weights else torch.zeros(0, n_organ, n_patch),
             "organ_case": torch.tensor(organ_case, dtype=torch.long),

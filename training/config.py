@@ -57,6 +57,7 @@ class TrainConfig:
     cls_loss_weight: float = 1.0  # alpha
     # -- what trains -----------------------------------------------------------------------------
     freeze_encoder: bool = False
+    frozen_encoder_cache_mb: int = 0  # with freeze_encoder: keep each case's encoder outputs in memory (up to this, on the device)
     freeze_projector: bool = False
     freeze_llm: bool = False
     freeze_classifier: bool = False

@@ -35,21 +35,52 @@ def causal_lm_parts(llm: nn.Module) -> tuple[nn.Module, nn.Module]:
 def masked_organ_inputs(model, features, organ_label, rows, cols, vals) -> torch.Tensor:
     """Masked Gamma on a batch: (C, Cs, d, h, w) stem features -> (M, Ll, Dv) organ inputs to the
     projector, through inference's own pooling; ``organ_label`` (M,) the organs' label ids,
-    ``cols`` index the cases' stacked stem voxels (case row * V + voxel), ``rows`` the organ tokens
-    (m * Ll + t)."""
-    ll = model.config.n_organ_tokens
+    ``cols`` index the cases' stacked stem voxels (case row * V + voxel), ``rows`` the pooled rows
+    (m * (Ll + 1) + t; t = Ll is the whole organ, organ_tokens.masked_weights)."""
+    ll = model.config.n_organ_tokens + 1
     n_organs = organ_label.shape[0]
     flat = features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])  # (C * V, Cs)
     pooled = pool_stem_features(flat, rows, cols, vals, n_organs * ll)
     return model.organ_pool(pooled.reshape(n_organs, ll, -1), organ_label)
 
 
+class FrozenEncoderCache:
+    """The encoder's outputs (patch tokens, stem features) per case while the encoder is frozen: a
+    frozen encoder gives the same outputs every epoch, so it runs once per case, not once per batch
+    (with a conv stem at full resolution that was ~80 % of a CPU step). Keeps cases until ``max_bytes``
+    (on the encoder's device), then runs the encoder for the rest as before."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self.store: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def encode(self, encoder, volumes: torch.Tensor, keys: torch.Tensor):
+        keys = [int(k) for k in keys]
+        missing = [i for i, k in enumerate(keys) if k not in self.store]
+        fresh = {}
+        if missing:
+            with torch.no_grad():
+                tokens, features = encoder.forward_with_features(volumes[missing])
+            for j, i in enumerate(missing):
+                fresh[keys[i]] = (tokens[j], None if features is None else features[j])
+                size = sum(t.numel() * t.element_size() for t in fresh[keys[i]] if t is not None)
+                if self.bytes + size <= self.max_bytes:
+                    self.store[keys[i]] = fresh[keys[i]]
+                    self.bytes += size
+        outs = [self.store.get(k) or fresh[k] for k in keys]
+        tokens = torch.stack([o[0] for o in outs])
+        features = None if outs[0][1] is None else torch.stack([o[1] for o in outs])
+        return tokens, features
+
+
 class TumorChainForTraining(nn.Module):
-    def __init__(self, model: nn.Module, cls_loss_weight: float = 1.0):
+    def __init__(self, model: nn.Module, cls_loss_weight: float = 1.0, frozen_encoder_cache_mb: int = 0):
         super().__init__()
         self.model = model
         self.cls_loss_weight = float(cls_loss_weight)
         self.last_parts: LossParts | None = None
+        self.frozen_cache = FrozenEncoderCache(frozen_encoder_cache_mb << 20) if frozen_encoder_cache_mb > 0 else None
 
     @property
     def config(self):
@@ -58,12 +89,15 @@ class TumorChainForTraining(nn.Module):
 
     def forward(self, input_ids, labels, attention_mask, volumes, sample_case, organ_weights, organ_case,
                 slot_sample, slot_start, slot_kind, slot_row, cls_row, cls_target, organ_label=None, organ_voxel_rows=None,
-                organ_voxel_cols=None, organ_voxel_vals=None) -> dict[str, torch.Tensor]:
+                organ_voxel_cols=None, organ_voxel_vals=None, case_key=None) -> dict[str, torch.Tensor]:
         m = self.model
         dtype = m.dtype
         train_encoder = any(p.requires_grad for p in m.vision_encoder.parameters())
-        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
-            tokens, features = m.vision_encoder.forward_with_features(volumes.to(dtype))  # (C, N, Dv)
+        if not train_encoder and self.frozen_cache is not None and case_key is not None:
+            tokens, features = self.frozen_cache.encode(m.vision_encoder, volumes.to(dtype), case_key)
+        else:
+            with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
+                tokens, features = m.vision_encoder.forward_with_features(volumes.to(dtype))  # (C, N, Dv)
         global_vis = m.projector(pool_patch_grid(tokens, m.config.vision.grid, m.config.pool_size))  # (C, Lg, K)
         if organ_weights.shape[0]:
             if m.config.gamma_mode == "masked":

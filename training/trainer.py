@@ -193,7 +193,8 @@ def run_training(cfg: TrainConfig, log_fn=print, model=None) -> dict:
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         cfg.save(Path(cfg.output_dir) / CONFIG_FILE)
     train_ds = build_datasets(cfg, model, log_fn=log_fn if rank == 0 else None, samples=samples)
-    wrapper = TumorChainForTraining(model, cfg.cls_loss_weight)
+    wrapper = TumorChainForTraining(model, cfg.cls_loss_weight,
+                                    cfg.frozen_encoder_cache_mb if cfg.freeze_encoder else 0)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
     trainer_cls = _trainer_class()
     trainer = trainer_cls(model=wrapper, args=args, train_dataset=train_ds, data_collator=Collator(pad),

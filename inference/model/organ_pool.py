@@ -2,8 +2,9 @@
 
 The (mean, variance) of the stem's features over an organ's voxels mean different things for
 different organs (the stomach's air and contents are normal heterogeneity, the same variance in the
-liver is a lesion), and the projector and classifier see one token at a time, so the organ's
-identity is added as a learned embedding of its label id (zero at start: a new model's tokens are
+liver is a lesion), and the projector sees one token at a time, so each token gets the organ-wide
+statistics next to its own (a reader of whole-organ statistics is what the diagnostic measured),
+and the organ's identity is added as a learned embedding of its label id (zero at start: a new model's tokens are
 the plain linear map). Measured on the demo cohort: a reader given the organ's identity reached
 held-out organ AUC 0.88-0.89 (README, vision diagnostics).
 """
@@ -16,13 +17,16 @@ N_LABEL_IDS = 256  # merged label ids are uint8: organs 1..56, parts >= 100
 
 
 class MaskedOrganPool(nn.Module):
-    """(..., Ll, 2C) pooled stem statistics and (...,) label ids -> (..., Ll, Dv)."""
+    """(..., Ll + 1, 2C) pooled stem statistics (Ll tokens, then the whole organ; masked_weights) and
+    (...,) label ids -> (..., Ll, Dv): each token is its own statistics next to the organ's."""
 
     def __init__(self, stem_channels: int, width: int):
         super().__init__()
-        self.linear = nn.Linear(2 * stem_channels, width)
+        self.linear = nn.Linear(4 * stem_channels, width)
         self.organ = nn.Embedding(N_LABEL_IDS, width)
         nn.init.zeros_(self.organ.weight)
 
     def forward(self, pooled: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return self.linear(pooled) + self.organ(label.to(pooled.device).long())[..., None, :]
+        tokens, organ = pooled[..., :-1, :], pooled[..., -1:, :]
+        x = torch.cat([tokens, organ.expand_as(tokens)], dim=-1)
+        return self.linear(x) + self.organ(label.to(pooled.device).long())[..., None, :]

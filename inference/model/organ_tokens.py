@@ -23,7 +23,7 @@ per token. Crop mode ("crop") runs the same selection on a fresh encoding of the
 Masked mode ("masked", our departure from the paper, for encoders with a conv stem): the same
 selection decides which patches feed each token, but a token is then the mean and the variance of
 the stem's features over the organ's own voxels inside those patches (all their voxels for a
-context patch the organ does not touch). A patch token mixes an organ's few lesion voxels with
+context patch the organ does not touch), next to the same statistics over the whole organ. A patch token mixes an organ's few lesion voxels with
 everything else in its patch; pooling on the mask keeps them (measured in the README: held-out organ
 AUC 0.88-0.89 against 0.61-0.67 for patch tokens on the demo cohort). The pooled statistics then go
 through MaskedOrganPool (organ_pool.py), which also adds which organ they describe: a variance that
@@ -186,10 +186,12 @@ def _kd_groups(coords: torch.Tensor, members: torch.Tensor, k: int) -> list[torc
 
 def masked_weights(mask: torch.Tensor, selection: OrganSelection, stem_stride: tuple[int, int, int],
                    embed_patch: tuple[int, int, int]) -> torch.Tensor:
-    """(Ll, V) weights over the stem grid's voxels (raster order): row t averages the organ's stem
-    voxels inside token t's patches, each weighted by the fraction of its model voxels inside the
-    organ (so the mean is the organ's own mean, not one diluted by a ring of border tissue), or all
-    voxels of those patches equally when the organ has none there (context patches).
+    """(Ll + 1, V) weights over the stem grid's voxels (raster order). Row t < Ll averages the
+    organ's stem voxels inside token t's patches, each weighted by the fraction of its model voxels
+    inside the organ (so the mean is the organ's own, not one diluted by a ring of border tissue),
+    or all voxels of those patches equally when the organ has none there (context patches). The last
+    row averages the whole organ the same way: every token also carries the organ-wide statistics
+    (see MaskedOrganPool), which a lesion in one sub-region shifts for all of them.
 
     mask: (D, H, W) bool on the model grid."""
     share = F.avg_pool3d(mask.float()[None, None], kernel_size=stem_stride, stride=stem_stride)[0, 0]
@@ -201,9 +203,10 @@ def masked_weights(mask: torch.Tensor, selection: OrganSelection, stem_stride: t
     x = torch.arange(w)[None, None, :] // pw
     patch_of = ((z * gh + y) * gw + x).expand(d, h, w).reshape(-1)  # (V,) patch index of every stem voxel
     in_patches = (selection.weights > 0).float()[:, patch_of]  # (Ll, V): voxels of each token's patches
-    members = in_patches * share.reshape(-1)[None]
-    empty = members.sum(dim=1) <= 0
-    members[empty] = in_patches[empty]  # context patches: all their voxels
+    share = share.reshape(-1)
+    members = torch.cat([in_patches * share[None], share[None]])
+    empty = members[:-1].sum(dim=1) <= 0
+    members[:-1][empty] = in_patches[empty]  # context patches: all their voxels
     return members / members.sum(dim=1, keepdim=True)
 
 

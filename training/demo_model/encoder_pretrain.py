@@ -139,7 +139,7 @@ def _heldout_auc(model, cache, heldout, targets, roc_auc) -> float | None:
 
 def pretrain_masked_organs(model, cache: CaseCache, cases: Sequence[tuple[str, Path, dict]], epochs: int, lr: float,
                            batch: int, seed: int, heldout: Sequence[tuple[str, Path, dict]] = (), flips: bool = True,
-                           pos_weight: float = 3.0, log=print) -> dict:
+                           pos_weight: float = 3.0, substructures: bool = False, log=print) -> dict:
     """Stage 0 for a masked-Gamma model (TumorChainConfig.gamma_mode "masked"): the conv stem,
     organ_pool, projector and classifier learn normal / abnormal per organ on exactly the organ
     tokens the LLM will read (stem features pooled over the organ's own voxels; the ViT is not needed
@@ -156,13 +156,16 @@ def pretrain_masked_organs(model, cache: CaseCache, cases: Sequence[tuple[str, P
     if cfg.gamma_mode != "masked":
         raise ValueError(f"pretrain_masked_organs needs gamma_mode 'masked', the model has {cfg.gamma_mode!r}")
     stem_grid = tuple(i // s for i, s in zip(cfg.vision.img_size, cfg.vision.stem_stride))
-    ll = cfg.n_organ_tokens
+    ll = cfg.n_organ_tokens + 1  # pooled rows per organ: its tokens and the whole organ
 
     def items(case) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]]:
         tensors = cache.load(case[1])
         out = []
         for organ, y in sorted(case[2].items()):
-            lid = table.by_name(organ).id
+            lab = table.by_name(organ)
+            if lab.is_substructure and not substructures:
+                continue  # organ-level labels only, as the diagnostic this follows (main training adds them)
+            lid = lab.id
             if tensors.masked is None or lid not in tensors.masked:
                 continue
             rows, cols, vals = (torch.from_numpy(a) for a in tensors.masked[lid])
