@@ -62,6 +62,23 @@ def make_llm(cohort: Path, work: Path, recipe: dict, seed: int) -> Path:
                          layers=l["layers"], heads=l["heads"], kv_heads=l["kv_heads"])
 
 
+STAGE0_VERSION = 1  # bump when stage 0's code changes what it makes
+
+
+def stage0_key(recipe: dict, seed: int, llm: Path) -> str:
+    """What stage 0's result depends on: the recipe's cohort, tokenizer, LLM, model and pre-training
+    sections, the seed, and the LLM folder's bytes; a build whose key matches reuses it (as the cohort
+    is reused), so changing only the training recipe does not redo a ~20 min pre-training."""
+    import hashlib
+
+    parts = {k: recipe[k] for k in ("cohort", "tokenizer", "llm", "model", "pretrain")}
+    h = hashlib.sha1(json.dumps(parts | {"seed": seed, "version": STAGE0_VERSION}, sort_keys=True).encode())
+    for f in sorted(p for p in llm.rglob("*") if p.is_file()):
+        h.update(f.relative_to(llm).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def pretrain_stage(cohort: Path, llm: Path, work: Path, model_cfg, p: dict, seed: int, log=print) -> dict:
     """Stage 0 (encoder_pretrain.py): lesion-patch pretraining of the encoder, projector and
     classifier on the train split (held-out patch AUC on the val split); the model is saved as a
@@ -127,7 +144,14 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
     llm = make_llm(cohort, work, recipe, seed)
     model_cfg = TumorChainConfig.from_dict(dict(recipe["model"]))
     model_cfg.save(work / "tumorchain_config.json")
-    pre = pretrain_stage(cohort, llm, work, model_cfg, recipe["pretrain"], seed, log)
+    key = stage0_key(recipe, seed, llm)
+    record = work / f"pretrained_{seed}" / "stage0.json"
+    if record.is_file() and json.loads(record.read_text()).get("key") == key:
+        pre = json.loads(record.read_text())["result"] | {"folder": record.parent}
+        log(f"stage 0: reusing {record.parent} (same recipe, seed and LLM)")
+    else:
+        pre = pretrain_stage(cohort, llm, work, model_cfg, recipe["pretrain"], seed, log)
+        record.write_text(json.dumps({"key": key, "result": {k: v for k, v in pre.items() if k != "folder"}}, indent=1))
     run_dir = work / f"run_{seed}"
     cfg = TrainConfig(train_manifest=str(cohort / "train.jsonl"), model=str(pre["folder"]), output_dir=str(run_dir),
                       cache_dir=str(work / "case_cache"), seed=seed, **recipe["train"])
