@@ -59,3 +59,15 @@ def test_demo_build_with_a_masked_gamma_recipe(tmp_path):
     pre = summary["visual_pretraining"]
     assert len(pre["loss"]) == 2 and all(l > 0 for l in pre["loss"]) and "heldout_organ_auc" in pre
     assert model.config.gamma_mode == "masked" and "organ_pool" in model.parts
+
+    # a second build that changes only the training recipe reuses stage 0; a pre-training change redoes it
+    logs: list[str] = []
+    recipe["train"] = dict(recipe["train"], learning_rate=5e-4)
+    with one_torch_thread():
+        again = build(tmp_path / "model2", 0, tmp_path / "work", recipe, log=logs.append, skip_eval=True)
+    assert any(m.startswith("stage 0: reusing") for m in logs) and again["visual_pretraining"] == pre
+    logs.clear()
+    recipe["pretrain"] = dict(recipe["pretrain"], epochs=1)
+    with one_torch_thread():
+        third = build(tmp_path / "model3", 0, tmp_path / "work", recipe, log=logs.append, skip_eval=True)
+    assert not any(m.startswith("stage 0: reusing") for m in logs) and len(third["visual_pretraining"]["loss"]) == 1
