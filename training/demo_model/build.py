@@ -147,7 +147,7 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
     key = stage0_key(recipe, seed, llm)
     record = work / f"pretrained_{seed}" / "stage0.json"
     if record.is_file() and json.loads(record.read_text()).get("key") == key:
-        pre = json.loads(record.read_text())["result"] | {"folder": record.parent}
+        pre = json.loads(record.read_text())["result"] | {"folder": record.parent, "reused": True}
         log(f"stage 0: reusing {record.parent} (same recipe, seed and LLM)")
     else:
         pre = pretrain_stage(cohort, llm, work, model_cfg, recipe["pretrain"], seed, log)
@@ -233,6 +233,13 @@ def eval_markdown(s: dict) -> str:
     lines = ["# Demo model: how it was made and how well it does", "",
              f"Made by `{s['command']}` in {s.get('build_minutes', '?')} min on CPU "
              f"({s['size_bytes'] / 1e6:.1f} MB of safetensors).", ""]
+    v = s.get("visual_pretraining") or {}
+    if v:
+        auc = v.get("heldout_organ_auc") or v.get("heldout_patch_auc")
+        lines += [f"Stage 0 (visual pre-training): {v.get('epochs')} epochs, {v.get('seconds', 0) / 60:.1f} min"
+                  + (" (reused from an earlier run with the same recipe, seed and LLM; not in the time above)"
+                     if v.get("reused") else "")
+                  + (f"; held-out AUC per epoch {auc}" if auc else "") + ".", ""]
     t = s["train"]
     lines += [f"Training: {t['global_step']} optimizer steps over {t['examples']} sequences, "
               f"{t['train_samples_per_second']} samples/s, {t['minutes']} min; loss {t['first_log']['loss']:.3f} -> "
