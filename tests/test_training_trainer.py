@@ -107,21 +107,28 @@ def test_config_defaults_are_table5_and_flags_override(tmp_path):
         TrainConfig.load(tmp_path / "bad.json")
 
 
+def _masked_model_config(a, tmp_path):
+    """The tiny model config with a 2-layer conv stem and masked Gamma, saved under tmp_path."""
+    from inference.model import TumorChainConfig
+
+    cfg_dict = json.loads(a.model_config.read_text())
+    cfg_dict["vision"].update(stem_channels=[4, 6], stem_strides=[[1, 2, 2], [1, 2, 2]])
+    cfg_dict["gamma_mode"] = "masked"
+    path = tmp_path / "masked_config.json"
+    TumorChainConfig.from_dict(cfg_dict).save(path)
+    return path
+
+
 def test_masked_gamma_trains_through_the_trainer_and_matches_inference(tmp_path):
     """gamma_mode 'masked': the cache keeps the stem-voxel weights, the training forward pools the
     stem features as inference does (same organ tokens), the loss falls, organ_pool learns and is
     exported."""
-    from inference.model import TumorChainConfig
     from inference.model.modeling_tumorchain import TumorChainModel
     from training.export import export_checkpoint
     from training.trainer import run_training
 
     a = tiny_assets()
-    cfg_dict = json.loads(a.model_config.read_text())
-    cfg_dict["vision"].update(stem_channels=[4, 6], stem_strides=[[1, 2, 2], [1, 2, 2]])
-    cfg_dict["gamma_mode"] = "masked"
-    cfg_path = tmp_path / "masked_config.json"
-    TumorChainConfig.from_dict(cfg_dict).save(cfg_path)
+    cfg_path = _masked_model_config(a, tmp_path)
     cfg = a.train_config(tmp_path / "run", max_steps=8, model_config=str(cfg_path), cache_dir=str(tmp_path / "cache"))
     summary = run_training(cfg, log_fn=lambda *_: None)
     losses = [h["loss"] for h in summary["log"]]
@@ -159,7 +166,6 @@ def test_masked_gamma_trains_through_the_trainer_and_matches_inference(tmp_path)
 def test_frozen_encoder_cache_runs_the_encoder_once_per_case_and_changes_nothing(tmp_path):
     """With the encoder frozen, its outputs per case are kept (up to the cap) instead of recomputed
     every batch; the training run's losses are the same as without the cache."""
-    from inference.model import TumorChainConfig
     from training.joint_model import FrozenEncoderCache
     from training.trainer import run_training
 
@@ -182,11 +188,7 @@ def test_frozen_encoder_cache_runs_the_encoder_once_per_case_and_changes_nothing
     assert calls == [2, 2, 1]
 
     a = tiny_assets()
-    cfg_dict = json.loads(a.model_config.read_text())
-    cfg_dict["vision"].update(stem_channels=[4, 6], stem_strides=[[1, 2, 2], [1, 2, 2]])
-    cfg_dict["gamma_mode"] = "masked"
-    cfg_path = tmp_path / "masked_config.json"
-    TumorChainConfig.from_dict(cfg_dict).save(cfg_path)
+    cfg_path = _masked_model_config(a, tmp_path)
     losses = []
     for mb in (0, 64):
         cfg = a.train_config(tmp_path / f"run{mb}", max_steps=4, model_config=str(cfg_path),

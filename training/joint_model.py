@@ -68,7 +68,7 @@ class FrozenEncoderCache:
                 if self.bytes + size <= self.max_bytes:
                     self.store[keys[i]] = fresh[keys[i]]
                     self.bytes += size
-        outs = [self.store.get(k) or fresh[k] for k in keys]
+        outs = [self.store[k] if k in self.store else fresh[k] for k in keys]
         tokens = torch.stack([o[0] for o in outs])
         features = None if outs[0][1] is None else torch.stack([o[1] for o in outs])
         return tokens, features
