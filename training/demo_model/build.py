@@ -80,9 +80,9 @@ def stage0_key(recipe: dict, seed: int, llm: Path) -> str:
 
 
 def pretrain_stage(cohort: Path, llm: Path, work: Path, model_cfg, p: dict, seed: int, log=print) -> dict:
-    """Stage 0 (encoder_pretrain.py): lesion-patch pretraining of the encoder, projector and
-    classifier on the train split (held-out patch AUC on the val split); the model is saved as a
-    TumorChain folder that stage 1 fine-tunes."""
+    """Stage 0 (encoder_pretrain.py) on the train split, monitored on the val split: for a masked
+    recipe, organ-level normal/abnormal through the organ tokens; otherwise patch-level lesion
+    targets. The model is saved as a TumorChain folder that stage 1 fine-tunes."""
     import torch
 
     from inference.model.modeling_tumorchain import TumorChainModel
