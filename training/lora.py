@@ -52,5 +52,5 @@ def set_trainable(model: nn.Module, *, encoder: bool, projector: bool, llm: bool
         for p in model.llm.parameters():
             p.requires_grad_(llm)
     parts = {"vision_encoder": model.vision_encoder, "projector": model.projector, "classifier": model.classifier,
-             "llm": model.llm}
+             "llm": model.llm} | ({"organ_pool": model.organ_pool} if hasattr(model, "organ_pool") else {})
     return {k: sum(p.numel() for p in m.parameters() if p.requires_grad) for k, m in parts.items()}

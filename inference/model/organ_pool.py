@@ -2,11 +2,11 @@
 
 The (mean, variance) of the stem's features over an organ's voxels mean different things for
 different organs (the stomach's air and contents are normal heterogeneity, the same variance in the
-liver is a lesion), and the projector sees one token at a time, so each token gets the organ-wide
-statistics next to its own (a reader of whole-organ statistics is what the diagnostic measured),
-and the organ's identity is added as a learned embedding of its label id (zero at start: a new model's tokens are
-the plain linear map). Measured on the demo cohort: a reader given the organ's identity reached
-held-out organ AUC 0.88-0.89 (README, vision diagnostics).
+liver is a lesion), and the projector sees one token at a time. So each token gets the organ-wide
+statistics next to its own, and the organ's identity is added as a learned embedding of its label
+id (zero at start: a new model's tokens are the plain linear map). Measured on the demo cohort
+(README, demo model v0.2): per-token statistics with the identity plateaued at held-out organ AUC
+0.72; with the organ-wide statistics the shipped model reaches 0.92.
 """
 from __future__ import annotations
 
