@@ -13,7 +13,7 @@ from pathlib import Path
 from inference.errors import InputError
 
 GENERATOR_NAME = "tumorchain-synthetic-cohort"
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: round 1 gives a tentative impression (vqa_common.impression)
 TRUTH_SCHEMA = "tumorchain.synthetic_case/1"
 
 

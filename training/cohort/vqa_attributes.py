@@ -1,8 +1,9 @@
 """Task 2, lesion attributes of the largest primary lesion: shape, boundary, density (multiple
 choice), count (open, also for normal cases and for metastases) and others (open).
 
-Round 1 gives the global impression of the attribute; round 2 checks it on the organ's local
-view with the finding the knowledge graph associates with the value (and measured numbers)."""
+Round 1 gives the global impression of the attribute (tentative, vqa_common.impression); round 2
+confirms or revises it on the organ's local view with the finding the knowledge graph associates
+with the value (and measured numbers)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,8 @@ import numpy as np
 from ..manifest import Sample
 from .ground_truth import CaseTruth, LesionTruth
 from .knowledge import BOUNDARIES, SHAPES, KnowledgeGraph
-from .vqa_common import (DENSITY_OPTION, DENSITY_WORD, DIGESTIVE, SampleFactory, Step, choice, disp, hu, join, mm,
-                         others_phrase, plural, words)
+from .vqa_common import (DENSITY_OPTION, DENSITY_WORD, DIGESTIVE, SampleFactory, Step, choice, disp, hu, impression,
+                         join, mm, others_phrase, plural, revisits, words)
 
 DENSITY_OPTIONS = ("hypodense", "isodense", "hyperdense", "mixed density")
 
@@ -23,11 +24,13 @@ def _surround(truth: CaseTruth, organ: str, kg: KnowledgeGraph) -> str:
 def shape(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Sample:
     organ = les.organ
     block = choice(list(SHAPES), les.shape, rng)
+    guess = impression(les.shape, block.options, rng)
     steps = [
         Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
-             f"its outline appears {les.shape}.", f"The lesion looks {les.shape}.", block.final, [organ]),
-        Step(f"The local view of the {disp(organ)} shows {kg.describe('shape', les.shape)}, with a long axis of "
-             f"{mm(les.diameter_mm)}.", f"The lesion shape is {les.shape}.", block.final, [organ]),
+             f"its outline appears {guess}.", f"The lesion looks {guess}.", block.lettered(guess), [organ]),
+        Step(f"{revisits(guess, les.shape, f'a {guess} outline')}: the local view of the {disp(organ)} shows "
+             f"{kg.describe('shape', les.shape)}, with a long axis of {mm(les.diameter_mm)}.",
+             f"The lesion shape is {les.shape}.", block.final, [organ]),
     ]
     return f.make("attributes", "shape", f"What is the shape of the largest lesion in the {disp(organ)}?", [organ],
                   steps, block)
@@ -36,10 +39,12 @@ def shape(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFacto
 def boundary(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Sample:
     organ = les.organ
     block = choice(list(BOUNDARIES), les.boundary, rng)
+    guess = impression(les.boundary, block.options, rng)
     steps = [
         Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
-             f"its margin appears {les.boundary}.", f"The margin looks {les.boundary}.", block.final, [organ]),
-        Step(f"The local view of the {disp(organ)} shows {kg.describe('boundary', les.boundary)}.",
+             f"its margin appears {guess}.", f"The margin looks {guess}.", block.lettered(guess), [organ]),
+        Step(f"{revisits(guess, les.boundary, f'an {guess} margin' if guess[0] in 'aeiou' else f'a {guess} margin')}: "
+             f"the local view of the {disp(organ)} shows {kg.describe('boundary', les.boundary)}.",
              f"The lesion boundary is {les.boundary}.", block.final, [organ]),
     ]
     return f.make("attributes", "boundary", f"How is the boundary of the largest lesion in the {disp(organ)}?",
@@ -50,55 +55,60 @@ def density(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFac
     organ = les.organ
     answer = DENSITY_OPTION[les.density]
     block = choice(list(DENSITY_OPTIONS), answer, rng)
+    guess = impression(answer, block.options, rng)
     steps = [
-        Step(f"On the global view, a focal lesion in the {disp(organ)} appears {DENSITY_WORD[les.density]}.",
-             f"The lesion looks {answer}.", block.final, [organ]),
-        Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}, with an "
-             f"attenuation of about {hu(les.attenuation_hu)} against {hu(les.reference_hu)} in the surrounding "
-             f"{_surround(truth, organ, kg)}.", f"The lesion is {answer}.", block.final, [organ]),
+        Step(f"On the global view, a focal lesion in the {disp(organ)} appears {guess}.",
+             f"The lesion looks {guess}.", block.lettered(guess), [organ]),
+        Step(f"{revisits(guess, answer, f'{guess} attenuation')}: the local view of the {disp(organ)} shows "
+             f"{kg.describe('density', les.density)}, with an attenuation of about {hu(les.attenuation_hu)} against "
+             f"{hu(les.reference_hu)} in the surrounding {_surround(truth, organ, kg)}.", f"The lesion is {answer}.",
+             block.final, [organ]),
     ]
     return f.make("attributes", "density", f"What is the density of the largest lesion in the {disp(organ)}?",
                   [organ], steps, block)
 
 
-def count(truth: CaseTruth, organ: str, f: SampleFactory, suffix: str = "") -> Sample:
+def count(truth: CaseTruth, organ: str, f: SampleFactory, rng, suffix: str = "") -> Sample:
     found = sorted(truth.lesions_in(organ), key=lambda les: -les.diameter_mm)
     n = len(found)
+    guess = int(impression(str(n), [str(k) for k in (n - 1, n + 1) if k >= 0], rng))
     question = f"How many focal lesions are seen in the {disp(organ)}?"
+    if guess == 0:
+        first = Step(f"On the global view, no focal lesion is seen in the {disp(organ)}.", "No lesion is counted.",
+                     "0", [organ])
+    else:
+        first = Step(f"On the global view, {words(guess)} focal {plural(guess, 'lesion is', 'lesions are')} seen in the "
+                     f"{disp(organ)}.", f"{words(guess).capitalize()} {plural(guess, 'lesion is', 'lesions are')} "
+                     "counted.", str(guess), [organ])
+    opening = revisits(str(guess), str(n), f"{words(guess)} {plural(guess, 'lesion', 'lesions')}")
     if n == 0:
-        steps = [
-            Step(f"On the global view, no focal lesion is seen in the {disp(organ)}.",
-                 "No lesion is counted.", "0", [organ]),
-            Step(f"The local view of the {disp(organ)} shows homogeneous attenuation without a hypodense or "
-                 "hyperdense focus.", f"The {disp(organ)} contains no focal lesion.", "0", [organ]),
-        ]
+        second = Step(f"{opening}: the local view of the {disp(organ)} shows homogeneous attenuation without a "
+                      "hypodense or hyperdense focus.", f"The {disp(organ)} contains no focal lesion.", "0", [organ])
     else:
         sizes = join([mm(les.diameter_mm) for les in found])
-        steps = [
-            Step(f"On the global view, {words(n)} focal {plural(n, 'lesion is', 'lesions are')} seen in the "
-                 f"{disp(organ)}.", f"{words(n).capitalize()} {plural(n, 'lesion is', 'lesions are')} counted.",
-                 str(n), [organ]),
-            Step(f"The local view of the {disp(organ)} shows {words(n)} separate "
-                 f"{plural(n, 'lesion', 'lesions')} measuring {sizes}, with no further focus.",
-                 f"The {disp(organ)} contains {words(n)} {plural(n, 'lesion', 'lesions')}.", str(n), [organ]),
-        ]
-    return f.make("attributes", "count", question, [organ], steps, suffix=suffix)
+        second = Step(f"{opening}: the local view of the {disp(organ)} shows {words(n)} separate "
+                      f"{plural(n, 'lesion', 'lesions')} measuring {sizes}, with no further focus.",
+                      f"The {disp(organ)} contains {words(n)} {plural(n, 'lesion', 'lesions')}.", str(n), [organ])
+    return f.make("attributes", "count", question, [organ], [first, second], suffix=suffix)
 
 
-def others(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFactory) -> Sample:
+def others(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Sample:
     organ = les.organ
     answer = others_phrase(les.others)
+    guess = impression(answer, ["none"] if les.others else sorted(kg.attributes["others"]), rng)
     if les.others:
-        local = (f"The local view of the {disp(organ)} shows "
+        local = (f"the local view of the {disp(organ)} shows "
                  f"{join([kg.describe('others', o) for o in les.others])}, which indicates {answer}.")
     else:
-        local = (f"The local view of the {disp(organ)} shows no calcification, necrosis, fluid attenuation, "
+        local = (f"the local view of the {disp(organ)} shows no calcification, necrosis, fluid attenuation, "
                  "rim enhancement, duct dilatation or wall thickening.")
+    seen = "no additional feature is evident" if guess == "none" else f"it suggests {guess}"
     steps = [
-        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}.",
-             "Its internal features need the local view." if les.others else "No additional feature is evident.",
-             answer, [organ]),
-        Step(local, f"The additional feature is {answer}." if les.others else "There is no additional feature.",
+        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; {seen}.",
+             "No additional feature is evident." if guess == "none" else f"The additional feature may be {guess}.",
+             guess, [organ]),
+        Step(f"{revisits(guess, answer, 'this')}: {local}",
+             f"The additional feature is {answer}." if les.others else "There is no additional feature.",
              answer, [organ]),
     ]
     question = (f"Besides shape, boundary and density, what other imaging feature does the largest lesion in the "
@@ -110,9 +120,9 @@ def attribute_samples(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rn
     les = truth.largest_primary()
     if les is None:
         present = [o for o in DIGESTIVE if o in truth.organs_present]
-        return [count(truth, str(rng.choice(present)), f)] if present else []
+        return [count(truth, str(rng.choice(present)), f, rng)] if present else []
     out = [shape(truth, les, kg, f, rng), boundary(truth, les, kg, f, rng), density(truth, les, kg, f, rng),
-           count(truth, les.organ, f), others(truth, les, kg, f)]
+           count(truth, les.organ, f, rng), others(truth, les, kg, f, rng)]
     met_organs = sorted({m.organ for m in truth.metastases} - {les.organ})
-    out += [count(truth, o, f, suffix=f"_{o}") for o in met_organs]
+    out += [count(truth, o, f, rng, suffix=f"_{o}") for o in met_organs]
     return out

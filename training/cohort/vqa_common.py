@@ -6,6 +6,12 @@ Chain rule (mirrors inference/iir/loop.py): after round 1 the organs named by th
 by round 1's answer are examined; after each later round the organs its answer names that were
 not examined yet. A round's ``attend`` lists exactly those, so the last round attends nothing.
 Writers declare the label names each text names; tests check them against the organ matcher.
+
+Round 1 is the initial impression from the global view (paper section 3.2, step I). It names the
+organs to examine and a tentative answer that is right in only ``IMPRESSION_HIT_RATE`` of the chains
+(``impression``); the local rounds confirm or revise it from the organ tokens. Generator 1.0 made
+round 1 always right, so the later rounds only repeated it and a model trained on those chains
+learned to ignore the organ tokens.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ DIGESTIVE = ("liver", "pancreas", "stomach", "colorectum", "esophagus")
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
 DENSITY_WORD = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed-density"}
 DENSITY_OPTION = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed density"}
+IMPRESSION_HIT_RATE = 0.5  # share of chains whose round-1 impression is already the answer
 
 
 def disp(name: str) -> str:
@@ -87,15 +94,38 @@ class Choice:
     final: str
     listing: str
 
+    def lettered(self, option: str) -> str:
+        """"C. option" for any of the options (round 1's tentative answer)."""
+        return _lettered(self.options, option)
+
 
 def choice(options: list[str], correct: str, rng: np.random.Generator | None) -> Choice:
     """Options (shuffled when ``rng`` is given) lettered A, B, ...; ``final`` is "B. text"."""
     opts = list(options)
     if rng is not None:
         opts = [opts[i] for i in rng.permutation(len(opts))]
-    i = opts.index(correct)
     listing = " ".join(f"{LETTERS[k]}. {o}" for k, o in enumerate(opts))
-    return Choice(opts, f"{LETTERS[i]}. {correct}", f"Options: {listing}")
+    return Choice(opts, _lettered(opts, correct), f"Options: {listing}")
+
+
+def _lettered(options: list[str], option: str) -> str:
+    return f"{LETTERS[options.index(option)]}. {option}"
+
+
+def impression(correct: str, options: list[str], rng: np.random.Generator) -> str:
+    """Round 1's tentative answer: ``correct`` in IMPRESSION_HIT_RATE of the draws, otherwise one of the
+    other ``options``, so the final answer cannot be copied from round 1."""
+    wrong = [o for o in options if o != correct]
+    if not wrong or rng.random() < IMPRESSION_HIT_RATE:
+        return correct
+    return wrong[int(rng.integers(len(wrong)))]
+
+
+def revisits(initial: str, final: str, what: str) -> str:
+    """The opening of a local round: it confirms round 1's impression or says it does not."""
+    if initial == final:
+        return "The local views confirm the initial impression"
+    return f"The local views do not confirm {what}"
 
 
 class SampleFactory:

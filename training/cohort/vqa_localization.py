@@ -1,9 +1,9 @@
 """Task 1, localization: organ_position (which organ, multiple choice), tumor_position (which
 substructure, open) and segment_location (which substructure, multiple choice).
 
-Round 1 reasons on the global view and names the organ; later rounds use the organ's (and then
-the substructure's) local view to refine and confirm. Round 1's answer is already a valid,
-possibly coarser, answer ("pancreas" before "pancreatic head")."""
+Round 1 reasons on the global view, names the organs (or sub-regions) to examine and gives a
+tentative answer (vqa_common.impression); round 2 decides from their local views, confirming or
+revising it."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +12,8 @@ from inference.labels import merged_labels
 
 from ..manifest import Sample
 from .ground_truth import CaseTruth
-from .vqa_common import DENSITY_WORD, DIGESTIVE, SampleFactory, Step, choice, disp, join, lesion_phrase
+from .vqa_common import (DENSITY_WORD, DIGESTIVE, SampleFactory, Step, choice, disp, impression, join, lesion_phrase,
+                          revisits)
 
 NO_LESION = "no lesion"
 ORGAN_QUESTIONS = ("Which organ harbours the dominant lesion?", "In which organ does the main lesion arise?",
@@ -29,17 +30,26 @@ def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
                                                    replace=False))]
     organs = ([main] if main else []) + picked
     organs = [organs[i] for i in rng.permutation(len(organs))]
-    block = choice([disp(o) for o in organs] + [NO_LESION], disp(main) if main else NO_LESION, None)
-    q_named = list(organs)
+    truth_option = disp(main) if main else NO_LESION
+    block = choice([disp(o) for o in organs] + [NO_LESION], truth_option, None)
     question = str(rng.choice(ORGAN_QUESTIONS))
+    guess = impression(truth_option, block.options, rng)
+    by_display = {disp(o): o for o in organs}
+    candidates = join([disp(o) for o in organs])
+    if guess == NO_LESION:
+        first = Step(f"On the global view, no definite focal mass is seen; the {candidates} need the local views.",
+                     "No dominant lesion is evident yet.", block.lettered(guess), [])
+        doubt = "a normal study"
+    else:
+        first = Step(f"On the global view, a focal abnormality is suspected in the {guess}; the {candidates} need "
+                     "the local views.", f"The lesion may arise from the {guess}.", block.lettered(guess),
+                     [by_display[guess]])
+        doubt = f"a lesion in the {guess}"
+    opening = revisits(guess, truth_option, doubt)
     if main is None:
-        steps = [
-            Step("On the global view, no focal mass or abnormal density is seen in the abdomen.",
-                 "No dominant lesion is evident.", block.final, []),
-            Step(f"The local views of the {join([disp(o) for o in organs])} show homogeneous attenuation "
-                 "without a focal lesion or mass effect.", "All candidate organs are normal.", block.final, organs),
-        ]
-        return f.make("localization", "organ_position", question, q_named, steps, block)
+        steps = [first, Step(f"{opening}: the {candidates} show homogeneous attenuation without a focal lesion or "
+                             "mass effect.", "All candidate organs are normal.", block.final, organs)]
+        return f.make("localization", "organ_position", question, list(organs), steps, block)
     les = truth.largest_primary()
     rest = []
     for o in organs:
@@ -49,31 +59,29 @@ def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
             rest.append(f"the {disp(o)} shows only smaller lesions in keeping with secondary spread")
         else:
             rest.append(f"the {disp(o)} shows no focal lesion")
-    steps = [
-        Step(f"On the global view, a focal {DENSITY_WORD[les.density]} abnormality is seen in the {disp(main)}.",
-             f"The lesion most likely arises from the {disp(main)}.", block.final, [main]),
-        Step(f"The local views show {lesion_phrase(les)} within the {disp(main)}"
-             + (f", while {join(rest)}." if rest else "."),
-             f"The dominant lesion is located in the {disp(main)}.", block.final,
-             [main] + [o for o in organs if o != main]),
-    ]
-    return f.make("localization", "organ_position", question, q_named, steps, block)
+    named = ([by_display[guess]] if guess not in (NO_LESION, truth_option) else []) + [main] + organs
+    steps = [first, Step(f"{opening}: they show {lesion_phrase(les)} within the {disp(main)}"
+                         + (f", while {join(rest)}." if rest else "."),
+                         f"The dominant lesion is located in the {disp(main)}.", block.final, named)]
+    return f.make("localization", "organ_position", question, list(organs), steps, block)
 
 
 def tumor_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator) -> Sample | None:
+    """Round 1 names every sub-region of the organ in view, so round 2 compares their tokens."""
     les = truth.largest_primary()
     if les is None or les.substructure is None:
         return None
     organ, part = les.organ, les.substructure
+    parts = [p for p in truth.parts_present if _parent(p) == organ]
+    guess = impression(part, parts, rng)
     question = f"Where is the lesion located in the {disp(organ)}? Identify its sub-region."
     steps = [
-        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}.",
-             f"The lesion lies in the {disp(organ)}.", disp(organ), [organ]),
-        Step(f"The local view of the {disp(organ)} places the lesion centre within the {disp(part)}, "
-             "and most of the lesion lies inside it.", f"The lesion arises from the {disp(part)}.", disp(part),
-             [organ, part]),
-        Step(f"Focused review of the {disp(part)} confirms that the lesion is centred there and measures "
-             f"{int(round(les.diameter_mm))} mm.", f"The lesion is located in the {disp(part)}.", disp(part), [part]),
+        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}, projecting "
+             f"over the {disp(guess)}; the {join([disp(p) for p in parts])} need the local view.",
+             f"The lesion may arise from the {disp(guess)}.", disp(guess), [organ, guess] + parts),
+        Step(f"{revisits(guess, part, f'the {disp(guess)}')}: the lesion centre lies within the {disp(part)}, "
+             f"and most of the lesion, measuring {int(round(les.diameter_mm))} mm, lies inside it.",
+             f"The lesion arises from the {disp(part)}.", disp(part), ([guess] if guess != part else []) + [part]),
     ]
     return f.make("localization", "tumor_position", question, [organ], steps)
 
@@ -92,12 +100,13 @@ def segment_location(truth: CaseTruth, f: SampleFactory, rng: np.random.Generato
     order = [next(p for p in parts if disp(p) == o) for o in block.options]
     question = str(rng.choice(PART_QUESTIONS)).format(organ=disp(organ))
     wrong = [p for p in order if p != part]
+    guess = impression(part, order, rng)
     steps = [
-        Step(f"On the global view, a lesion of the {disp(organ)} projects over the {disp(part)}.",
-             f"The {disp(part)} is the most likely site.", block.final, [organ, part]),
-        Step(f"The local views show the lesion centre inside the {disp(part)}; the "
-             f"{join([disp(p) for p in wrong])} do not contain its centre.",
-             f"The lesion lies in the {disp(part)}.", block.final, [part] + wrong),
+        Step(f"On the global view, a lesion of the {disp(organ)} projects over the {disp(guess)}.",
+             f"The {disp(guess)} is the most likely site.", block.lettered(disp(guess)), [organ, guess]),
+        Step(f"{revisits(guess, part, f'the {disp(guess)}')}: the lesion centre lies inside the {disp(part)}; the "
+             f"{join([disp(p) for p in wrong])} do not contain it.", f"The lesion lies in the {disp(part)}.",
+             block.final, ([guess] if guess != part else []) + [part] + wrong),
     ]
     return f.make("localization", "segment_location", question, [organ] + order, steps, block)
 

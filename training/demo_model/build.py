@@ -62,21 +62,47 @@ def make_llm(cohort: Path, work: Path, recipe: dict, seed: int) -> Path:
                          layers=l["layers"], heads=l["heads"], kv_heads=l["kv_heads"])
 
 
-STAGE0_VERSION = 1  # bump when stage 0's code changes what it makes
+STAGE0_VERSION = 2  # bump when stage 0's code changes what it makes; 2: keyed on its inputs, not the LLM's bytes
 
 
-def stage0_key(recipe: dict, seed: int, llm: Path) -> str:
-    """What stage 0's result depends on: the recipe's cohort, tokenizer, LLM, model and pre-training
-    sections, the seed, and the LLM folder's bytes; a build whose key matches reuses it (as the cohort
-    is reused), so changing only the training recipe does not redo a ~20 min pre-training."""
+def stage0_key(recipe: dict, seed: int, cohort: Path) -> str:
+    """What stage 0's result depends on: the recipe's cohort, LLM-shape, model and pre-training sections,
+    the seed, and the bytes of the train and val cases it reads with their organ labels. Not the
+    tokenizer or the chains' text: stage 0 trains only the visual side (encoder, organ pool, projector,
+    classifier), so a build that changes only the chains or the training recipe reuses it
+    (start_point puts the new LLM beside it) instead of redoing a ~20 min pre-training."""
     import hashlib
 
-    parts = {k: recipe[k] for k in ("cohort", "tokenizer", "llm", "model", "pretrain")}
+    from training.case_cache import _file_digest
+    from training.manifest import load_manifest
+
+    parts = {k: recipe[k] for k in ("cohort", "llm", "model", "pretrain")}
     h = hashlib.sha1(json.dumps(parts | {"seed": seed, "version": STAGE0_VERSION}, sort_keys=True).encode())
-    for f in sorted(p for p in llm.rglob("*") if p.is_file()):
-        h.update(f.relative_to(llm).as_posix().encode())
-        h.update(f.read_bytes())
+    labels: dict[str, dict] = {}
+    files: dict[str, tuple] = {}
+    for name in ("train", "val"):
+        for s in load_manifest(cohort / f"{name}.jsonl"):
+            labels.setdefault(f"{name}/{s.case_id}", {}).update(s.organ_labels)
+            files[s.case_id] = (s.ct_file, s.masks_file, s.parts_file)
+    h.update(json.dumps(labels, sort_keys=True).encode())
+    for cid in sorted(files):
+        for f in files[cid]:
+            h.update(_file_digest(f).encode())
     return h.hexdigest()
+
+
+def start_point(stage0: Path, llm: Path, model_cfg, seed: int, out: Path) -> Path:
+    """The main stage's starting model: this build's LLM and tokenizer with stage 0's visual parts."""
+    import torch
+
+    from inference.model.model_files import load_part_weights
+    from inference.model.modeling_tumorchain import TumorChainModel
+
+    torch.manual_seed(seed)
+    model = TumorChainModel.build(llm, model_cfg, device="cpu")
+    load_part_weights(model, stage0 / "model.safetensors", model.parts)
+    model.save_pretrained(out)
+    return out
 
 
 def pretrain_stage(cohort: Path, llm: Path, work: Path, model_cfg, p: dict, seed: int, log=print) -> dict:
@@ -144,16 +170,17 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
     llm = make_llm(cohort, work, recipe, seed)
     model_cfg = TumorChainConfig.from_dict(dict(recipe["model"]))
     model_cfg.save(work / "tumorchain_config.json")
-    key = stage0_key(recipe, seed, llm)
+    key = stage0_key(recipe, seed, cohort)
     record = work / f"pretrained_{seed}" / "stage0.json"
     if record.is_file() and json.loads(record.read_text()).get("key") == key:
         pre = json.loads(record.read_text())["result"] | {"folder": record.parent, "reused": True}
-        log(f"stage 0: reusing {record.parent} (same recipe, seed and LLM)")
+        log(f"stage 0: reusing {record.parent} (same recipe, seed, images and labels)")
     else:
         pre = pretrain_stage(cohort, llm, work, model_cfg, recipe["pretrain"], seed, log)
         record.write_text(json.dumps({"key": key, "result": {k: v for k, v in pre.items() if k != "folder"}}, indent=1))
+    start = start_point(pre["folder"], llm, model_cfg, seed, work / f"start_{seed}")
     run_dir = work / f"run_{seed}"
-    cfg = TrainConfig(train_manifest=str(cohort / "train.jsonl"), model=str(pre["folder"]), output_dir=str(run_dir),
+    cfg = TrainConfig(train_manifest=str(cohort / "train.jsonl"), model=str(start), output_dir=str(run_dir),
                       cache_dir=str(work / "case_cache"), seed=seed, **recipe["train"])
     t0 = time.perf_counter()
     train = run_training(cfg, log_fn=log)
