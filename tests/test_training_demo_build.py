@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from tests.tiny_models import one_torch_thread
 
@@ -60,13 +61,23 @@ def test_demo_build_with_a_masked_gamma_recipe(tmp_path):
     assert len(pre["loss"]) == 2 and all(l > 0 for l in pre["loss"]) and "heldout_organ_auc" in pre
     assert model.config.gamma_mode == "masked" and "organ_pool" in model.parts
 
-    # a second build that changes only the training recipe reuses stage 0; a pre-training change redoes it
+    # a second build that changes only the training recipe and the tokenizer (so the LLM too) reuses
+    # stage 0 and starts from the new LLM with stage 0's visual parts; a pre-training change redoes it
+    from inference.model.modeling_tumorchain import TumorChainModel
+
     logs: list[str] = []
     recipe["train"] = dict(recipe["train"], learning_rate=5e-4)
+    recipe["tokenizer"] = {"vocab_size": 560}
     with one_torch_thread():
         again = build(tmp_path / "model2", 0, tmp_path / "work", recipe, log=logs.append, skip_eval=True)
     assert any(m.startswith("stage 0: reusing") for m in logs)
     assert again["visual_pretraining"] == pre | {"reused": True}  # EVAL.md says so
+    stage0 = TumorChainModel.from_pretrained(tmp_path / "work" / "pretrained_0", device="cpu")
+    start = TumorChainModel.from_pretrained(tmp_path / "work" / "start_0", device="cpu")
+    assert len(start.tokenizer) < len(stage0.tokenizer) == len(model.tokenizer)
+    for part in ("vision_encoder", "organ_pool", "projector", "classifier"):
+        a, b = getattr(stage0, part).state_dict(), getattr(start, part).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), part
     logs.clear()
     recipe["pretrain"] = dict(recipe["pretrain"], epochs=1)
     with one_torch_thread():

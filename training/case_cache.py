@@ -87,7 +87,7 @@ class CaseTensors:
         return w
 
 
-def _file_digest(path: Path | None) -> str:
+def file_digest(path: Path | None) -> str:
     if path is None:
         return "none"
     h = hashlib.sha1()
@@ -101,8 +101,8 @@ def case_key(ct: Path, masks: Path | None, parts: Path | None, geometry: Geometr
     """Key over the files' bytes and the model grid."""
     from inference.preprocess import SOFT_TISSUE_LEVEL, SOFT_TISSUE_WIDTH
 
-    parts_of_key = [str(CACHE_VERSION), _file_digest(ct), _file_digest(masks) if masks else f"seg:{segmentation}",
-                    _file_digest(parts), json.dumps([geometry.img_size, geometry.patch_size, geometry.n_organ_tokens]),
+    parts_of_key = [str(CACHE_VERSION), file_digest(ct), file_digest(masks) if masks else f"seg:{segmentation}",
+                    file_digest(parts), json.dumps([geometry.img_size, geometry.patch_size, geometry.n_organ_tokens]),
                     f"{SOFT_TISSUE_LEVEL}/{SOFT_TISSUE_WIDTH}"]
     if geometry.masked:  # appended only then, so existing caches keep their keys
         parts_of_key.append(json.dumps(["masked", geometry.stem_stride, geometry.embed_patch]))

@@ -28,8 +28,8 @@ def shape(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFacto
     steps = [
         Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
              f"its outline appears {guess}.", f"The lesion looks {guess}.", block.lettered(guess), [organ]),
-        Step(f"{revisits(guess, les.shape, f'a {guess} outline')}: the local view of the {disp(organ)} shows "
-             f"{kg.describe('shape', les.shape)}, with a long axis of {mm(les.diameter_mm)}.",
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('shape', les.shape)}, with a long axis of "
+             f"{mm(les.diameter_mm)}. {revisits(guess, les.shape, f'a {guess} outline')}",
              f"The lesion shape is {les.shape}.", block.final, [organ]),
     ]
     return f.make("attributes", "shape", f"What is the shape of the largest lesion in the {disp(organ)}?", [organ],
@@ -43,8 +43,8 @@ def boundary(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFa
     steps = [
         Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
              f"its margin appears {guess}.", f"The margin looks {guess}.", block.lettered(guess), [organ]),
-        Step(f"{revisits(guess, les.boundary, f'an {guess} margin' if guess[0] in 'aeiou' else f'a {guess} margin')}: "
-             f"the local view of the {disp(organ)} shows {kg.describe('boundary', les.boundary)}.",
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('boundary', les.boundary)}. "
+             f"{revisits(guess, les.boundary, f'an {guess} margin' if guess[0] in 'aeiou' else f'a {guess} margin')}",
              f"The lesion boundary is {les.boundary}.", block.final, [organ]),
     ]
     return f.make("attributes", "boundary", f"How is the boundary of the largest lesion in the {disp(organ)}?",
@@ -59,9 +59,10 @@ def density(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFac
     steps = [
         Step(f"On the global view, a focal lesion in the {disp(organ)} appears {guess}.",
              f"The lesion looks {guess}.", block.lettered(guess), [organ]),
-        Step(f"{revisits(guess, answer, f'{guess} attenuation')}: the local view of the {disp(organ)} shows "
-             f"{kg.describe('density', les.density)}, with an attenuation of about {hu(les.attenuation_hu)} against "
-             f"{hu(les.reference_hu)} in the surrounding {_surround(truth, organ, kg)}.", f"The lesion is {answer}.",
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}, with an attenuation "
+             f"of about {hu(les.attenuation_hu)} against {hu(les.reference_hu)} in the surrounding "
+             f"{_surround(truth, organ, kg)}. {revisits(guess, answer, f'{guess} attenuation')}",
+             f"The lesion is {answer}.",
              block.final, [organ]),
     ]
     return f.make("attributes", "density", f"What is the density of the largest lesion in the {disp(organ)}?",
@@ -77,17 +78,17 @@ def count(truth: CaseTruth, organ: str, f: SampleFactory, rng, suffix: str = "")
         first = Step(f"On the global view, no focal lesion is seen in the {disp(organ)}.", "No lesion is counted.",
                      "0", [organ])
     else:
-        first = Step(f"On the global view, {words(guess)} focal {plural(guess, 'lesion is', 'lesions are')} seen in the "
-                     f"{disp(organ)}.", f"{words(guess).capitalize()} {plural(guess, 'lesion is', 'lesions are')} "
+        first = Step(f"On the global view, {words(guess)} focal {plural(guess, 'lesion is', 'lesions are')} seen in "
+                     f"the {disp(organ)}.", f"{words(guess).capitalize()} {plural(guess, 'lesion is', 'lesions are')} "
                      "counted.", str(guess), [organ])
-    opening = revisits(str(guess), str(n), f"{words(guess)} {plural(guess, 'lesion', 'lesions')}")
+    closing = revisits(str(guess), str(n), f"{words(guess)} {plural(guess, 'lesion', 'lesions')}")
     if n == 0:
-        second = Step(f"{opening}: the local view of the {disp(organ)} shows homogeneous attenuation without a "
-                      "hypodense or hyperdense focus.", f"The {disp(organ)} contains no focal lesion.", "0", [organ])
+        second = Step(f"The local view of the {disp(organ)} shows homogeneous attenuation without a hypodense or "
+                      f"hyperdense focus. {closing}", f"The {disp(organ)} contains no focal lesion.", "0", [organ])
     else:
         sizes = join([mm(les.diameter_mm) for les in found])
-        second = Step(f"{opening}: the local view of the {disp(organ)} shows {words(n)} separate "
-                      f"{plural(n, 'lesion', 'lesions')} measuring {sizes}, with no further focus.",
+        second = Step(f"The local view of the {disp(organ)} shows {words(n)} separate "
+                      f"{plural(n, 'lesion', 'lesions')} measuring {sizes}, with no further focus. {closing}",
                       f"The {disp(organ)} contains {words(n)} {plural(n, 'lesion', 'lesions')}.", str(n), [organ])
     return f.make("attributes", "count", question, [organ], [first, second], suffix=suffix)
 
@@ -97,17 +98,17 @@ def others(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFact
     answer = others_phrase(les.others)
     guess = impression(answer, ["none"] if les.others else sorted(kg.attributes["others"]), rng)
     if les.others:
-        local = (f"the local view of the {disp(organ)} shows "
+        local = (f"The local view of the {disp(organ)} shows "
                  f"{join([kg.describe('others', o) for o in les.others])}, which indicates {answer}.")
     else:
-        local = (f"the local view of the {disp(organ)} shows no calcification, necrosis, fluid attenuation, "
+        local = (f"The local view of the {disp(organ)} shows no calcification, necrosis, fluid attenuation, "
                  "rim enhancement, duct dilatation or wall thickening.")
     seen = "no additional feature is evident" if guess == "none" else f"it suggests {guess}"
     steps = [
         Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; {seen}.",
              "No additional feature is evident." if guess == "none" else f"The additional feature may be {guess}.",
              guess, [organ]),
-        Step(f"{revisits(guess, answer, 'this')}: {local}",
+        Step(f"{local} {revisits(guess, answer, 'no additional feature' if guess == 'none' else guess)}",
              f"The additional feature is {answer}." if les.others else "There is no additional feature.",
              answer, [organ]),
     ]

@@ -9,8 +9,9 @@ Writers declare the label names each text names; tests check them against the or
 
 Round 1 is the initial impression from the global view (paper section 3.2, step I). It names the
 organs to examine and a tentative answer that is right in only ``IMPRESSION_HIT_RATE`` of the chains
-(``impression``); the local rounds confirm or revise it from the organ tokens. Generator 1.0 made
-round 1 always right, so the later rounds only repeated it and a model trained on those chains
+(``impression``). The local round states its evidence first, one verdict per examined organ in the
+order their tokens came, then confirms or revises round 1 (``revisits``) and answers. Generator 1.0
+made round 1 always right, so the later rounds only repeated it and a model trained on those chains
 learned to ignore the organ tokens.
 """
 from __future__ import annotations
@@ -122,10 +123,11 @@ def impression(correct: str, options: list[str], rng: np.random.Generator) -> st
 
 
 def revisits(initial: str, final: str, what: str) -> str:
-    """The opening of a local round: it confirms round 1's impression or says it does not."""
+    """The closing sentence of a local round, after its evidence: it confirms round 1's impression or
+    revises it."""
     if initial == final:
-        return "The local views confirm the initial impression"
-    return f"The local views do not confirm {what}"
+        return "This confirms the initial impression."
+    return f"This revises the initial impression of {what}."
 
 
 class SampleFactory:

@@ -23,6 +23,7 @@ PART_QUESTIONS = ("Which sub-region of the {organ} contains the lesion?",
 
 
 def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator) -> Sample:
+    """Round 2 gives one verdict per candidate organ, in the order their tokens came (the options')."""
     present = [o for o in DIGESTIVE if o in truth.organs_present]
     main = truth.primary_organ if truth.lesions else None
     others = [o for o in present if o != main]
@@ -45,29 +46,32 @@ def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
                      "the local views.", f"The lesion may arise from the {guess}.", block.lettered(guess),
                      [by_display[guess]])
         doubt = f"a lesion in the {guess}"
-    opening = revisits(guess, truth_option, doubt)
-    if main is None:
-        steps = [first, Step(f"{opening}: the {candidates} show homogeneous attenuation without a focal lesion or "
-                             "mass effect.", "All candidate organs are normal.", block.final, organs)]
-        return f.make("localization", "organ_position", question, list(organs), steps, block)
     les = truth.largest_primary()
-    rest = []
+    verdicts = []
     for o in organs:
         if o == main:
-            continue
-        if truth.lesions_in(o):
-            rest.append(f"the {disp(o)} shows only smaller lesions in keeping with secondary spread")
+            verdicts.append(f"the {disp(o)} shows {lesion_phrase(les)}")
+        elif truth.lesions_in(o):
+            verdicts.append(f"the {disp(o)} shows only smaller lesions in keeping with secondary spread")
         else:
-            rest.append(f"the {disp(o)} shows no focal lesion")
-    named = ([by_display[guess]] if guess not in (NO_LESION, truth_option) else []) + [main] + organs
-    steps = [first, Step(f"{opening}: they show {lesion_phrase(les)} within the {disp(main)}"
-                         + (f", while {join(rest)}." if rest else "."),
-                         f"The dominant lesion is located in the {disp(main)}.", block.final, named)]
+            verdicts.append(f"the {disp(o)} shows no focal lesion")
+    evidence = f"On the local views, {'; '.join(verdicts)}. {revisits(guess, truth_option, doubt)}"
+    summary = f"The dominant lesion is located in the {disp(main)}." if main else "All candidate organs are normal."
+    named = organs + ([] if guess == NO_LESION else [by_display[guess]])
+    steps = [first, Step(evidence, summary, block.final, named + ([main] if main else []))]
     return f.make("localization", "organ_position", question, list(organs), steps, block)
 
 
+def _part_verdict(truth: CaseTruth, part: str, centre: str) -> str:
+    if part == centre:
+        return f"the {disp(part)} holds the lesion centre"
+    if truth.organ_abnormal.get(part):
+        return f"the {disp(part)} holds a smaller lesion"
+    return f"the {disp(part)} is clear"
+
+
 def tumor_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator) -> Sample | None:
-    """Round 1 names every sub-region of the organ in view, so round 2 compares their tokens."""
+    """Round 1 names every sub-region of the organ in view, so round 2 judges each by its tokens."""
     les = truth.largest_primary()
     if les is None or les.substructure is None:
         return None
@@ -76,12 +80,12 @@ def tumor_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
     guess = impression(part, parts, rng)
     question = f"Where is the lesion located in the {disp(organ)}? Identify its sub-region."
     steps = [
-        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}, projecting "
-             f"over the {disp(guess)}; the {join([disp(p) for p in parts])} need the local view.",
-             f"The lesion may arise from the {disp(guess)}.", disp(guess), [organ, guess] + parts),
-        Step(f"{revisits(guess, part, f'the {disp(guess)}')}: the lesion centre lies within the {disp(part)}, "
-             f"and most of the lesion, measuring {int(round(les.diameter_mm))} mm, lies inside it.",
-             f"The lesion arises from the {disp(part)}.", disp(part), ([guess] if guess != part else []) + [part]),
+        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; the "
+             f"{join([disp(p) for p in parts])} need the local view. It appears to project over the {disp(guess)}.",
+             f"The lesion may arise from the {disp(guess)}.", disp(guess), [organ] + parts),
+        Step(f"On the local views, {'; '.join(_part_verdict(truth, p, part) for p in parts)}. The lesion measures "
+             f"{int(round(les.diameter_mm))} mm. {revisits(guess, part, f'the {disp(guess)}')}",
+             f"The lesion arises from the {disp(part)}.", disp(part), parts),
     ]
     return f.make("localization", "tumor_position", question, [organ], steps)
 
@@ -99,14 +103,13 @@ def segment_location(truth: CaseTruth, f: SampleFactory, rng: np.random.Generato
     block = choice([disp(p) for p in parts], disp(part), rng)
     order = [next(p for p in parts if disp(p) == o) for o in block.options]
     question = str(rng.choice(PART_QUESTIONS)).format(organ=disp(organ))
-    wrong = [p for p in order if p != part]
     guess = impression(part, order, rng)
     steps = [
         Step(f"On the global view, a lesion of the {disp(organ)} projects over the {disp(guess)}.",
              f"The {disp(guess)} is the most likely site.", block.lettered(disp(guess)), [organ, guess]),
-        Step(f"{revisits(guess, part, f'the {disp(guess)}')}: the lesion centre lies inside the {disp(part)}; the "
-             f"{join([disp(p) for p in wrong])} do not contain it.", f"The lesion lies in the {disp(part)}.",
-             block.final, ([guess] if guess != part else []) + [part] + wrong),
+        Step(f"On the local views, {'; '.join(_part_verdict(truth, p, part) for p in order)}. "
+             f"{revisits(guess, part, f'the {disp(guess)}')}", f"The lesion lies in the {disp(part)}.",
+             block.final, order),
     ]
     return f.make("localization", "segment_location", question, [organ] + order, steps, block)
 

@@ -73,7 +73,7 @@ def stage0_key(recipe: dict, seed: int, cohort: Path) -> str:
     (start_point puts the new LLM beside it) instead of redoing a ~20 min pre-training."""
     import hashlib
 
-    from training.case_cache import _file_digest
+    from training.case_cache import file_digest
     from training.manifest import load_manifest
 
     parts = {k: recipe[k] for k in ("cohort", "llm", "model", "pretrain")}
@@ -87,7 +87,7 @@ def stage0_key(recipe: dict, seed: int, cohort: Path) -> str:
     h.update(json.dumps(labels, sort_keys=True).encode())
     for cid in sorted(files):
         for f in files[cid]:
-            h.update(_file_digest(f).encode())
+            h.update(file_digest(f).encode())
     return h.hexdigest()
 
 
@@ -264,7 +264,8 @@ def eval_markdown(s: dict) -> str:
     if v:
         auc = v.get("heldout_organ_auc") or v.get("heldout_patch_auc")
         lines += [f"Stage 0 (visual pre-training): {v.get('epochs')} epochs, {v.get('seconds', 0) / 60:.1f} min"
-                  + (" (reused from an earlier run with the same recipe, seed and LLM; not in the time above)"
+                  + (" (reused from an earlier build with the same recipe, seed, images and labels; not in the "
+                     "time above)"
                      if v.get("reused") else "")
                   + (f"; held-out AUC per epoch {auc}" if auc else "") + ".", ""]
     t = s["train"]
