@@ -67,23 +67,28 @@ STAGE0_VERSION = 2  # bump when stage 0's code changes what it makes; 2: keyed o
 
 def stage0_key(recipe: dict, seed: int, cohort: Path) -> str:
     """What stage 0's result depends on: the recipe's cohort, LLM-shape, model and pre-training sections,
-    the seed, and the bytes of the train and val cases it reads with their organ labels. Not the
-    tokenizer or the chains' text: stage 0 trains only the visual side (encoder, organ pool, projector,
-    classifier), so a build that changes only the chains or the training recipe reuses it
-    (start_point puts the new LLM beside it) instead of redoing a ~20 min pre-training."""
+    the seed, and what it reads of the train and val cases: their image, mask and lesion files' bytes
+    and their organ-level labels. Not the tokenizer or the chains' text: stage 0 trains only the visual
+    side (encoder, organ pool, projector, classifier), so a build that changes only the chains or the
+    training recipe reuses it (start_point puts the new LLM beside it) instead of redoing a ~20 min
+    pre-training."""
     import hashlib
 
+    from inference.labels import merged_labels
     from training.case_cache import file_digest
     from training.manifest import load_manifest
 
+    table = merged_labels()
     parts = {k: recipe[k] for k in ("cohort", "llm", "model", "pretrain")}
     h = hashlib.sha1(json.dumps(parts | {"seed": seed, "version": STAGE0_VERSION}, sort_keys=True).encode())
     labels: dict[str, dict] = {}
     files: dict[str, tuple] = {}
     for name in ("train", "val"):
         for s in load_manifest(cohort / f"{name}.jsonl"):
-            labels.setdefault(f"{name}/{s.case_id}", {}).update(s.organ_labels)
-            files[s.case_id] = (s.ct_file, s.masks_file, s.parts_file)
+            labels.setdefault(f"{name}/{s.case_id}", {}).update(
+                {k: v for k, v in s.organ_labels.items() if not table.by_name(k).is_substructure})
+            lesions = s.ct_file.parent / "lesions.nii.gz"  # v0.1's patch targets
+            files[s.case_id] = (s.ct_file, s.masks_file, s.parts_file, lesions if lesions.is_file() else None)
     h.update(json.dumps(labels, sort_keys=True).encode())
     for cid in sorted(files):
         for f in files[cid]:
