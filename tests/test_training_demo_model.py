@@ -59,15 +59,21 @@ def test_demo_model_does_not_regress_on_the_guard_set(guard):
                 assert acc[mode][col] >= value - margin, (mode, col, acc[mode][col], value)
 
 
-# Known gap (issue 5 stays open): the shipped v0.2 demo model's organ tokens do carry the lesion (its
-# classifier reads held-out organs at ROC AUC 0.92), but its LLM answers organ position from round 1,
-# before any organ tokens, because the cohort's training chains already give the final answer there;
-# so organ and tumor position are not yet well above chance. strict=True: this fails the suite the
-# day the model gets there, so the mark goes.
-@pytest.mark.xfail(strict=True, reason="demo model v0.2 is not yet well above chance on organ/tumor position")
-def test_demo_model_is_well_above_chance_and_iir_not_worse(guard):
+def _check_well_above_chance(guard, col: str) -> None:
     _, samples, acc = guard
-    for col in ("organ_position", "tumor_position"):
-        chance = sum(_chance(s) for s in samples if s.subtask == col) / sum(s.subtask == col for s in samples)
-        assert acc["iir"][col] >= chance + 0.2, (col, acc["iir"][col], chance)
-        assert acc["iir"][col] >= acc["no_iir"][col], (col, acc)
+    chance = sum(_chance(s) for s in samples if s.subtask == col) / sum(s.subtask == col for s in samples)
+    assert acc["iir"][col] >= chance + 0.2, (col, acc["iir"][col], chance)
+    assert acc["iir"][col] >= acc["no_iir"][col], (col, acc)
+
+
+def test_demo_model_finds_the_organ_well_above_chance_and_iir_not_worse(guard):
+    _check_well_above_chance(guard, "organ_position")
+
+
+# Known gap (issue 5 stays open): demo model v0.3 judges each organ from its tokens (its verdicts
+# track the classifier), but judging 3-8 sub-regions one by one is not yet reliable, so tumor
+# position is not yet well above chance. strict=True: this fails the suite the day the model gets
+# there, so the mark goes.
+@pytest.mark.xfail(strict=True, reason="demo model v0.3 is not yet well above chance on tumor position")
+def test_demo_model_finds_the_sub_region_well_above_chance_and_iir_not_worse(guard):
+    _check_well_above_chance(guard, "tumor_position")

@@ -18,12 +18,11 @@ from .vqa_common import (DENSITY_WORD, DIGESTIVE, SampleFactory, Step, choice, d
 NO_LESION = "no lesion"
 ORGAN_QUESTIONS = ("Which organ harbours the dominant lesion?", "In which organ does the main lesion arise?",
                    "Which organ contains the dominant lesion?")
-VARIANTS = 2  # questions per case for the multiple-choice localization subtasks (more chains per image)
 PART_QUESTIONS = ("Which sub-region of the {organ} contains the lesion?",
                   "In which part of the {organ} is the lesion centred?")
 
 
-def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator, suffix: str = "") -> Sample:
+def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator) -> Sample:
     """Round 2 gives one verdict per candidate organ, in the order their tokens came (the options')."""
     present = [o for o in DIGESTIVE if o in truth.organs_present]
     main = truth.primary_organ if truth.lesions else None
@@ -60,7 +59,7 @@ def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator,
     summary = f"The dominant lesion is located in the {disp(main)}." if main else "All candidate organs are normal."
     named = organs + ([] if guess == NO_LESION else [by_display[guess]])
     steps = [first, Step(evidence, summary, block.final, named + ([main] if main else []))]
-    return f.make("localization", "organ_position", question, list(organs), steps, block, suffix)
+    return f.make("localization", "organ_position", question, list(organs), steps, block)
 
 
 def _part_verdict(truth: CaseTruth, part: str, centre: str) -> str:
@@ -91,7 +90,7 @@ def tumor_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
     return f.make("localization", "tumor_position", question, [organ], steps)
 
 
-def segment_location(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator, suffix: str = "") -> Sample | None:
+def segment_location(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator) -> Sample | None:
     les = truth.largest_primary()
     if les is None or les.substructure is None:
         return None
@@ -112,7 +111,7 @@ def segment_location(truth: CaseTruth, f: SampleFactory, rng: np.random.Generato
              f"{revisits(guess, part, f'the {disp(guess)}')}", f"The lesion lies in the {disp(part)}.",
              block.final, order),
     ]
-    return f.make("localization", "segment_location", question, [organ] + order, steps, block, suffix)
+    return f.make("localization", "segment_location", question, [organ] + order, steps, block)
 
 
 def _parent(part: str) -> str | None:
@@ -122,8 +121,9 @@ def _parent(part: str) -> str | None:
 
 
 def localization_samples(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator) -> list[Sample]:
-    """VARIANTS organ-position and segment-location questions, each with its own candidates and order."""
-    suffixes = [""] + [f"_{k + 1}" for k in range(1, VARIANTS)]
-    out = [organ_position(truth, f, rng, sfx) for sfx in suffixes] + [tumor_position(truth, f, rng)]
-    out += [segment_location(truth, f, rng, sfx) for sfx in suffixes]
-    return [s for s in out if s is not None]
+    out = [organ_position(truth, f, rng)]
+    for make in (tumor_position, segment_location):
+        s = make(truth, f, rng)
+        if s is not None:
+            out.append(s)
+    return out
