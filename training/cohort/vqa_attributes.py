@@ -11,8 +11,8 @@ import numpy as np
 from ..manifest import Sample
 from .ground_truth import CaseTruth, LesionTruth
 from .knowledge import BOUNDARIES, SHAPES, KnowledgeGraph
-from .vqa_common import (DENSITY_OPTION, DENSITY_WORD, DIGESTIVE, SampleFactory, Step, choice, disp, hu, impression,
-                         join, mm, others_phrase, plural, revisits, words)
+from .vqa_common import (DENSITY_OPTION, DENSITY_WORD, DIGESTIVE, SampleFactory, Step, article, choice, disp, hu,
+                         impression, join, mm, others_phrase, plural, revisits, words)
 
 DENSITY_OPTIONS = ("hypodense", "isodense", "hyperdense", "mixed density")
 
@@ -44,7 +44,7 @@ def boundary(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFa
         Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
              f"its margin appears {guess}.", f"The margin looks {guess}.", block.lettered(guess), [organ]),
         Step(f"The local view of the {disp(organ)} shows {kg.describe('boundary', les.boundary)}. "
-             f"{revisits(guess, les.boundary, f'an {guess} margin' if guess[0] in 'aeiou' else f'a {guess} margin')}",
+             f"{revisits(guess, les.boundary, f'{article(guess)} {guess} margin')}",
              f"The lesion boundary is {les.boundary}.", block.final, [organ]),
     ]
     return f.make("attributes", "boundary", f"How is the boundary of the largest lesion in the {disp(organ)}?",
@@ -62,8 +62,7 @@ def density(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFac
         Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}, with an attenuation "
              f"of about {hu(les.attenuation_hu)} against {hu(les.reference_hu)} in the surrounding "
              f"{_surround(truth, organ, kg)}. {revisits(guess, answer, f'{guess} attenuation')}",
-             f"The lesion is {answer}.",
-             block.final, [organ]),
+             f"The lesion is {answer}.", block.final, [organ]),
     ]
     return f.make("attributes", "density", f"What is the density of the largest lesion in the {disp(organ)}?",
                   [organ], steps, block)

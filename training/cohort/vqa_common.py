@@ -49,6 +49,10 @@ def hu(value: float) -> str:
     return f"{int(5 * round(value / 5.0))} HU"
 
 
+def article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def join(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)

@@ -7,11 +7,8 @@ from __future__ import annotations
 from ..manifest import Sample
 from .ground_truth import CaseTruth
 from .knowledge import KnowledgeGraph
-from .vqa_common import DENSITY_WORD, SampleFactory, Step, choice, disp, impression, join, mm, plural, revisits, words
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
+from .vqa_common import (DENSITY_WORD, SampleFactory, Step, article, choice, disp, impression, join, mm, plural,
+                         revisits, words)
 
 
 def _cap(text: str) -> str:
@@ -29,7 +26,7 @@ def t_stage(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Samp
         Step(f"On the global view, a {DENSITY_WORD[les.density]} tumor of about {mm(les.diameter_mm)} is seen in "
              f"the {disp(organ)}.", f"Its extent suggests {guess}.", block.lettered(guess), [organ]),
         Step(f"The local view of the {disp(organ)} shows {multi} measuring {mm(les.diameter_mm)} in greatest "
-             f"dimension, with {_article(les.boundary)} {les.boundary} outer margin. By AJCC criteria, {tnm.T_rule}. "
+             f"dimension, with {article(les.boundary)} {les.boundary} outer margin. By AJCC criteria, {tnm.T_rule}. "
              f"{revisits(guess, tnm.T, guess)}",
              f"The tumor is {tnm.T}.", block.final, [organ]),
     ]
