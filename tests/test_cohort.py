@@ -21,7 +21,7 @@ from training.cohort.scenario import Scenario, scenario_for
 from training.cohort.splits import split_cases
 from training.cohort.staging import stage_case
 from training.cohort.vqa import case_samples
-from training.cohort.vqa_common import DENSITY_OPTION, chain_of, disp, others_phrase
+from training.cohort.vqa_common import DENSITY_OPTION, DIGESTIVE, chain_of, disp, others_phrase
 from training.manifest import LETTERS, load_manifest
 
 SHAPE = (80, 80, 40)
@@ -248,10 +248,44 @@ def test_vqa_final_answers_are_true(cases):
                 assert first in {disp(p) for p in t.parts_present}
             confirmed = "This confirms the initial impression." in s.chain[1].answer
             assert confirmed == (first == s.final_answer), s.chain[1].answer
+            # the conclusion is drawn from the evidence before it is set against round 1 (generator 1.3)
+            evidence, conclusion = s.chain[1].answer.split(" Summary: ")
+            assert "initial impression" not in evidence and "initial impression" in conclusion, s.chain[1].answer
             tentative.append(first == s.final_answer)
     assert subtasks == {"organ_position", "tumor_position", "segment_location", "shape", "boundary", "density",
                         "count", "others", "T", "N", "M", "report"}
     assert 0.3 < np.mean(tentative) < 0.8, (len(tentative), np.mean(tentative))  # chance of a hit + 0.5 of misses
+
+
+def test_report_chain_judges_every_candidate_before_the_report(cases):
+    """Report chains (generator 1.3): round 1 suspects an organ and sends every digestive organ in view to
+    the local views; the next round gives one verdict per organ in token order and then confirms or
+    revises the suspicion; sub-regions get their verdicts before the findings."""
+    for c in cases.values():
+        t = c.truth
+        s = next(x for x in case_samples(t, "x") if x.subtask == "report")
+        organs = list(s.chain[0].attend)
+        assert {o for o in DIGESTIVE if o in t.organs_present} <= set(organs)
+        local = s.chain[1].answer
+        positions = [local.index(f"the {disp(o)} shows") for o in organs]
+        assert positions == sorted(positions), local
+        for o in organs:
+            abnormal = f"the {disp(o)} shows no focal lesion" not in local
+            assert abnormal == bool(t.lesions_in(o)), (o, local)
+        main = t.primary_organ if t.lesions else None
+        suspected = s.chain[0].answer.rsplit("Thus, the answer is ", 1)[1].rstrip(".")
+        hit = suspected == (f"possible lesion of the {disp(main)}" if main else "no abnormality")
+        assert ("This confirms the initial impression." in local) == hit, local
+        les = t.largest_primary()
+        if les is not None and les.substructure:
+            table = merged_labels()
+            assert len(s.chain) == 3 and les.substructure in s.chain[1].attend
+            assert {table.by_id(table.by_name(p).parent).name for p in s.chain[1].attend} == {les.organ}
+            last = s.chain[2].answer
+            assert f"the {disp(les.substructure)} holds the lesion centre" in last
+            assert last.index("holds the lesion centre") < last.index("Findings:")
+        else:
+            assert len(s.chain) == 2 and "Findings:" in local
 
 
 def test_chain_structure_and_lengths(cases):
@@ -259,7 +293,8 @@ def test_chain_structure_and_lengths(cases):
         for s in case_samples(c.truth, "x"):
             assert s.answer.startswith("Reasoning Process: ") and " Summary: " in s.answer
             assert s.chain[-1].answer == s.answer and s.chain[-1].attend == ()
-            assert 12 <= len(s.answer.split()) <= 150, (s.id, len(s.answer.split()))
+            # longest: a liver report, whose last round has eight segment verdicts before the report
+            assert 12 <= len(s.answer.split()) <= 170, (s.id, len(s.answer.split()))
             assert list(s.roi_organs) == [n for r in s.chain for n in r.attend]
             assert set(s.roi_organs) <= set(s.organ_labels)
             for name, flag in s.organ_labels.items():

@@ -13,8 +13,9 @@ from pathlib import Path
 from inference.errors import InputError
 
 GENERATOR_NAME = "tumorchain-synthetic-cohort"
-GENERATOR_VERSION = "1.2.0"  # 1.1: round 1 a tentative impression (vqa_common.impression); 1.2: local rounds give
-# one verdict per examined organ before confirming or revising it
+GENERATOR_VERSION = "1.3.0"  # 1.1: round 1 a tentative impression (vqa_common.impression); 1.2: local rounds give
+# one verdict per examined organ before confirming or revising it; 1.3: the conclusion before the confirm/revise
+# sentence, report chains with per-organ and per-sub-region verdicts, 'others' impressions about the organ
 TRUTH_SCHEMA = "tumorchain.synthetic_case/1"
 
 

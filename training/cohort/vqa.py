@@ -23,4 +23,4 @@ def case_samples(truth: CaseTruth, case_dir: str, kg: KnowledgeGraph | None = No
     rng = np.random.default_rng([truth.seed, 6])
     f = SampleFactory(truth, case_dir)
     return (localization_samples(truth, f, rng) + attribute_samples(truth, kg, f, rng) + tnm_samples(truth, kg, f, rng)
-            + [report_sample(truth, kg, f)])
+            + [report_sample(truth, kg, f, rng)])

@@ -29,8 +29,8 @@ def shape(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFacto
         Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
              f"its outline appears {guess}.", f"The lesion looks {guess}.", block.lettered(guess), [organ]),
         Step(f"The local view of the {disp(organ)} shows {kg.describe('shape', les.shape)}, with a long axis of "
-             f"{mm(les.diameter_mm)}. {revisits(guess, les.shape, f'a {guess} outline')}",
-             f"The lesion shape is {les.shape}.", block.final, [organ]),
+             f"{mm(les.diameter_mm)}.", f"The lesion shape is {les.shape}.", block.final, [organ],
+             revisits(guess, les.shape, f"a {guess} outline")),
     ]
     return f.make("attributes", "shape", f"What is the shape of the largest lesion in the {disp(organ)}?", [organ],
                   steps, block)
@@ -43,9 +43,9 @@ def boundary(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFa
     steps = [
         Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
              f"its margin appears {guess}.", f"The margin looks {guess}.", block.lettered(guess), [organ]),
-        Step(f"The local view of the {disp(organ)} shows {kg.describe('boundary', les.boundary)}. "
-             f"{revisits(guess, les.boundary, f'{article(guess)} {guess} margin')}",
-             f"The lesion boundary is {les.boundary}.", block.final, [organ]),
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('boundary', les.boundary)}.",
+             f"The lesion boundary is {les.boundary}.", block.final, [organ],
+             revisits(guess, les.boundary, f"{article(guess)} {guess} margin")),
     ]
     return f.make("attributes", "boundary", f"How is the boundary of the largest lesion in the {disp(organ)}?",
                   [organ], steps, block)
@@ -61,8 +61,8 @@ def density(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFac
              f"The lesion looks {guess}.", block.lettered(guess), [organ]),
         Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}, with an attenuation "
              f"of about {hu(les.attenuation_hu)} against {hu(les.reference_hu)} in the surrounding "
-             f"{_surround(truth, organ, kg)}. {revisits(guess, answer, f'{guess} attenuation')}",
-             f"The lesion is {answer}.", block.final, [organ]),
+             f"{_surround(truth, organ, kg)}.", f"The lesion is {answer}.", block.final, [organ],
+             revisits(guess, answer, f"{guess} attenuation")),
     ]
     return f.make("attributes", "density", f"What is the density of the largest lesion in the {disp(organ)}?",
                   [organ], steps, block)
@@ -83,19 +83,26 @@ def count(truth: CaseTruth, organ: str, f: SampleFactory, rng, suffix: str = "")
     closing = revisits(str(guess), str(n), f"{words(guess)} {plural(guess, 'lesion', 'lesions')}")
     if n == 0:
         second = Step(f"The local view of the {disp(organ)} shows homogeneous attenuation without a hypodense or "
-                      f"hyperdense focus. {closing}", f"The {disp(organ)} contains no focal lesion.", "0", [organ])
+                      "hyperdense focus.", f"The {disp(organ)} contains no focal lesion.", "0", [organ], closing)
     else:
         sizes = join([mm(les.diameter_mm) for les in found])
         second = Step(f"The local view of the {disp(organ)} shows {words(n)} separate "
-                      f"{plural(n, 'lesion', 'lesions')} measuring {sizes}, with no further focus. {closing}",
-                      f"The {disp(organ)} contains {words(n)} {plural(n, 'lesion', 'lesions')}.", str(n), [organ])
+                      f"{plural(n, 'lesion', 'lesions')} measuring {sizes}, with no further focus.",
+                      f"The {disp(organ)} contains {words(n)} {plural(n, 'lesion', 'lesions')}.", str(n), [organ],
+                      closing)
     return f.make("attributes", "count", question, [organ], [first, second], suffix=suffix)
+
+
+def _organ_features(kg: KnowledgeGraph, organ: str) -> list[str]:
+    """The additional features the organ's pathologies show (a wrong impression stays about this organ:
+    "pancreatic duct dilatation" for a liver lesion would send the IIR loop to the pancreas)."""
+    return sorted({o for p in kg.pathologies_of(organ) for q in p.patterns for group in q.others for o in group})
 
 
 def others(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Sample:
     organ = les.organ
     answer = others_phrase(les.others)
-    guess = impression(answer, ["none"] if les.others else sorted(kg.attributes["others"]), rng)
+    guess = impression(answer, ["none"] if les.others else _organ_features(kg, organ), rng)
     if les.others:
         local = (f"The local view of the {disp(organ)} shows "
                  f"{join([kg.describe('others', o) for o in les.others])}, which indicates {answer}.")
@@ -107,9 +114,8 @@ def others(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFact
         Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; {seen}.",
              "No additional feature is evident." if guess == "none" else f"The additional feature may be {guess}.",
              guess, [organ]),
-        Step(f"{local} {revisits(guess, answer, 'no additional feature' if guess == 'none' else guess)}",
-             f"The additional feature is {answer}." if les.others else "There is no additional feature.",
-             answer, [organ]),
+        Step(local, f"The additional feature is {answer}." if les.others else "There is no additional feature.",
+             answer, [organ], revisits(guess, answer, "no additional feature" if guess == "none" else guess)),
     ]
     question = (f"Besides shape, boundary and density, what other imaging feature does the largest lesion in the "
                 f"{disp(organ)} show?")

@@ -10,9 +10,11 @@ Writers declare the label names each text names; tests check them against the or
 Round 1 is the initial impression from the global view (paper section 3.2, step I). It names the
 organs to examine and a tentative answer that is right in only ``IMPRESSION_HIT_RATE`` of the chains
 (``impression``). The local round states its evidence first, one verdict per examined organ in the
-order their tokens came, then confirms or revises round 1 (``revisits``) and answers. Generator 1.0
-made round 1 always right, so the later rounds only repeated it and a model trained on those chains
-learned to ignore the organ tokens.
+order their tokens came, then its conclusion, and only then confirms or revises round 1
+(``revisits``, Step.revisit) before answering. Generator 1.0 made round 1 always right, so the later
+rounds only repeated it and a model trained on those chains learned to ignore the organ tokens. In
+1.2 the confirm/revise sentence came before the conclusion, and the model learned to say "confirms"
+and copy round 1's guess whatever its verdicts were.
 """
 from __future__ import annotations
 
@@ -71,10 +73,12 @@ class Step:
     summary: str
     answer: str
     named: list[str]
+    revisit: str = ""  # after the conclusion: the conclusion is drawn from the evidence, then set against round 1
 
     @property
     def text(self) -> str:
-        return f"Reasoning Process: {self.reasoning} Summary: {self.summary} Thus, the answer is {self.answer}."
+        summary = f"{self.summary} {self.revisit}" if self.revisit else self.summary
+        return f"Reasoning Process: {self.reasoning} Summary: {summary} Thus, the answer is {self.answer}."
 
 
 def chain_of(question_named: list[str], steps: list[Step]) -> list[ChainRound]:

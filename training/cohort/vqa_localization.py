@@ -46,20 +46,36 @@ def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
                      "the local views.", f"The lesion may arise from the {guess}.", block.lettered(guess),
                      [by_display[guess]])
         doubt = f"a lesion in the {guess}"
-    les = truth.largest_primary()
+    evidence = f"On the local views, {organ_verdicts(truth, organs)}."
+    summary = f"The dominant lesion is located in the {disp(main)}." if main else "All candidate organs are normal."
+    named = organs + ([] if guess == NO_LESION else [by_display[guess]])
+    steps = [first, Step(evidence, summary, block.final, named + ([main] if main else []),
+                         revisits(guess, truth_option, doubt))]
+    return f.make("localization", "organ_position", question, list(organs), steps, block)
+
+
+def organ_verdicts(truth: CaseTruth, organs: list[str]) -> str:
+    """One verdict per organ, in the order given (their tokens'): "the stomach shows a 32 mm ... lesion; ..."."""
+    main = truth.primary_organ if truth.lesions else None
     verdicts = []
     for o in organs:
         if o == main:
-            verdicts.append(f"the {disp(o)} shows {lesion_phrase(les)}")
+            verdicts.append(f"the {disp(o)} shows {lesion_phrase(truth.largest_primary())}")
         elif truth.lesions_in(o):
             verdicts.append(f"the {disp(o)} shows only smaller lesions in keeping with secondary spread")
         else:
             verdicts.append(f"the {disp(o)} shows no focal lesion")
-    evidence = f"On the local views, {'; '.join(verdicts)}. {revisits(guess, truth_option, doubt)}"
-    summary = f"The dominant lesion is located in the {disp(main)}." if main else "All candidate organs are normal."
-    named = organs + ([] if guess == NO_LESION else [by_display[guess]])
-    steps = [first, Step(evidence, summary, block.final, named + ([main] if main else []))]
-    return f.make("localization", "organ_position", question, list(organs), steps, block)
+    return "; ".join(verdicts)
+
+
+def part_verdicts(truth: CaseTruth, parts: list[str], centre: str) -> str:
+    """One verdict per sub-region, in the order given: "the gastric cardia is clear; ..."."""
+    return "; ".join(_part_verdict(truth, p, centre) for p in parts)
+
+
+def parts_of(truth: CaseTruth, organ: str) -> list[str]:
+    """The organ's sub-regions in the field of view, in label order."""
+    return [p for p in truth.parts_present if _parent(p) == organ]
 
 
 def _part_verdict(truth: CaseTruth, part: str, centre: str) -> str:
@@ -76,16 +92,16 @@ def tumor_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
     if les is None or les.substructure is None:
         return None
     organ, part = les.organ, les.substructure
-    parts = [p for p in truth.parts_present if _parent(p) == organ]
+    parts = parts_of(truth, organ)
     guess = impression(part, parts, rng)
     question = f"Where is the lesion located in the {disp(organ)}? Identify its sub-region."
     steps = [
         Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; the "
              f"{join([disp(p) for p in parts])} need the local view. It appears to project over the {disp(guess)}.",
              f"The lesion may arise from the {disp(guess)}.", disp(guess), [organ] + parts),
-        Step(f"On the local views, {'; '.join(_part_verdict(truth, p, part) for p in parts)}. The lesion measures "
-             f"{int(round(les.diameter_mm))} mm. {revisits(guess, part, f'the {disp(guess)}')}",
-             f"The lesion arises from the {disp(part)}.", disp(part), parts),
+        Step(f"On the local views, {part_verdicts(truth, parts, part)}. The lesion measures "
+             f"{int(round(les.diameter_mm))} mm.", f"The lesion arises from the {disp(part)}.", disp(part), parts,
+             revisits(guess, part, f"the {disp(guess)}")),
     ]
     return f.make("localization", "tumor_position", question, [organ], steps)
 
@@ -107,9 +123,8 @@ def segment_location(truth: CaseTruth, f: SampleFactory, rng: np.random.Generato
     steps = [
         Step(f"On the global view, a lesion of the {disp(organ)} projects over the {disp(guess)}.",
              f"The {disp(guess)} is the most likely site.", block.lettered(disp(guess)), [organ, guess]),
-        Step(f"On the local views, {'; '.join(_part_verdict(truth, p, part) for p in order)}. "
-             f"{revisits(guess, part, f'the {disp(guess)}')}", f"The lesion lies in the {disp(part)}.",
-             block.final, order),
+        Step(f"On the local views, {part_verdicts(truth, order, part)}.",
+             f"The lesion lies in the {disp(part)}.", block.final, order, revisits(guess, part, f"the {disp(guess)}")),
     ]
     return f.make("localization", "segment_location", question, [organ] + order, steps, block)
 

@@ -1,12 +1,16 @@
-"""Task 4, chain-of-thought report: findings -> impression -> pathology (and TNM), in three
-rounds for a lesion (global suspicion naming the organs, local view naming the substructure,
-full report) and two for a normal study."""
+"""Task 4, chain-of-thought report: findings -> impression -> pathology (and TNM). For a lesion: a
+tentative suspicion on the global view naming every digestive organ in view, per-organ verdicts from
+their tokens (naming the organ's sub-regions), then the sub-region verdicts with the full report; two
+rounds where the organ has no sub-regions or the study is normal (the verdicts with the report). The
+loop stops at the first round that names nothing new, so the report shares the last round."""
 from __future__ import annotations
 
 from ..manifest import Sample
 from .ground_truth import CaseTruth
 from .knowledge import KnowledgeGraph
-from .vqa_common import DENSITY_WORD, DIGESTIVE, SampleFactory, Step, disp, join, mm, plural, words
+from .vqa_common import (DENSITY_WORD, DIGESTIVE, SampleFactory, Step, disp, impression, join, mm, plural, revisits,
+                         words)
+from .vqa_localization import NO_LESION, organ_verdicts, part_verdicts, parts_of
 
 QUESTION = "Write a CT report for this abdominal CT with findings, impression and the reasoning that links them."
 
@@ -33,47 +37,75 @@ def _mets_sentence(truth: CaseTruth) -> tuple[str, list[str]]:
             f"{disp(site)} {plural(n, 'suggests a metastasis', 'suggest metastases')}."), [site]
 
 
-def _normal(truth: CaseTruth, f: SampleFactory) -> Sample:
+def _candidates(truth: CaseTruth, met_sites: list[str]) -> list[str]:
+    """Round 1 sends every digestive organ in view (and any distant site) to the local views."""
     organs = [o for o in DIGESTIVE if o in truth.organs_present]
+    return organs + [s for s in met_sites if s not in organs]
+
+
+def _first_round(truth: CaseTruth, organs: list[str], rng) -> tuple[Step, str]:
+    """Round 1: a tentative impression from the global view (vqa_common.impression), naming the organs
+    to examine; returns it with the doubt a later round revisits."""
+    main = truth.primary_organ if truth.lesions else None
+    guess = impression(main or NO_LESION, [o for o in organs if o in DIGESTIVE] + [NO_LESION], rng)
     names = join([disp(o) for o in organs])
+    if guess == NO_LESION:
+        return Step(f"On the global view, no definite focal mass is seen; the {names} need the local views.",
+                    "No tumor is evident yet.", "no abnormality", organs), NO_LESION
+    return Step(f"On the global view, the {names} need the local views; a focal abnormality is suspected in the "
+                f"{disp(guess)}.", f"A lesion of the {disp(guess)} is suspected.", f"possible lesion of the {disp(guess)}",
+                organs), guess
+
+
+def _doubt(guess: str) -> str:
+    return "a normal study" if guess == NO_LESION else f"a lesion in the {disp(guess)}"
+
+
+def _normal(truth: CaseTruth, f: SampleFactory, rng) -> Sample:
+    organs = _candidates(truth, [])
+    first, guess = _first_round(truth, organs, rng)
     steps = [
-        Step(f"On the global view, the {names} show no focal mass.", "No tumor is suspected.", "no abnormality",
-             organs),
-        Step(f"Findings: the {names} are normal in size with homogeneous attenuation; no focal lesion, wall "
-             "thickening or enlarged lymph node is seen. Impression: there is no imaging evidence of tumor.",
-             "Normal study of the digestive organs.", "no abnormality", organs),
+        first,
+        Step(f"On the local views, {organ_verdicts(truth, organs)}. Findings: the {join([disp(o) for o in organs])} "
+             "are normal in size with homogeneous attenuation; no focal lesion, wall thickening or enlarged lymph "
+             "node is seen. Impression: there is no imaging evidence of tumor.",
+             "Normal study of the digestive organs.", "no abnormality", organs,
+             revisits(guess, NO_LESION, _doubt(guess))),
     ]
     return f.make("report", "report", QUESTION, [], steps)
 
 
-def report_sample(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory) -> Sample:
+def report_sample(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Sample:
+    """Round 1 suspects an organ and sends the candidates to the local views; round 2 judges each from its
+    tokens and names the organ's sub-regions; round 3 judges those and writes the report."""
     les = truth.largest_primary()
     if les is None:
-        return _normal(truth, f)
+        return _normal(truth, f, rng)
     organ, part = les.organ, les.substructure
     path = kg.pathologies[truth.pathology]
     kind = "malignant" if path.malignant else "benign"
     mets_text, met_sites = _mets_sentence(truth)
-    spread = f"; round lesions are also seen in the {disp(met_sites[0])}" if met_sites else ""
+    organs = _candidates(truth, met_sites)
+    first, guess = _first_round(truth, organs, rng)
+    parts = parts_of(truth, organ) if part else []
+    sub_regions = f" The {join([disp(p) for p in parts])} need the local views." if parts else ""
+    organ_step = Step(f"On the local views, {organ_verdicts(truth, organs)}.{sub_regions}",
+                      f"The dominant lesion is located in the {disp(organ)}.", f"{kind} lesion of the {disp(organ)}",
+                      [organ] + parts, revisits(guess, organ, _doubt(guess)))
     n = len(truth.lesions)
     count = f"{words(n).capitalize()} lesions are seen, the largest being a" if n > 1 else "There is a"
     others = f", showing {join(les.others)}" if les.others else ""
     stage = f", staged {truth.tnm.label}" if truth.tnm else ""
     final = f"{path.display}{stage.replace(', staged', ',')}"
     where = f"the {disp(part)}" if part else f"the {disp(organ)}"
-    steps = [
-        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}{spread}.",
-             f"A {kind} lesion of the {disp(organ)} is suspected.", f"{kind} lesion of the {disp(organ)}",
-             [organ] + met_sites),
-    ]
-    if part:
-        steps.append(Step(f"The local view of the {disp(organ)} places the lesion in the {disp(part)}.",
-                          f"The lesion arises from the {disp(part)}.", f"{path.display} of the {disp(part)}",
-                          [organ, part]))
     findings = (f"Findings: {count} {mm(les.diameter_mm)} {DENSITY_WORD[les.density]} lesion with {les.shape} "
                 f"shape and {les.boundary} margins in {where}{others}.{_nodes_sentence(truth, kg)}{mets_text}")
-    reasoning = (f"{findings} Impression: the {path.finding} suggests {path.impression}. Pathology: the features "
-                 f"are consistent with {path.display}{stage}.")
-    steps.append(Step(reasoning, f"{path.display} of {where}{stage}.", final,
-                      [organ] + ([part] if part else []) + met_sites))
-    return f.make("report", "report", QUESTION, [], steps)
+    report = (f"{findings} Impression: the {path.finding} suggests {path.impression}. Pathology: the features "
+              f"are consistent with {path.display}{stage}.")
+    summary = f"{path.display} of {where}{stage}."
+    if not part:  # nothing new to examine after the organ verdicts: the report closes that round
+        last = Step(f"{organ_step.reasoning} {report}", summary, final, [organ] + met_sites, organ_step.revisit)
+        return f.make("report", "report", QUESTION, [], [first, last])
+    last = Step(f"On the local views, {part_verdicts(truth, parts, part)}. {report}", summary, final,
+                [organ, part] + met_sites)
+    return f.make("report", "report", QUESTION, [], [first, organ_step, last])

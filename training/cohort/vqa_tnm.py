@@ -26,9 +26,8 @@ def t_stage(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Samp
         Step(f"On the global view, a {DENSITY_WORD[les.density]} tumor of about {mm(les.diameter_mm)} is seen in "
              f"the {disp(organ)}.", f"Its extent suggests {guess}.", block.lettered(guess), [organ]),
         Step(f"The local view of the {disp(organ)} shows {multi} measuring {mm(les.diameter_mm)} in greatest "
-             f"dimension, with {article(les.boundary)} {les.boundary} outer margin. By AJCC criteria, {tnm.T_rule}. "
-             f"{revisits(guess, tnm.T, guess)}",
-             f"The tumor is {tnm.T}.", block.final, [organ]),
+             f"dimension, with {article(les.boundary)} {les.boundary} outer margin. By AJCC criteria, {tnm.T_rule}.",
+             f"The tumor is {tnm.T}.", block.final, [organ], revisits(guess, tnm.T, guess)),
     ]
     return f.make("tnm", "T", f"What is the T stage of the {disp(organ)} tumor?", [organ], steps, block)
 
@@ -51,8 +50,8 @@ def n_stage(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Samp
     steps = [
         Step(f"The primary tumor lies in the {disp(organ)}; {seen}.", f"The nodal status suggests {guess}.",
              block.lettered(guess), [organ]),
-        Step(f"{local} {_cap(tnm.N_rule)}. {revisits(guess, tnm.N, guess)}", f"The nodal stage is {tnm.N}.",
-             block.final, [organ]),
+        Step(f"{local} {_cap(tnm.N_rule)}.", f"The nodal stage is {tnm.N}.", block.final, [organ],
+             revisits(guess, tnm.N, guess)),
     ]
     return f.make("tnm", "N", f"What is the N stage of the {disp(organ)} tumor?", [organ], steps, block)
 
@@ -69,8 +68,7 @@ def m_stage(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Samp
             Step(f"The primary tumor lies in the {disp(organ)}; no distant lesion is seen in the imaged field.",
                  f"The distant status suggests {guess}.", block.lettered(guess), [organ]),
             Step(f"Review of the imaged field beyond the {disp(organ)} finds no distant lesion. "
-                 f"{_cap(tnm.M_rule)}. {closing}",
-                 f"The metastasis stage is {tnm.M}.", block.final, [organ]),
+                 f"{_cap(tnm.M_rule)}.", f"The metastasis stage is {tnm.M}.", block.final, [organ], closing),
         ]
         return f.make("tnm", "M", f"What is the M stage of the {disp(organ)} tumor?", [organ], steps, block)
     site = sites[0]
@@ -87,7 +85,7 @@ def m_stage(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Samp
     steps = [
         Step(f"The primary tumor lies in the {disp(organ)}, and the {disp(site)} is its usual site of distant spread; "
              f"{glob}.", f"The distant status suggests {guess}.", block.lettered(guess), [organ, site]),
-        Step(f"{local} {_cap(tnm.M_rule)}. {closing}", f"The metastasis stage is {tnm.M}.", block.final, [site]),
+        Step(f"{local} {_cap(tnm.M_rule)}.", f"The metastasis stage is {tnm.M}.", block.final, [site], closing),
     ]
     return f.make("tnm", "M", f"What is the M stage of the {disp(organ)} tumor?", [organ], steps, block)
 
