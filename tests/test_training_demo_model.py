@@ -70,10 +70,5 @@ def test_demo_model_finds_the_organ_well_above_chance_and_iir_not_worse(guard):
     _check_well_above_chance(guard, "organ_position")
 
 
-# Known gap (issue 5 stays open): demo model v0.3 judges each organ from its tokens (its verdicts
-# track the classifier), but judging 3-8 sub-regions one by one is not yet reliable, so tumor
-# position is not yet well above chance. strict=True: this fails the suite the day the model gets
-# there, so the mark goes.
-@pytest.mark.xfail(strict=True, reason="demo model v0.3 is not yet well above chance on tumor position")
 def test_demo_model_finds_the_sub_region_well_above_chance_and_iir_not_worse(guard):
     _check_well_above_chance(guard, "tumor_position")
