@@ -374,6 +374,20 @@ def test_generate_cohort_writes_manifests(tmp_path):
     assert json.loads((root / "cohort_summary.json").read_text())["seed"] == 3
 
 
+def test_generate_cohort_mixes_samplings_over_one_field_of_view(tmp_path):
+    """fine_every = 2: cases 1, 3, ... on the finer grid; the same anatomy (field of view) either way, and
+    the summary says so (build.ensure_cohort compares it)."""
+    summary = generate_cohort(tmp_path / "c", 2, seed=3, shape=(48, 48, 24), log=None, fine_shape=(64, 64, 32),
+                              fine_every=2)
+    coarse, fine = (read_case(tmp_path / "c" / "cases" / f"case_{i:04d}") for i in (0, 1))
+    assert coarse.ct.shape == (48, 48, 24) and fine.ct.shape == (64, 64, 32)
+    fov = lambda c: np.asarray(c.truth.shape) * np.asarray(c.truth.spacing)
+    assert np.allclose(fov(coarse), fov(fine))
+    assert summary["fine_shape"] == [64, 64, 32] and summary["fine_every"] == 2
+    with pytest.raises(ValueError, match="fine"):
+        generate_cohort(tmp_path / "d", 2, seed=3, shape=(48, 48, 24), log=None, fine_every=2)
+
+
 def test_cli_errors(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -47,16 +47,21 @@ def _one(job: tuple) -> tuple[CaseTruth, list[Sample], float]:
 
 
 def generate_cohort(out: str | Path, cases: int, seed: int, shape=DEFAULT_SHAPE, spacing=None, workers: int = 1,
-                    log=print) -> dict:
-    """Write a cohort; returns its summary (also written as cohort_summary.json)."""
+                    log=print, fine_shape=None, fine_every: int = 0) -> dict:
+    """Write a cohort; returns its summary (also written as cohort_summary.json). With ``fine_shape`` and
+    ``fine_every`` = k, every k-th case is sampled on that finer grid over the same field of view, so a
+    model sees more than one sampling (scanners and protocols differ; the bundled demo case is 2 mm)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")
     if cases < 1:
         raise ValueError("--cases must be at least 1")
+    if fine_every < 0 or (fine_every and fine_shape is None):
+        raise ValueError("--fine-every needs --fine-shape and must be at least 1")
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(out), i, case_seed(seed, i), tuple(shape), None if spacing is None else tuple(spacing))
-            for i in range(cases)]
+    fine = (lambda i: bool(fine_every) and i % fine_every == fine_every - 1)
+    jobs = [(str(out), i, case_seed(seed, i), tuple(fine_shape if fine(i) else shape),
+             None if spacing is None or fine(i) else tuple(spacing)) for i in range(cases)]
     t0 = time.perf_counter()
     results = []
     if workers > 1:
@@ -76,6 +81,7 @@ def generate_cohort(out: str | Path, cases: int, seed: int, shape=DEFAULT_SHAPE,
     for name in SPLITS:
         write_manifest(out / f"{name}.jsonl", [s for cid in split[name] for s in by_case[cid]])
     summary = _summary(truths, by_case, split, seed, shape, spacing, seconds)
+    summary.update(fine_shape=None if fine_shape is None else list(fine_shape), fine_every=int(fine_every))
     (out / "cohort_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -124,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=10, help="number of cases (default 10)")
     p.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
     p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=list(DEFAULT_SHAPE))
+    p.add_argument("--fine-shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                   help="a finer grid (same field of view) for every --fine-every-th case")
+    p.add_argument("--fine-every", type=int, default=0, metavar="K")
     p.add_argument("--spacing", type=float, nargs=3, metavar=("SX", "SY", "SZ"),
                    help="voxel size in mm (default: 384 x 384 x 256 mm field of view / shape)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
@@ -144,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         summary = generate_cohort(args.out, args.cases, args.seed, tuple(args.shape),
                                   None if args.spacing is None else tuple(args.spacing), max(1, args.workers),
-                                  log=None if args.quiet else print)
+                                  log=None if args.quiet else print, fine_shape=args.fine_shape,
+                                  fine_every=args.fine_every)
     except (InputError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

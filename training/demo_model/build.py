@@ -31,20 +31,23 @@ def load_recipe(path: str | Path = RECIPE) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def ensure_cohort(folder: Path, cases: int, seed: int, shape, workers: int, log=print) -> Path:
-    """Generate the cohort unless ``folder`` already holds the same one (same seed, size, generator)."""
+def ensure_cohort(folder: Path, cases: int, seed: int, shape, workers: int, log=print, fine_shape=None,
+                  fine_every: int = 0) -> Path:
+    """Generate the cohort unless ``folder`` already holds the same one (same seed, size, sampling, generator)."""
     from training.cohort.generate import generate_cohort
     from training.cohort.ground_truth import GENERATOR_VERSION
 
     summary = folder / "cohort_summary.json"
     if summary.is_file():
         s = json.loads(summary.read_text())
-        if (s.get("seed"), s.get("cases"), list(s.get("shape", [])), s.get("generator_version")) == \
-                (seed, cases, list(shape), GENERATOR_VERSION):
+        if (s.get("seed"), s.get("cases"), list(s.get("shape", [])), s.get("generator_version"), s.get("fine_shape"),
+                s.get("fine_every", 0)) == (seed, cases, list(shape), GENERATOR_VERSION,
+                                             None if fine_shape is None else list(fine_shape), fine_every):
             log(f"cohort: reusing {folder}")
             return folder
     t0 = time.perf_counter()
-    generate_cohort(folder, cases, seed, tuple(shape), None, workers, log=None)
+    generate_cohort(folder, cases, seed, tuple(shape), None, workers, log=None, fine_shape=fine_shape,
+                    fine_every=fine_every)
     log(f"cohort: {cases} cases in {time.perf_counter() - t0:.0f} s")
     return folder
 
@@ -171,7 +174,8 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
     t_all = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     c = recipe["cohort"]
-    cohort = ensure_cohort(work / f"cohort_{seed}", c["cases"], seed, c["shape"], c.get("workers", 1), log)
+    cohort = ensure_cohort(work / f"cohort_{seed}", c["cases"], seed, c["shape"], c.get("workers", 1), log,
+                           c.get("fine_shape"), c.get("fine_every", 0))
     llm = make_llm(cohort, work, recipe, seed)
     model_cfg = TumorChainConfig.from_dict(dict(recipe["model"]))
     model_cfg.save(work / "tumorchain_config.json")
