@@ -45,7 +45,7 @@ def _candidates(truth: CaseTruth, met_sites: list[str]) -> list[str]:
 
 def _first_round(truth: CaseTruth, organs: list[str], rng) -> tuple[Step, str]:
     """Round 1: a tentative impression from the global view (vqa_common.impression), naming the organs
-    to examine; returns it with the doubt a later round revisits."""
+    to examine; returns the round and its guess (an organ, or NO_LESION)."""
     main = truth.primary_organ if truth.lesions else None
     guess = impression(main or NO_LESION, [o for o in organs if o in DIGESTIVE] + [NO_LESION], rng)
     names = join([disp(o) for o in organs])
@@ -53,8 +53,8 @@ def _first_round(truth: CaseTruth, organs: list[str], rng) -> tuple[Step, str]:
         return Step(f"On the global view, no definite focal mass is seen; the {names} need the local views.",
                     "No tumor is evident yet.", "no abnormality", organs), NO_LESION
     return Step(f"On the global view, the {names} need the local views; a focal abnormality is suspected in the "
-                f"{disp(guess)}.", f"A lesion of the {disp(guess)} is suspected.", f"possible lesion of the {disp(guess)}",
-                organs), guess
+                f"{disp(guess)}.", f"A lesion of the {disp(guess)} is suspected.",
+                f"possible lesion of the {disp(guess)}", organs), guess
 
 
 def _doubt(guess: str) -> str:
