@@ -34,6 +34,12 @@ DENSITY_OPTION = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed":
 IMPRESSION_HIT_RATE = 0.5  # share of chains whose round-1 impression is already the answer
 
 
+def dominant_organ(truth: CaseTruth) -> str | None:
+    """The organ the chains call the lesion's (its primary), None for a study without lesions: one rule
+    for the verdicts, the answers and round 1's tentative guess."""
+    return truth.primary_organ if truth.lesions else None
+
+
 def disp(name: str) -> str:
     """Display name of a label ("pancreas_head" -> "pancreatic head")."""
     return merged_labels().by_name(name).display

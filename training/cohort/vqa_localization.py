@@ -12,8 +12,8 @@ from inference.labels import merged_labels
 
 from ..manifest import Sample
 from .ground_truth import CaseTruth
-from .vqa_common import (DENSITY_WORD, DIGESTIVE, SampleFactory, Step, choice, disp, impression, join, lesion_phrase,
-                          revisits)
+from .vqa_common import (DENSITY_WORD, DIGESTIVE, SampleFactory, Step, choice, disp, dominant_organ, impression, join,
+                          lesion_phrase, revisits)
 
 NO_LESION = "no lesion"
 ORGAN_QUESTIONS = ("Which organ harbours the dominant lesion?", "In which organ does the main lesion arise?",
@@ -25,7 +25,7 @@ PART_QUESTIONS = ("Which sub-region of the {organ} contains the lesion?",
 def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator) -> Sample:
     """Round 2 gives one verdict per candidate organ, in the order their tokens came (the options')."""
     present = [o for o in DIGESTIVE if o in truth.organs_present]
-    main = truth.primary_organ if truth.lesions else None
+    main = dominant_organ(truth)
     others = [o for o in present if o != main]
     picked = [others[i] for i in sorted(rng.choice(len(others), size=min(3 if main is None else 2, len(others)),
                                                    replace=False))]
@@ -56,7 +56,7 @@ def organ_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
 
 def organ_verdicts(truth: CaseTruth, organs: list[str]) -> str:
     """One verdict per organ, in the order given (their tokens'): "the stomach shows a 32 mm ... lesion; ..."."""
-    main = truth.primary_organ if truth.lesions else None
+    main = dominant_organ(truth)
     verdicts = []
     for o in organs:
         if o == main:

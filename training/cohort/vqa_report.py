@@ -8,8 +8,8 @@ from __future__ import annotations
 from ..manifest import Sample
 from .ground_truth import CaseTruth
 from .knowledge import KnowledgeGraph
-from .vqa_common import (DENSITY_WORD, DIGESTIVE, SampleFactory, Step, disp, impression, join, mm, plural, revisits,
-                         words)
+from .vqa_common import (DENSITY_WORD, DIGESTIVE, SampleFactory, Step, disp, dominant_organ, impression, join, mm,
+                         plural, revisits, words)
 from .vqa_localization import NO_LESION, organ_verdicts, part_verdicts, parts_of
 
 QUESTION = "Write a CT report for this abdominal CT with findings, impression and the reasoning that links them."
@@ -46,7 +46,7 @@ def _candidates(truth: CaseTruth, met_sites: list[str]) -> list[str]:
 def _first_round(truth: CaseTruth, organs: list[str], rng) -> tuple[Step, str]:
     """Round 1: a tentative impression from the global view (vqa_common.impression), naming the organs
     to examine; returns the round and its guess (an organ, or NO_LESION)."""
-    main = truth.primary_organ if truth.lesions else None
+    main = dominant_organ(truth)
     guess = impression(main or NO_LESION, [o for o in organs if o in DIGESTIVE] + [NO_LESION], rng)
     names = join([disp(o) for o in organs])
     if guess == NO_LESION:
