@@ -61,6 +61,7 @@ class AnalysisJob:
     task: str | None
     case_id: str | None
     mask_source: str | None
+    allow_non_ct: bool = False  # the reader confirmed analyzing a volume that does not look like CT
 
 
 def model_problem(settings: AppSettings) -> str | None:
@@ -152,7 +153,8 @@ class AnalysisWorker(QObject):
         callbacks = Callbacks(progress=progress, on_round_start=self.round_started.emit,
                               on_text=batcher.add, on_round=on_round)
         record = pipeline.analyze_volume(job.ct, job.masks, job.question, task=job.task, case_id=job.case_id,
-                                         mask_source=job.mask_source, callbacks=callbacks, cancel=cancel)
+                                         mask_source=job.mask_source, callbacks=callbacks, cancel=cancel,
+                                         allow_non_ct=job.allow_non_ct)
         batcher.flush()
         record.timings["model_load_ms"] = load_ms
         if batcher.first_token_at is not None:

@@ -5,7 +5,10 @@ Widgets call its methods and listen to its signals; it changes the viewer only t
 SceneState. Every long step (load, segmentation, analysis, export) runs on a worker thread; a
 step that fails or is cancelled leaves the case, the run and the review as they were.
 Runs, reviews and unsaved edit-box drafts are kept per case (case_store.py), so a case opened
-again, also after a crash, comes back as it was left.
+again, also after a crash, comes back as it was left. When the store cannot be written (disk
+full, read-only folder) the run is still shown, the error is reported, and a review decision that
+could not be saved is not applied (``review_failed``): nothing on screen claims to be saved
+that is not.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from app.job_runner import JobRunner
 from app.load_worker import CaseLoader, LoadedCase, LoadRequest, resolve_request
 from app.segmentation_worker import SegmentationWorker, SegmentedMasks
 from app.settings import AppSettings, review_root
-from inference.errors import InputError
+from inference.errors import InputError, StorageError
 from inference.iir.prompts import task_question
 from inference.report.review import ReviewError
 from inference.report.review_store import ReviewAutosaver
@@ -38,10 +41,15 @@ class CaseController(QObject):
     round_done = Signal(object)
     run_changed = Signal()  # self.run / self.saver replaced or cleared (also after a failed run)
     review_changed = Signal(str)  # an item key, or "*" for the sign-off
+    # a decision (item key) or the sign-off ("*") was refused or could not be saved: it is not
+    # applied; the message says why ("Not saved: ..." when the disk refused it)
+    review_failed = Signal(str, str)
     exported = Signal(object)  # ExportResult
     model_loaded = Signal(str)
     message = Signal(str)
     error = Signal(str, str)  # title, message
+    # the volume does not look like CT (the reasons); the window may ask and call analyze_anyway()
+    non_ct_refused = Signal(str)
 
     def __init__(self, state: SceneState, settings: AppSettings | None = None, parent=None,
                  store: CaseStore | None = None, expert_factory=None, preload_model: bool = False):
@@ -55,10 +63,13 @@ class CaseController(QObject):
         self.mask_source: str | None = None
         self.run: RunRecord | None = None
         self.saver: ReviewAutosaver | None = None
+        # why the run on screen cannot be saved (its review folder is not writable), else None
+        self.storage_problem: str | None = None
         self.drafts: dict[str, str] = {}
         self.live_question: str | None = None
         self.model_description = ""
         self._pending: tuple[AnalysisJob, AppSettings] | None = None
+        self._refused: tuple | None = None  # the analysis refused as non-CT, for analyze_anyway()
 
         self.loader = CaseLoader(self)
         self._restore_pending = False  # a reopened run's masks are scheduled to come back
@@ -202,8 +213,12 @@ class CaseController(QObject):
             raise InputError(None, "choose a task or type a question")
         return task_question(task, organ or None)
 
-    def analyze(self, task: str | None, organ: str | None = None, question: str | None = None) -> bool:
-        """Start an analysis of the case on screen; False with an error signal when it cannot start."""
+    def analyze(self, task: str | None, organ: str | None = None, question: str | None = None,
+                allow_non_ct: bool = False) -> bool:
+        """Start an analysis of the case on screen; False with an error signal when it cannot start.
+
+        A volume that does not look like CT is refused (``non_ct_refused``) unless
+        ``allow_non_ct``: the reader's override, recorded in the run."""
         problem = None
         if self.ct is None:
             problem = "Open a CT first."
@@ -221,16 +236,30 @@ class CaseController(QObject):
         if problem is not None:
             self.error.emit("Cannot analyze", problem)
             return False
+        check = self.ct.plausibility()
+        if not check.looks_like_ct and not allow_non_ct:
+            self._refused = (task, organ, question)
+            self.non_ct_refused.emit("; ".join(check.reasons))
+            return False
         from inference.pipeline import case_id_for
 
         job = AnalysisJob(self.ct, self.masks, text, None if question and question.strip() else task,
-                          case_id_for(Path(self.ct.source_path)), self.mask_source)
+                          case_id_for(Path(self.ct.source_path)), self.mask_source,
+                          allow_non_ct=allow_non_ct and not check.looks_like_ct)
         self.live_question = text
         self.run_started.emit(text)
         self.busy_changed.emit()
         if not self.analysis.analyze(job, self.settings):  # the model is still preloading
             self._pending = (job, self.settings)
         return True
+
+    def analyze_anyway(self) -> bool:
+        """Run the analysis last refused as non-CT, with the reader's override."""
+        if self._refused is None:
+            return False
+        task, organ, question = self._refused
+        self._refused = None
+        return self.analyze(task, organ, question, allow_non_ct=True)
 
     def _start_pending(self) -> None:
         if self._pending is not None and not self.analysis.busy:
@@ -255,12 +284,14 @@ class CaseController(QObject):
         if record is None:  # a preload finished
             return
         self._end_live(notify=False)
+        problem = None
         try:
             self.store.save_run(record)
-        except InputError as exc:
-            self.error.emit("Could not keep the run", str(exc))
+        except InputError as exc:  # StorageError: the run is shown all the same, read-only
+            problem = str(exc)
+            self.error.emit("Could not keep the run", problem)
         if self.ct is not None and record.case.content_hash == self.ct.content_hash():
-            self._show(record)
+            self._show(record, storage_problem=problem)
             secs = record.timings.get("analysis_ms", 0.0) / 1000.0
             self.message.emit(f"Analysis finished: {len(record.rounds)} rounds in {secs:.1f} s.")
         else:
@@ -288,19 +319,32 @@ class CaseController(QObject):
         return self.store.runs(self.ct.content_hash()) if self.ct is not None else []
 
     def show_run(self, run: RunRecord) -> None:
-        """Put a stored run of this case (and its review) on screen."""
-        self.store.set_current(run)
-        self._show(run)
+        """Put a stored run of this case (and its review) on screen; also when the case folder
+        cannot be written (the error is reported, the run shown read-only)."""
+        try:
+            self.store.set_current(run)
+        except StorageError as exc:
+            self.error.emit("Could not keep the case state", str(exc))
+            self._show(run, storage_problem=str(exc))
+        else:
+            self._show(run)
         self._check_run_masks()
 
-    def _show(self, run: RunRecord | None) -> None:
+    def _show(self, run: RunRecord | None, storage_problem: str | None = None) -> None:
         self.flush_drafts()
         self.run, self.saver, self.drafts = run, None, {}
+        self.storage_problem = storage_problem
         if run is not None:
             try:
-                self.saver = self.store.open_review(run, reviewer=self.settings.reviewer)
+                self.saver = self.store.open_review(run, reviewer=self.settings.reviewer, save_new=False)
             except InputError as exc:  # a damaged review file is left alone and reported
                 self.error.emit("Review could not be opened", str(exc))
+            if self.saver is not None and not self.saver.path.exists():
+                try:  # a new review is saved at once, so the run is never without one
+                    self.saver.save()
+                except StorageError as exc:  # shown all the same; decisions say "not saved"
+                    self.storage_problem = str(exc)
+                    self.error.emit("Review cannot be saved", str(exc))
             self.drafts = self.store.load_drafts(run)
         self.run_changed.emit()  # the highlight stays: clearing it costs every view a frame
 
@@ -309,9 +353,16 @@ class CaseController(QObject):
             return False
         try:
             self.saver.decide(key, decision, text=text, comment=comment, reason=reason)
+        except StorageError as exc:  # not applied: the review is as it was before the click
+            self.storage_problem = str(exc)
+            self.error.emit("Review not saved", f"The decision was not saved and is not applied.\n\n{exc}")
+            self.review_failed.emit(key, f"Not saved: {exc}")
+            return False
         except (ReviewError, InputError) as exc:
             self.error.emit("Review", str(exc))
+            self.review_failed.emit(key, str(exc))
             return False
+        self.storage_problem = None
         self.drafts.pop(key, None)
         self.flush_drafts()
         self.review_changed.emit(key)
@@ -322,9 +373,17 @@ class CaseController(QObject):
             return False
         try:
             self.saver.sign(reviewer, confirm=True)
+        except StorageError as exc:
+            self.storage_problem = str(exc)
+            self.error.emit("Sign-off not saved", f"The review was not signed: the sign-off could not be "
+                            f"saved.\n\n{exc}")
+            self.review_failed.emit("*", f"Not saved: {exc}")
+            return False
         except (ReviewError, InputError) as exc:
             self.error.emit("Sign-off", str(exc))
+            self.review_failed.emit("*", str(exc))
             return False
+        self.storage_problem = None
         self.review_changed.emit("*")
         return True
 
@@ -341,7 +400,7 @@ class CaseController(QObject):
         if self.run is not None:
             try:
                 self.store.save_drafts(self.run, dict(self.drafts))
-            except OSError as exc:
+            except (StorageError, OSError) as exc:
                 self.message.emit(f"Could not keep the unsaved edit: {exc}")
 
     # -- highlight -------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ opened again (later, or after a crash) comes back as it was left.
 
 ``root`` is review_store's folder (``$TUMORCHAIN_REVIEW_DIR``; the app's ``--profile`` sets it),
 so the review sits where ``review_store.user_review_path`` says. Qt-free.
+
+Every file is written through ``inference.atomic_write`` (atomic, fsynced file and folder); one
+that cannot be written raises ``StorageError`` naming it, and what was on disk stays as it was.
+Opening the store sweeps the temporary files that killed writes left in it.
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.errors import InputError
+from inference.atomic_write import atomic_write, sweep_stale_temps
+from inference.errors import InputError, StorageError
 from inference.report.review import Review, run_key
 from inference.report.review_store import ReviewAutosaver, open_review, save_review, user_review_path
 from inference.run_record import RunRecord
@@ -32,8 +37,18 @@ class StoredRun:
 
 
 class CaseStore:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, sweep: bool = True):
         self.root = Path(root)
+        if sweep:
+            self.sweep_stale_temps()
+
+    def sweep_stale_temps(self) -> list[Path]:
+        """Remove temporary files of killed writes (older than a minute) in the root and the case
+        folders; files of other names, and fresh ones (a write under way), are left alone."""
+        removed = sweep_stale_temps(self.root, depth=1)
+        if removed:
+            log.info("removed %d stale temporary file(s) under %s", len(removed), self.root)
+        return removed
 
     def folder(self, content_hash: str) -> Path:
         return self.root / content_hash[:16]
@@ -72,18 +87,19 @@ class CaseStore:
 
     def set_current(self, run: RunRecord) -> None:
         path = self.folder(run.case.content_hash) / "session.json"
-        _write_json(path, {"current_run": run_key(run)})
+        _write_json(path, {"current_run": run_key(run)}, "case session")
 
     # -- reviews -----------------------------------------------------------------------------------
     def review_path(self, run: RunRecord) -> Path:
         return user_review_path(run, self.root)
 
-    def open_review(self, run: RunRecord, reviewer: str = "") -> ReviewAutosaver:
-        """The saved review of ``run`` (or a fresh one, saved at once so the run is never without one)."""
+    def open_review(self, run: RunRecord, reviewer: str = "", save_new: bool = True) -> ReviewAutosaver:
+        """The saved review of ``run`` (or a fresh one, saved at once so the run is never without
+        one: StorageError when that fails; ``save_new=False`` leaves the saving to the caller)."""
         path = self.review_path(run)
         review = open_review(run, path, reviewer=reviewer)
         saver = ReviewAutosaver(review, path)
-        if not path.exists():
+        if save_new and not path.exists():
             saver.save()
         return saver
 
@@ -104,24 +120,14 @@ class CaseStore:
     def save_drafts(self, run: RunRecord, drafts: dict[str, str]) -> None:
         path = self.drafts_path(run)
         if drafts:
-            _write_json(path, drafts)
+            _write_json(path, drafts, "unsaved edits")
         else:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise StorageError(path, f"cannot remove the unsaved edits: {exc.strerror or exc}") from None
 
 
-def _write_json(path: Path, data: dict) -> None:
-    """Atomic and durable, like the review itself (temp + fsync + rename)."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_json(path: Path, data: dict, what: str) -> None:
+    """Atomic and durable, like the review itself; StorageError naming the file."""
+    atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False), what=what)

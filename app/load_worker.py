@@ -22,15 +22,13 @@ from inference.ct_io import load_ct
 from inference.ct_volume import CTVolume
 from inference.errors import Cancelled, InputError, TumorChainError
 from inference.run_record import mask_hash
+from inference.case_folder import resolve_case
 from inference.segmentation.organ_masks import OrganMasks
 from inference.segmentation.precomputed import PrecomputedExpert
 from viewer.label_boxes import LabelBoxes
 
 log = logging.getLogger(__name__)
 
-CASE_CT_NAMES = ("ct.nii.gz", "ct.nii")
-CASE_ORGANS_NAMES = ("organs.nii.gz", "organs.nii")
-CASE_PARTS_NAMES = ("parts.nii.gz", "parts.nii")
 
 
 @dataclass(frozen=True)
@@ -55,19 +53,11 @@ class LoadedCase:
     mask_hash: str | None = None  # run_record.mask_hash of the masks (a run's masks are matched by it)
 
 
-def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
-    return next((folder / n for n in names if (folder / n).is_file()), None)
-
-
 def resolve_request(path: str | Path, masks: str | Path | None = None) -> LoadRequest:
-    """A case folder (ct.nii.gz + organs.nii.gz [+ parts.nii.gz], as the demo case and the synthetic
-    cohort write them) opens with its masks; any other path goes to ``load_ct`` as it is."""
-    p = Path(path).expanduser()
-    if p.is_dir() and (ct := _first(p, CASE_CT_NAMES)) is not None:
-        organs = Path(masks) if masks else _first(p, CASE_ORGANS_NAMES)
-        parts = _first(p, CASE_PARTS_NAMES) if organs is not None and not masks else None
-        return LoadRequest(ct, organs, parts, scheme="auto" if masks else "merged")  # the folder's own organs
-    return LoadRequest(p, Path(masks).expanduser() if masks else None)
+    """A case folder opens with its masks (inference.case_folder); any other path goes to
+    ``load_ct`` as it is."""
+    case = resolve_case(path, masks)
+    return LoadRequest(case.ct, case.organs, case.parts, scheme=case.scheme)
 
 
 def load_case(request: LoadRequest, progress: Callable[[float, str], None] | None = None,

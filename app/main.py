@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"analyze once the case is open: {', '.join(TASK_CHOICES)}")
     parser.add_argument("--organ", help="narrow --analyze to an organ (display name, e.g. pancreas)")
     parser.add_argument("--question", help="analyze this question once the case is open")
+    parser.add_argument("--allow-non-ct", action="store_true",
+                        help="with --analyze/--question: analyze even a volume that does not look like CT "
+                        "(the run records the override)")
     parser.add_argument("--script", metavar="JSON", help="review steps to run after opening/analyzing (app/script_hook.py)")
     parser.add_argument("--dump-state", metavar="JSON", help="write what the reasoning panel shows, then quit")
     parser.add_argument("--quit-after", action="store_true", help="quit when the scripted work is done")

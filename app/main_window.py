@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (QDockWidget, QFrame, QGridLayout, QLabel, QMainWi
 from app import dialog_flows
 from app.case_controller import CaseController
 from app.label_list import LabelList
-from app.load_worker import CASE_CT_NAMES, CASE_ORGANS_NAMES
 from app.patient_banner import PatientBanner
+from inference.case_folder import CT_NAMES, resolve_case
 from app.reasoning_panel import ReasoningPanel
 from app.recent_cases import RecentCases
 from app.settings import AppSettings, load_settings, qsettings
@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
         c.case_loaded.connect(self._on_case_loaded)
         c.masks_changed.connect(lambda: self.banner.show_case(self.state.ct))
         c.error.connect(lambda title, msg: self.show_error(msg, title))
+        c.non_ct_refused.connect(self._confirm_non_ct)
         c.message.connect(lambda msg: self.statusBar().showMessage(msg, 15000))
         c.job_progress.connect(self._on_progress)
         c.busy_changed.connect(self._on_busy)
@@ -230,14 +231,32 @@ class MainWindow(QMainWindow):
             note += " - " + "; ".join(case.warnings)
         self.statusBar().showMessage(note, 15000)
         req = case.request
-        folder_case = (req.ct.name in CASE_CT_NAMES and req.masks is not None and req.masks.parent == req.ct.parent
-                       and req.masks.name in CASE_ORGANS_NAMES)  # a case folder reopens as the folder
+        # a case folder opened with its own masks reopens as the folder
+        folder_case = (req.masks is not None and resolve_case(req.ct.parent).organs == req.masks
+                       and req.ct.name in CT_NAMES)
         self.recent.add(req.ct.parent if folder_case else req.ct, None if folder_case else req.masks, name)
 
     def _show_model_setting(self) -> None:
         folder = self.settings.model_dir
         self.model_label.setText(f"Model: {Path(folder).name} ({self.settings.device})" if folder
                                  else "No model: Edit > Settings")
+
+    def _confirm_non_ct(self, reasons: str) -> None:
+        """Ask before analyzing a volume that does not look like CT; the run records a yes."""
+        self.last_error = f"does not look like CT: {reasons}"
+        if self.error_box is not None:
+            self.error_box.close()
+            self.error_box.deleteLater()
+        box = QMessageBox(QMessageBox.Icon.Warning, "Not a CT?",
+                          f"{Path(self.state.ct.source_path).name} does not look like a CT in Hounsfield units:"
+                          f"\n\n{reasons}.\n\nThe model reads CT only; its answers on other images mean "
+                          "nothing. Analyze anyway? The run will record this override.",
+                          QMessageBox.StandardButton.Cancel, self)
+        anyway = box.addButton("Analyze anyway", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.buttonClicked.connect(lambda b: self.controller.analyze_anyway() if b is anyway else None)
+        self.error_box = box
+        box.open()
 
     def show_error(self, message: str, title: str = "Could not open") -> None:
         """Tell the user what failed (non-blocking dialog); the current case stays on screen."""

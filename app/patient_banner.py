@@ -1,5 +1,6 @@
 """The patient and study line above the views (what a reader checks before reading): name,
-id, birth date, sex, study date, series; for NIfTI input the file and grid instead."""
+id, birth date, sex, study date, series; for NIfTI input the file and grid instead; and, in red,
+when the volume does not look like CT (inference/ct_io/ct_plausibility.py)."""
 from __future__ import annotations
 
 import html
@@ -32,7 +33,12 @@ def banner_text(ct) -> str:
         parts.append(f"<b>{html.escape(Path(ct.source_path).name)}</b>")
     parts.append(html.escape(ct.series_description or ct.modality))
     parts.append(grid)
-    return "  ·  ".join(p for p in parts if p)  # values are escaped where they are put in
+    text = "  ·  ".join(p for p in parts if p)  # values are escaped where they are put in
+    check = ct.plausibility()
+    if not check.looks_like_ct:  # viewable, but the model reads CT only: say so where the reader looks
+        text += ('  ·  <span style="color:#ff6b5a"><b>Does not look like CT</b>: '
+                 f"{html.escape('; '.join(check.reasons))}</span>")
+    return text
 
 
 class PatientBanner(QLabel):

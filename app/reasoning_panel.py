@@ -94,7 +94,8 @@ class ReasoningPanel(QWidget):
         c.round_text.connect(lambda i, d: i in self.cards and self.cards[i].append_text(d))
         c.round_done.connect(self._on_round_done)
         c.run_changed.connect(self.show_run)
-        c.review_changed.connect(lambda _k: self.refresh_review())
+        c.review_changed.connect(self._review_saved)
+        c.review_failed.connect(self._review_failed)
         c.busy_changed.connect(lambda: self.bar.set_busy(c.busy_kinds()))
         c.job_progress.connect(self.bar.set_progress)
         c.case_loaded.connect(self._organs_changed)
@@ -137,6 +138,7 @@ class ReasoningPanel(QWidget):
             self._finish_live(run)  # the cards streamed in are this run's: keep them (no rebuild)
             return
         self._clear_cards()
+        self.conclusion.controls.clear_not_saved()
         self.conclusion.setVisible(run is not None)
         self.placeholder.setVisible(run is None)
         self.question.setText(f"Q: {run.question}" if run else "")
@@ -202,7 +204,10 @@ class ReasoningPanel(QWidget):
                 text += f" · {len(review.amendments)} amendment(s)"
         else:
             text = f"{n - left} of {n} decided"
+        if self.c.storage_problem:
+            text += " · not saved: the review folder cannot be written"
         self.progress_label.setText(text)
+        self.progress_label.setToolTip(self.c.storage_problem or "")
         self.sign.setEnabled(not signed and left == 0)
         self.reviewer.setEnabled(not signed)
         self.export.setEnabled(True)
@@ -249,6 +254,29 @@ class ReasoningPanel(QWidget):
         order = sorted(self.cards)
         i = order.index(self.selected) + delta if self.selected in order else (0 if delta > 0 else len(order) - 1)
         self.select_round(order[min(max(i, 0), len(order) - 1)])
+
+    def controls_for(self, key: str):
+        """The ReviewControls of an item key (a round or the conclusion), or None."""
+        if key == CONCLUSION:
+            return self.conclusion.controls
+        card = next((c for i, c in self.cards.items() if round_key(i) == key), None)
+        return card.controls if card is not None else None
+
+    def _review_saved(self, key: str) -> None:
+        self.refresh_review()
+        controls = self.controls_for(key)
+        if controls is not None:
+            controls.clear_not_saved()
+
+    def _review_failed(self, key: str, message: str) -> None:
+        """The decision was not applied: show the saved state again, and say why beside it."""
+        self.refresh_review()
+        if key == "*":
+            self.progress_label.setText(f"Not signed. {message}")
+            return
+        controls = self.controls_for(key)
+        if controls is not None:
+            controls.show_not_saved(message)
 
     def _decided(self, key: str, decision: str, text, comment: str, reason: str) -> None:
         self.c.decide(key, decision, text=text, comment=comment, reason=reason)

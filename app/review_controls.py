@@ -4,6 +4,10 @@ The AI text is never touched: Edit opens a box prefilled with the current text (
 draft) and "Save edit" records the radiologist's version beside the AI's. Typing in the box is
 reported as a draft so that a crash does not lose it. After sign-off a decision becomes an
 amendment and asks for the reason.
+
+A decision shows only once it is saved: when the save fails the controls go back to the saved
+decision and say "Not saved" with the error (``show_not_saved``); an edit that failed stays in
+its box, so nothing typed is lost.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ class ReviewControls(QWidget):
         self.signed = False
         self.reason_provider: Callable[[], str | None] = self._ask_reason
         self._syncing = False
+        self._attempt: tuple[str, str | None] | None = None  # the decision last asked for
 
         self.agree = self._button("✓ Agree", "Agree with the AI text (A)")
         self.edit = self._button("✎ Edit", "Write your own version; the AI text is kept beside it")
@@ -44,6 +49,11 @@ class ReviewControls(QWidget):
             row.addWidget(b)
         row.addStretch(1)
         row.addWidget(self.badge)
+        self.notice = QLabel()  # "Not saved: <why>" after a decision the disk refused
+        self.notice.setObjectName("saveError")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("color: #ff8a80; font-weight: bold;")
+        self.notice.hide()
 
         self.editor = QPlainTextEdit()
         self.editor.setPlaceholderText("Your version of this text")
@@ -68,6 +78,7 @@ class ReviewControls(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(3)
         lay.addLayout(row)
+        lay.addWidget(self.notice)
         lay.addWidget(self.edit_area)
 
         self.agree.clicked.connect(lambda: self._decide("agreed"))
@@ -102,6 +113,30 @@ class ReviewControls(QWidget):
             self.edit_area.hide()
         self._syncing = False
 
+    def show_not_saved(self, message: str) -> None:
+        """The decision last asked for was not applied (call after ``set_state`` has put the saved
+        decision back): say why; a failed edit goes back into its box."""
+        self.notice.setText(message)
+        self.notice.setToolTip(message)
+        self.notice.show()
+        self.badge.setText(self.badge.text() + " · not saved")
+        if self._attempt is not None and self._attempt[0] == "edited" and self._attempt[1]:
+            self._syncing = True
+            self.editor.setPlainText(self._attempt[1])
+            self._syncing = False
+            self.edit_area.show()
+            self.edit.setChecked(True)
+            self.draft_changed.emit(self.key, self._attempt[1])  # kept as a draft, like typed text
+
+    def clear_not_saved(self) -> None:
+        if not self.notice.isHidden():
+            self.notice.hide()
+            self.notice.clear()
+
+    @property
+    def not_saved(self) -> bool:
+        return not self.notice.isHidden()
+
     # -- actions -----------------------------------------------------------------------------------
     def open_editor(self) -> None:
         self._syncing = True
@@ -121,11 +156,11 @@ class ReviewControls(QWidget):
         text = self.editor.toPlainText().strip()
         if not text:
             return
+        self.edit_area.hide()  # before deciding: a decision that fails puts it back
         if text == self.ai_text.strip():  # nothing changed: that is agreement, not an edit
             self._decide("agreed")
         else:
             self._decide("edited", text)
-        self.edit_area.hide()
 
     def _decide(self, decision: str, text: str | None = None) -> None:
         reason = ""
@@ -134,6 +169,7 @@ class ReviewControls(QWidget):
             if reason is None:  # the amendment was called off
                 self.set_state(self.ai_text, _Same(self.decision, self.current_text), self.signed)
                 return
+        self._attempt = (decision, text)
         self.decided.emit(self.key, decision, text, self.comment.text().strip(), reason)
 
     def _typed(self) -> None:

@@ -80,8 +80,11 @@ def autopilot(win, args) -> int | None:
         task = None if args.question else args.analyze
         failures = []
         c.error.connect(lambda title, msg: failures.append(f"{title}: {msg}"))
-        if not c.analyze(task, args.organ, args.question):
-            print(failures[-1] if failures else win.last_error, file=sys.stderr)
+        refused = []
+        c.non_ct_refused.connect(refused.append)
+        if not c.analyze(task, args.organ, args.question, allow_non_ct=getattr(args, "allow_non_ct", False)):
+            why = f"does not look like CT: {refused[-1]} (pass --allow-non-ct)" if refused else None
+            print(why or (failures[-1] if failures else win.last_error), file=sys.stderr)
             return 1
         win.wait_until(lambda: c.live_question is None, args.timeout * 1000)
         if c.live_question is not None:

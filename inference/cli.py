@@ -29,14 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 "with iterative interleaved reasoning.")
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="analyze one CT (NIfTI file or DICOM folder)")
-    a.add_argument("ct", type=Path, help="CT: a .nii/.nii.gz file or a DICOM folder")
+    a.add_argument("ct", type=Path, help="CT: a .nii/.nii.gz file, a DICOM folder, or a case folder "
+                   "(ct.nii.gz + organs.nii.gz [+ parts.nii.gz], opened with its own masks)")
     a.add_argument("--masks", type=Path, help="organ label NIfTI to use instead of running segmentation")
+    a.add_argument("--parts", type=Path, help="substructure label NIfTI (ids >= 100) to go with --masks")
+    a.add_argument("--mask-scheme", choices=("auto", "totalseg", "merged"),
+                   help="label ids of --masks: TotalSegmentator 'total' (1..117) or the merged scheme "
+                   "(default: from the file's label names, else its ids; a case folder's own: merged)")
     a.add_argument("--out", type=Path, required=True, help="where to write run.json")
     a.add_argument("--case-id", help="case id in run.json (default: from the file name)")
     a.add_argument("--stream", action="store_true", help="print the answer token by token")
     b = sub.add_parser("batch", help="analyze every case of a folder or a CSV, with a progress bar")
     b.add_argument("cases", type=Path, help="a folder (each NIfTI file or subfolder is a case) or a CSV "
-                   "with a 'ct' column and optional 'masks', 'case_id', 'question', 'task', 'organ'")
+                   "with a 'ct' column and optional 'masks', 'parts', 'case_id', 'question', 'task', 'organ'")
     b.add_argument("--out-dir", type=Path, required=True, help="one <case_id>.json per case + summary.csv")
     for sp in (a, b):
         sp.add_argument("--model", type=Path, required=True, help="TumorChain model folder")
@@ -44,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--question", help="the question to ask")
         q.add_argument("--task", choices=TASK_CHOICES, help="a standard task prompt")
         sp.add_argument("--organ", help="narrow the --task prompt to an organ (e.g. 'pancreas')")
-        sp.add_argument("--segmentation", default="totalsegmentator",
-                        help="segmentation backend when no masks are given (default: totalsegmentator)")
+        sp.add_argument("--segmentation",
+                        help="segmentation backend when no masks are given (default: totalsegmentator); "
+                        "named, it also replaces a case folder's own masks")
         sp.add_argument("--max-rounds", type=_positive_int, default=4, help="IIR round limit (default 4)")
         sp.add_argument("--max-new-tokens", type=_positive_int, default=512, help="per round (default 512)")
         sp.add_argument("--temperature", type=_non_negative_float, default=0.0, help="0 = greedy (default)")
@@ -55,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--exclude-negated", action="store_true",
                         help="do not examine organs only mentioned as negative ('no liver lesion')")
         sp.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+        sp.add_argument("--allow-non-ct", action="store_true",
+                        help="analyze a volume that does not look like CT (modality or HU values); the run "
+                        "records the override")
         sp.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: bf16 on GPU, fp32 on CPU")
     from inference.report.cli_export import add_export_subcommand  # light: imports nothing heavy
 
@@ -114,14 +123,20 @@ def _plugin_command(args) -> int:
 # -- analyze ---------------------------------------------------------------------------------------
 
 def _analyze(args, out: TextIO) -> int:
+    from inference.case_folder import is_case_folder
     from inference.pipeline import AnalysisRequest, Callbacks
 
     _need_path(args.ct, "CT")
-    if args.masks is not None:
-        _need_path(args.masks, "masks file", file=True)
+    for path, what in ((args.masks, "masks file"), (args.parts, "parts file")):
+        if path is not None:
+            _need_path(path, what, file=True)
+    if args.parts is not None and args.masks is None and not is_case_folder(args.ct):
+        raise InputError(args.parts, "--parts goes with --masks (or a case folder)")
     _check_out_file(args.out)
-    request = AnalysisRequest(ct_path=args.ct, question=args.question, task=args.task, organ=args.organ,
-                              masks_path=args.masks, segmentation=args.segmentation, case_id=args.case_id)
+    request = AnalysisRequest.from_path(
+        args.ct, args.masks, args.parts, args.mask_scheme, question=args.question, task=args.task,
+        organ=args.organ, segmentation=args.segmentation or "totalsegmentator", case_id=args.case_id,
+        allow_non_ct=args.allow_non_ct, own_masks=args.segmentation is None)
     request.question_text()  # an empty question fails before the model loads
     pipeline = _pipeline(args)
     printer = RoundPrinter(out, stream=args.stream)
@@ -192,6 +207,7 @@ class BatchCase:
     ct: Path
     case_id: str
     masks: Path | None = None
+    parts: Path | None = None
     question: str | None = None
     task: str | None = None
     organ: str | None = None
@@ -206,9 +222,8 @@ def read_cases(source: Path) -> list[BatchCase]:
     if source.is_dir():
         entries = sorted(p for p in source.iterdir() if not p.name.startswith(".")
                          and (p.is_dir() or p.name.lower().endswith((".nii", ".nii.gz"))))
-        # a cohort case folder holds ct.nii.gz (+ organs.nii.gz); any other folder is a DICOM series
-        cases = [BatchCase(ct=_cohort_ct(p) or p, case_id=p.name if p.is_dir() else case_id_for(p))
-                 for p in entries]
+        # a case folder opens with its own masks, as in the window; any other folder is a DICOM series
+        cases = [BatchCase(ct=p, case_id=p.name if p.is_dir() else case_id_for(p)) for p in entries]
         if not cases:
             raise InputError(source, "holds no .nii/.nii.gz files or case folders")
         return _unique_ids(cases)
@@ -229,9 +244,11 @@ def read_cases(source: Path) -> list[BatchCase]:
             raise InputError(source, f"line {n}: task {task!r} is not one of {', '.join(TASK_CHOICES)}")
         ct_path = _relative_to(source.parent, ct)
         masks = (row.get("masks") or "").strip()
+        parts = (row.get("parts") or "").strip()
         cases.append(BatchCase(
             ct=ct_path, case_id=(row.get("case_id") or "").strip() or case_id_for(ct_path),
             masks=_relative_to(source.parent, masks) if masks else None,
+            parts=_relative_to(source.parent, parts) if parts else None,
             question=(row.get("question") or "").strip() or None, task=task,
             organ=(row.get("organ") or "").strip() or None,
         ))
@@ -255,10 +272,11 @@ def _batch(args, out: TextIO) -> int:
     for case in bar:
         bar.set_postfix_str(case.case_id)
         own = case.question is not None or case.task is not None
-        request = AnalysisRequest(
-            ct_path=case.ct, masks_path=case.masks, case_id=case.case_id,
+        request = AnalysisRequest.from_path(
+            case.ct, case.masks, case.parts, case_id=case.case_id,
             question=case.question if own else args.question, task=case.task if own else args.task,
-            organ=case.organ or args.organ, segmentation=args.segmentation,
+            organ=case.organ or args.organ, segmentation=args.segmentation or "totalsegmentator",
+            allow_non_ct=args.allow_non_ct, own_masks=args.segmentation is None,
         )
         run_json = args.out_dir / f"{case.case_id}.json"
         try:
@@ -316,12 +334,6 @@ def _check_out_file(path: Path) -> None:
         raise InputError(path, "--out is a folder; give a file name such as run.json")
     if not path.parent.exists():
         raise InputError(path.parent, "the folder for --out does not exist")
-
-
-def _cohort_ct(folder: Path) -> Path | None:
-    if not folder.is_dir():
-        return None
-    return next((folder / n for n in ("ct.nii.gz", "ct.nii") if (folder / n).is_file()), None)
 
 
 def _relative_to(base: Path, value: str) -> Path:

@@ -61,6 +61,10 @@ class CTVolume:
             raise ValueError(f"CTVolume.hu must be 3D, got shape {self.hu.shape}")
         if self.affine.shape != (4, 4):
             raise ValueError(f"CTVolume.affine must be 4x4, got {self.affine.shape}")
+        # a singular or absurd affine fails later deep in resampling or the viewer: refuse it now
+        from inference.ct_io.geometry_sanity import require_sane_affine
+
+        require_sane_affine(self.source_path, self.affine)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -81,6 +85,16 @@ class CTVolume:
         xyz = np.atleast_2d(np.asarray(xyz, dtype=np.float64))
         inv = np.linalg.inv(self.affine)
         return xyz @ inv[:3, :3].T + inv[:3, 3]
+
+    def plausibility(self):
+        """Does this look like a CT in HU (modality and values)? ``CTPlausibility``, cached."""
+        cached = getattr(self, "_plausibility", None)
+        if cached is None:
+            from inference.ct_io.ct_plausibility import assess_ct
+
+            cached = assess_ct(self.hu, self.modality)
+            object.__setattr__(self, "_plausibility", cached)
+        return cached
 
     def content_hash(self) -> str:
         """SHA-256 over pixels and geometry: the cache key for segmentation and model features."""

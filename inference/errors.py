@@ -18,6 +18,17 @@ class InputError(TumorChainError):
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
 
 
+class NotCTError(InputError):
+    """The volume opens and views, but does not look like CT (modality or values): the analysis
+    refuses it unless the user overrides."""
+
+
+class StorageError(InputError):
+    """A record the program writes (run.json, a review, the case store's session or drafts, an
+    export) could not be written: disk full, read-only or missing folder. Names the file; the
+    previous version of the record, if any, is left as it was (inference/atomic_write.py)."""
+
+
 class SegmentationError(TumorChainError):
     """The segmentation expert could not produce organ masks."""
 

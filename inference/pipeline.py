@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from inference.ct_volume import CTVolume
-from inference.errors import Cancelled, InputError, ModelError
+from inference.errors import Cancelled, InputError, ModelError, NotCTError
 from inference.iir.features import GridMasks, ModelCaseFeatures
 from inference.iir.generator import ModelRoundGenerator
 from inference.iir.loop import IIRLoop, IIRSettings, Matcher
@@ -38,7 +38,8 @@ class AnalysisRequest:
     """One question about one CT. Give ``question`` or ``task`` (+ optional ``organ`` display name).
 
     masks_path: a label NIfTI to use instead of running ``segmentation`` (a backend name of
-    inference.segmentation.make_expert, with ``segmentation_options``).
+    inference.segmentation.make_expert, with ``segmentation_options``). ``from_path`` fills the
+    CT and masks from a case folder the way the window opens it.
     """
 
     ct_path: Path
@@ -46,9 +47,23 @@ class AnalysisRequest:
     task: str | None = None
     organ: str | None = None
     masks_path: Path | None = None
+    parts_path: Path | None = None  # substructure labels beside masks_path
+    mask_scheme: str = "auto"  # label scheme of masks_path: auto, totalseg or merged
     segmentation: str = "totalsegmentator"
     segmentation_options: dict[str, Any] = field(default_factory=dict)
     case_id: str | None = None
+    allow_non_ct: bool = False  # analyze a volume that does not look like CT (recorded in run.json)
+
+    @classmethod
+    def from_path(cls, path: str | Path, masks: str | Path | None = None, parts: str | Path | None = None,
+                  scheme: str | None = None, own_masks: bool = True, **kwargs) -> "AnalysisRequest":
+        """A CT file, DICOM folder or case folder (with its own masks unless ``own_masks`` is
+        False) -> a request."""
+        from inference.case_folder import resolve_case
+
+        case = resolve_case(path, masks, parts, scheme, own_masks)
+        return cls(ct_path=case.ct, masks_path=case.organs, parts_path=case.parts, mask_scheme=case.scheme,
+                   **kwargs)
 
     def question_text(self) -> str:
         if self.question is not None and self.task is not None:
@@ -110,12 +125,14 @@ class Pipeline:
         _progress(callbacks, "load", 0.0, f"loading {request.ct_path}")
         from inference.ct_io import load_ct
         ct = load_ct(request.ct_path)
+        require_ct(ct, request.allow_non_ct)  # before segmentation: refuse early, not after minutes
         t_load = time.perf_counter()
         _check(cancel)
         masks, mask_source = self.segment(ct, request, callbacks, cancel)
         t_seg = time.perf_counter()
         record = self.analyze_volume(ct, masks, question, task=request.task, case_id=request.case_id,
-                                     mask_source=mask_source, callbacks=callbacks, cancel=cancel)
+                                     mask_source=mask_source, callbacks=callbacks, cancel=cancel,
+                                     allow_non_ct=request.allow_non_ct)
         record.timings = {"load_ct_ms": (t_load - t0) * 1000.0, "segmentation_ms": (t_seg - t_load) * 1000.0,
                           **record.timings, "total_ms": (time.perf_counter() - t0) * 1000.0}
         return record
@@ -127,7 +144,8 @@ class Pipeline:
         lo, hi = _SPANS["segment"]
         sub = (lambda f, msg: callbacks.progress(lo + (hi - lo) * f, msg)) if callbacks.progress else None
         if request.masks_path is not None:
-            expert = make_expert("precomputed", path=Path(request.masks_path))
+            expert = make_expert("precomputed", path=Path(request.masks_path), scheme=request.mask_scheme,
+                                 parts_path=request.parts_path)
             source = str(request.masks_path)
         else:
             expert = make_expert(request.segmentation, **request.segmentation_options)
@@ -136,8 +154,13 @@ class Pipeline:
 
     def analyze_volume(self, ct: CTVolume, masks: OrganMasks, question: str, *, task: str | None = None,
                        case_id: str | None = None, mask_source: str | None = None,
-                       callbacks: Callbacks | None = None, cancel: threading.Event | None = None) -> RunRecord:
-        """The model part for a CT and masks already in memory (the GUI has both)."""
+                       callbacks: Callbacks | None = None, cancel: threading.Event | None = None,
+                       allow_non_ct: bool = False) -> RunRecord:
+        """The model part for a CT and masks already in memory (the GUI has both).
+
+        allow_non_ct: analyze even when the volume does not look like CT (the user's override,
+        recorded in run.json); otherwise such a volume raises NotCTError before any work."""
+        require_ct(ct, allow_non_ct)
         callbacks = callbacks or Callbacks()
         from inference.preprocess import preprocess
 
@@ -182,7 +205,7 @@ class Pipeline:
         _progress(callbacks, "iir", 1.0, "done")
         s = self.settings
         return RunRecord(
-            case=_case_info(ct, case_id),
+            case=_case_info(ct, case_id, allow_non_ct),
             segmentation=SegmentationInfo(
                 backend=masks.backend, mask_hash=m_hash, mask_source=mask_source,
                 labels_present=[masks.table.by_id(i).name for i in masks.present_ids() if i in masks.table],
@@ -202,7 +225,7 @@ class Pipeline:
             # a case encoded before (same CT and masks) shows preprocess_ms and encode_ms near 0
             timings={"preprocess_ms": (t_pre - t0) * 1000.0, "encode_ms": (t_enc - t_pre) * 1000.0,
                      "iir_ms": (t_iir - t_enc) * 1000.0},
-            warnings=list(ct.warnings) + list(getattr(model_input, "warnings", ())),
+            warnings=_run_warnings(ct, masks, model_input, allow_non_ct),
             tool_version=_tool_version(),
         )
 
@@ -228,8 +251,31 @@ class Pipeline:
         return self._model_info
 
 
-def _case_info(ct: CTVolume, case_id: str | None) -> CaseInfo:
+def require_ct(ct: CTVolume, allow_non_ct: bool) -> None:
+    """Refuse to analyze a volume that does not look like CT, unless the user overrides."""
+    check = ct.plausibility()
+    if check.looks_like_ct or allow_non_ct:
+        return
+    raise NotCTError(ct.source_path, "does not look like a CT in Hounsfield units: " + "; ".join(check.reasons)
+                     + ". It can still be viewed. The model reads CT only; to analyze it anyway, pass "
+                     "--allow-non-ct (command line) or confirm 'Analyze anyway' in the window; the run "
+                     "records the override")
+
+
+def _run_warnings(ct: CTVolume, masks: OrganMasks, model_input, allow_non_ct: bool) -> list[str]:
+    """Everything the reader of run.json must know: load, mask and preprocessing warnings."""
+    out = list(ct.warnings) + list(masks.details.get("warnings", ()) if isinstance(masks.details, dict) else ())
+    check = ct.plausibility()
+    if not check.looks_like_ct and allow_non_ct:
+        out.append("analyzed although the volume does not look like CT (the user's override): "
+                   + "; ".join(check.reasons))
+    out += list(getattr(model_input, "warnings", ()))
+    return list(dict.fromkeys(out))  # once each, in order
+
+
+def _case_info(ct: CTVolume, case_id: str | None, allow_non_ct: bool = False) -> CaseInfo:
     src = Path(ct.source_path)
+    check = ct.plausibility()
     return CaseInfo(
         case_id=case_id or case_id_for(src),
         source_path=str(src),
@@ -240,6 +286,7 @@ def _case_info(ct: CTVolume, case_id: str | None) -> CaseInfo:
         series_uid=ct.series_uid,
         series_description=ct.series_description,
         study_instance_uid=ct.study.study_instance_uid,
+        ct_check={**check.as_dict(), "override": bool(allow_non_ct and not check.looks_like_ct)},
     )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.atomic_write import atomic_write
 from inference.errors import InputError, read_json_file
 from inference.iir.conclusion import Conclusion
 from inference.iir.json_fields import field as _field, list_field as _list, need as _need
@@ -38,6 +38,9 @@ class CaseInfo:
     series_uid: str = ""
     series_description: str = ""
     study_instance_uid: str = ""
+    # the CT plausibility check (inference/ct_io/ct_plausibility.py) and whether the user
+    # analyzed a volume that failed it anyway: {"looks_like_ct", "reasons", ..., "override"}
+    ct_check: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,20 +117,10 @@ class RunRecord:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (a half-written run.json never replaces a good one)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as exc:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass  # the folder itself is unusable; nothing was written
-            raise InputError(path, f"cannot write the run record: {exc.strerror or exc}") from None
-        return path
+        """Write atomically and durably (inference.atomic_write: a half-written run.json never
+        replaces a good one, and the new one is on disk when this returns); StorageError naming
+        the file when it cannot be written."""
+        return atomic_write(path, self.to_json() + "\n", what="run record")
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -164,6 +157,7 @@ class RunRecord:
             series_uid=_field(c, "series_uid", str, "case", default=""),
             series_description=_field(c, "series_description", str, "case", default=""),
             study_instance_uid=_field(c, "study_instance_uid", str, "case", default=""),
+            ct_check=_field(c, "ct_check", dict, "case", default={}),
         )
         if len(case.shape) != 3 or len(case.spacing_mm) != 3:
             raise ValueError("case.shape and case.spacing_mm need 3 entries each")

@@ -13,13 +13,13 @@ For each case the cache holds (safetensors, never pickle):
 
 The file name carries a key over the source files' contents and the model grid (image size, patch
 size, Ll), so a changed CT, mask or model geometry never reuses a stale entry. Writes go to a
-temporary name and are renamed, so several ranks (or nodes on shared storage) may build at once.
+temporary name and are renamed (inference.atomic_write), so several ranks (or nodes on shared
+storage) may build at once.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
+from inference.atomic_write import atomic_write
 from inference.errors import InputError
 
 CACHE_VERSION = 3  # 2: masked weights by each stem voxel's share of the organ; 3: + a whole-organ row
@@ -179,15 +180,11 @@ class CaseCache:
             return path
         model_input = self._preprocess(ct, masks, parts)
         arrays = compute_case(model_input, self.geometry)
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         meta = {"case_id": case_id, "ct": str(ct), "masks": str(masks), "parts": str(parts),
                 "img_size": json.dumps(self.geometry.img_size), "patch_size": json.dumps(self.geometry.patch_size),
                 "n_organ_tokens": str(self.geometry.n_organ_tokens), "version": str(CACHE_VERSION),
                 "warnings": json.dumps(list(model_input.warnings))}
-        save_file(arrays, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, save(arrays, metadata=meta), what="case cache entry")
 
     def _preprocess(self, ct_path: Path, masks: Path | None, parts: Path | None):
         from inference.ct_io import load_ct

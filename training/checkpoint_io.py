@@ -13,6 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from inference.errors import ModelError
+from inference.model.folder_checks import read_safetensors_header
 
 ALIASES_KEY = "tumorchain_aliases"
 
@@ -43,9 +44,15 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint weights not found")
+    metadata, _ = read_safetensors_header(path)  # a damaged file is a ModelError, not a SafetensorError
+    try:
+        aliases = json.loads(metadata.get(ALIASES_KEY, "{}"))
+    except json.JSONDecodeError as error:
+        raise ModelError(f"{path}: malformed {ALIASES_KEY} metadata ({error})") from error
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
-        aliases = json.loads((f.metadata() or {}).get(ALIASES_KEY, "{}"))
     for alias, target in aliases.items():
+        if target not in state:
+            raise ModelError(f"{path}: {ALIASES_KEY} names {alias} -> {target}, which the file does not hold")
         state[alias] = state[target]
     return state

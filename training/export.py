@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from inference.errors import InputError
+from inference.model.folder_checks import check_tensor
 from training.checkpoint_io import load_state_dict
 from training.config import CONFIG_FILE, TrainConfig
 
@@ -73,6 +74,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str | None
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise InputError(checkpoint, f"weights do not fit the run's model: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    for key, value in state.items():  # one clear line instead of load_state_dict's size-mismatch traceback
+        if value.shape != expected[key].shape:
+            raise InputError(checkpoint, f"tensor {key} has shape {tuple(value.shape)}, the run's model needs "
+                                         f"{tuple(expected[key].shape)}")
+        check_tensor(source, key, value)
     wrapper.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     merge_lora(model)
     model.config.cls_loss_weight = float(cfg.cls_loss_weight)

@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from inference.ct_io.dicom_scan import SliceHeader
+from inference.ct_io.geometry_sanity import MAX_SPACING_MM, MIN_SPACING_MM
 from inference.errors import InputError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -40,6 +41,7 @@ PIXEL_SPACING_TOL = 1e-3  # mm
 SAME_POSITION_TOL = 1e-2  # mm
 TILT_MIN_DRIFT_PX = 0.5  # total in-plane drift over the stack below this = no tilt
 LINE_TOL_PX = 0.5  # positions off their fitted line by more than this are refused
+UNIT_TOL = 0.02  # direction cosines are unit vectors; writers round them to a few digits
 
 
 @dataclass
@@ -59,7 +61,7 @@ def _slice_text(k: int, z: float, h: SliceHeader) -> str:
     return f"slice {k + 1} (z={z:.2f} mm, {h.path.name})"
 
 
-def _require_geometry(headers: Sequence[SliceHeader]) -> None:
+def require_geometry(headers: Sequence[SliceHeader]) -> None:
     for h in headers:
         missing = [
             name
@@ -73,6 +75,22 @@ def _require_geometry(headers: Sequence[SliceHeader]) -> None:
         if missing:
             raise InputError(
                 h.path, f"has no valid {', '.join(missing)}; the slice cannot be placed in 3D"
+            )
+        row_sp, col_sp = h.pixel_spacing  # type: ignore[misc]
+        if not (MIN_SPACING_MM <= row_sp <= MAX_SPACING_MM and MIN_SPACING_MM <= col_sp <= MAX_SPACING_MM):
+            # negative spacing would mirror the image, 0 flattens it: neither is a valid header
+            raise InputError(
+                h.path,
+                f"has PixelSpacing {row_sp:g}\\{col_sp:g} mm; a pixel spacing is a distance between "
+                f"{MIN_SPACING_MM} and {MAX_SPACING_MM:g} mm, so the slice cannot be placed in 3D",
+            )
+        iop = np.asarray(h.orientation, dtype=np.float64)
+        norms = np.linalg.norm(iop[:3]), np.linalg.norm(iop[3:])
+        if not all(abs(n - 1.0) <= UNIT_TOL for n in norms):
+            raise InputError(
+                h.path,
+                f"has ImageOrientationPatient {list(h.orientation)}, whose row and column directions "  # type: ignore[arg-type]
+                "are not unit vectors; the slice cannot be placed in 3D",
             )
 
 
@@ -97,8 +115,12 @@ def _check_consistent(folder: Path, headers: Sequence[SliceHeader]) -> None:
         )
 
 
-def _check_spacing(folder: Path, hs: Sequence[SliceHeader], s: np.ndarray) -> float:
-    """s: sorted positions along the normal (mm). Returns the nominal spacing."""
+def _check_spacing(folder: Path, hs: Sequence[SliceHeader], s: np.ndarray,
+                   left_out: Sequence[tuple[float, SliceHeader, str]] = ()) -> float:
+    """s: sorted positions along the normal (mm). Returns the nominal spacing.
+
+    left_out: (position along the normal, header, why) of images of this series that were left
+    out of the stack; a gap they fall into is explained by them, and the error names their file."""
     gaps = np.diff(s)
     dup = np.flatnonzero(gaps < SAME_POSITION_TOL)
     if dup.size:
@@ -113,35 +135,45 @@ def _check_spacing(folder: Path, hs: Sequence[SliceHeader], s: np.ndarray) -> fl
     bad = np.flatnonzero(np.abs(gaps - nominal) > tol)
     if not bad.size:
         return nominal
-    details, all_missing = [], True
+    details, all_missing, culprits = [], True, []
     for k in bad[:3]:
         k = int(k)
         ratio = gaps[k] / nominal
         between = f"between {_slice_text(k, s[k], hs[k])} and {_slice_text(k + 1, s[k + 1], hs[k + 1])}"
+        inside = [(z, h, why) for z, h, why in left_out if s[k] < z < s[k + 1]]
+        culprits += [h for _, h, _ in inside]
+        explained = "".join(
+            f"; {h.path.name} (z={z:.2f} mm) belongs there but was left out: {why}" for z, h, why in inside
+        )
         if ratio > 1.5 and abs(ratio - round(ratio)) < 0.1:
             n = int(round(ratio)) - 1
             details.append(
                 f"gap of {gaps[k]:.2f} mm {between} where spacing is {nominal:.2f} mm: "
-                f"{n} slice{'s' if n > 1 else ''} missing"
+                f"{n} slice{'s' if n > 1 else ''} missing{explained}"
             )
         else:
             all_missing = False
-            details.append(f"spacing of {gaps[k]:.2f} mm {between} where the others are {nominal:.2f} mm")
+            details.append(
+                f"spacing of {gaps[k]:.2f} mm {between} where the others are {nominal:.2f} mm{explained}"
+            )
     more = f" (and {bad.size - 3} more)" if bad.size > 3 else ""
     what = "slices are missing" if all_missing else "slice spacing is not uniform"
     raise InputError(
-        folder,
+        culprits[0].path if len(culprits) == 1 and bad.size == 1 else folder,
         f"{what} in the series ({bad.size} of {gaps.size} gaps differ): " + "; ".join(details) + more,
     )
 
 
-def stack_geometry(folder: str | Path, headers: Sequence[SliceHeader]) -> StackGeometry:
-    """Order, check and place a single-frame slice stack (all same size/orientation)."""
+def stack_geometry(folder: str | Path, headers: Sequence[SliceHeader],
+                   left_out: Sequence[tuple[SliceHeader, str]] = ()) -> StackGeometry:
+    """Order, check and place a single-frame slice stack (all same size/orientation).
+
+    left_out: images of the series kept out of the stack, with the reason (named in a gap error)."""
     folder = Path(folder)
     if len(headers) < 2:
         where = headers[0].path if headers else folder
         raise InputError(where, "the series has a single slice (a 2D image); a CT volume needs several")
-    _require_geometry(headers)
+    require_geometry(headers)
     _check_consistent(folder, headers)
     iop = np.array(headers[0].orientation, dtype=np.float64)
     r, c = iop[:3] / np.linalg.norm(iop[:3]), iop[3:] / np.linalg.norm(iop[3:])
@@ -156,7 +188,8 @@ def stack_geometry(folder: str | Path, headers: Sequence[SliceHeader]) -> StackG
     pos = pos[order]
     hs = [headers[i] for i in order]
     s = pos @ n
-    _check_spacing(folder, hs, s)
+    placed = [(float(np.asarray(h.position) @ n), h, why) for h, why in left_out if h.position is not None]
+    _check_spacing(folder, hs, s, placed)
     row_sp, col_sp = headers[0].pixel_spacing  # between rows (along c), between columns (along r)
     pix = np.array([col_sp, row_sp])  # mm per pixel along r, c
 

@@ -90,12 +90,9 @@ def _read_native(out: np.ndarray, h: SliceHeader) -> None:
             length, start = int.from_bytes(head[8:12], "little"), 12
         else:  # implicit VR: 4-byte length
             length, start = int.from_bytes(head[4:8], "little"), 8
-        if length == 0xFFFFFFFF or length < need:
-            raise InputError(
-                h.path,
-                f"pixel data element holds {length} bytes but a {h.rows}x{h.cols} 16-bit image "
-                f"needs {need}",
-            )
+        if length == 0xFFFFFFFF or length != need:
+            # more bytes than Rows x Columns would load as a reshaped (sheared) image
+            raise InputError(h.path, _size_mismatch(h, length, need))
         f.seek(h.pixel_offset + start)  # type: ignore[operator]
         view = memoryview(out).cast("B")
         got = 0
@@ -108,6 +105,27 @@ def _read_native(out: np.ndarray, h: SliceHeader) -> None:
         raise InputError(
             h.path, f"pixel data is cut short: the file ends after {got} of {need} bytes (truncated file?)"
         )
+
+
+def _size_mismatch(h: SliceHeader, length: int, need: int) -> str:
+    held = "an undefined length" if length == 0xFFFFFFFF else f"{length} bytes"
+    return (f"pixel data holds {held} but Rows x Columns = {h.rows} x {h.cols} at "
+            f"{h.bits_allocated} bits needs {need}: the header's image size does not match its pixels")
+
+
+def _native_length_problem(ds: pydicom.Dataset, h: SliceHeader) -> str | None:
+    """Uncompressed pixel data whose length disagrees with Rows x Columns (pydicom would drop the
+    excess with a warning and show a reshaped image)."""
+    try:
+        if h.transfer_syntax.is_encapsulated:
+            return None
+    except ValueError:
+        return None
+    length = len(ds.PixelData)
+    need = h.rows * h.cols * h.samples_per_pixel * h.bits_allocated // 8
+    if length not in (need, need + (need % 2)):  # odd lengths are padded to even
+        return _size_mismatch(h, length, need)
+    return None
 
 
 def _correct_unused_bits(raw: np.ndarray, bits_stored: int) -> None:
@@ -124,6 +142,8 @@ def _read_decoded(h: SliceHeader) -> np.ndarray:
         ds = pydicom.dcmread(h.path, force=True)
         if "PixelData" not in ds:  # pydicom drops an element cut off by the end of the file
             raise InputError(h.path, f"pixel data ({_ts_text(h.transfer_syntax)}) is cut off (truncated file?)")
+        if h.n_frames == 1 and h.bits_allocated % 8 == 0 and (problem := _native_length_problem(ds, h)):
+            raise InputError(h.path, problem)
         arr = ds.pixel_array
     except InputError:
         raise

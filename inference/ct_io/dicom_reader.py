@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.errors import InvalidDicomError
 
-from inference.ct_io.dicom_geometry import resample_tilt, stack_geometry
+from inference.ct_io.dicom_geometry import require_geometry, resample_tilt, stack_geometry
 from inference.ct_io.dicom_pixels import check_decoders, read_slice_into
 from inference.ct_io.dicom_scan import ScanResult, SliceHeader, read_slice_header, scan_folder
 from inference.ct_io.hu_convert import clip_warning
@@ -87,8 +87,12 @@ def choose_series(folder: Path, scan: ScanResult, series_uid: str | None) -> tup
     return chosen.uid, warnings
 
 
-def _main_stack(folder: Path, headers: list[SliceHeader]) -> tuple[list[SliceHeader], list[str]]:
-    """Drop duplicate instances and images that do not belong to the main stack."""
+def _main_stack(
+    folder: Path, headers: list[SliceHeader]
+) -> tuple[list[SliceHeader], list[tuple[SliceHeader, str]], list[str]]:
+    """Drop duplicate instances and images that do not belong to the main stack.
+
+    Returns (stack, left out with the reason, warnings)."""
     warnings: list[str] = []
     unique: dict[str, SliceHeader] = {}
     for h in sorted(headers, key=lambda h: str(h.path)):
@@ -108,15 +112,34 @@ def _main_stack(folder: Path, headers: list[SliceHeader]) -> tuple[list[SliceHea
         iop = tuple(round(v, 3) for v in h.orientation) if h.orientation else None
         return (h.rows, h.cols, iop)
 
+    # a slice without usable geometry is a broken file, not a localizer: name it, never drop it
+    require_geometry(headers)
     groups = Counter(key(h) for h in headers)
+    left_out: list[tuple[SliceHeader, str]] = []
     if len(groups) > 1:
         main, n = groups.most_common(1)[0]
+        for h in headers:
+            if key(h) == main:
+                continue
+            if (h.rows, h.cols) != main[:2]:
+                why = f"its size {h.cols}x{h.rows} differs from the stack's {main[1]}x{main[0]}"
+            else:
+                why = f"its ImageOrientationPatient {list(h.orientation or ())} differs from the stack's {list(main[2] or ())}"
+            left_out.append((h, why))
+        names = ", ".join(h.path.name for h, _ in left_out[:5]) + (", ..." if len(left_out) > 5 else "")
         warnings.append(
-            f"left out {len(headers) - n} image(s) of the series whose size or orientation differs "
-            f"from the main {n}-image stack (localizer or reformat?)"
+            f"left out {len(left_out)} image(s) of the series whose size or orientation differs "
+            f"from the main {n}-image stack (localizer or reformat?): {names}"
         )
         headers = [h for h in headers if key(h) == main]
-    return headers, warnings
+    return headers, left_out, warnings
+
+
+def _require_usable_values(headers: list[SliceHeader]) -> None:
+    """A slice whose rescale values are unusable would load with wrong HU: refuse, naming it."""
+    for h in headers:
+        if h.problems:
+            raise InputError(h.path, "; ".join(h.problems))
 
 
 def _scan_for(path: Path, series_uid: str | None) -> tuple[Path, ScanResult, str | None]:
@@ -141,18 +164,20 @@ def read_dicom(
     path = Path(path)
     folder, scan, series_uid = _scan_for(path, series_uid)
     uid, warnings = choose_series(folder, scan, series_uid)
-    headers, stack_warnings = _main_stack(folder, scan.series[uid])
-    warnings += stack_warnings
+    headers, left_out, stack_warnings = _main_stack(folder, scan.series[uid])
+    warnings += list(scan.info[uid].notes) + stack_warnings
     if scan.unreadable:
         warnings.append(
             f"skipped {len(scan.unreadable)} unreadable DICOM file(s): "
             + "; ".join(f"{p.name} ({why})" for p, why in scan.unreadable[:3])
         )
+    _require_usable_values(headers)
     try:
-        geom = stack_geometry(folder, headers)
+        geom = stack_geometry(folder, headers, left_out)
     except InputError as exc:
-        if scan.unreadable:  # a broken file often is the "missing" slice
-            raise InputError(exc.path, f"{exc.problem} ({warnings[-1]})") from exc
+        if scan.unreadable:  # a broken file often is the "missing" slice: name it
+            where = scan.unreadable[0][0] if len(scan.unreadable) == 1 and exc.path == folder else exc.path
+            raise InputError(where, f"{exc.problem} ({warnings[-1]})") from exc
         raise
     warnings += geom.warnings
     ordered = [headers[i] for i in geom.order]

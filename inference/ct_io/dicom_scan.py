@@ -9,6 +9,7 @@ can fill the volume without parsing the header a second time.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import stat
@@ -64,6 +65,9 @@ class SliceHeader:
     transfer_syntax: UID
     gantry_tilt: float
     pixel_offset: int | None  # file offset of the (7FE0,0010) element, None if unknown
+    # values present in the header but unusable (e.g. RescaleSlope "abc" or 0): loading this
+    # slice would give wrong HU, so the reader refuses the series naming this file
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class SeriesInfo:
     description: str
     series_number: int | None
     study: StudyInfo
+    notes: tuple[str, ...] = ()  # fields that could not be read (see _value)
 
 
 @dataclass(frozen=True)
@@ -126,20 +131,28 @@ class ScanResult:
         return ", ".join(parts) if parts else "nothing skipped"
 
 
-def _value(ds: pydicom.Dataset, keyword: str):
-    """Converted element value (pydicom's full conversion: character sets, PN, ...)."""
-    elem = ds.get(tag_for_keyword(keyword))
-    return None if elem is None else elem.value
+def _value(ds: pydicom.Dataset, keyword: str, notes: list[str] | None = None):
+    """Converted element value (pydicom's full conversion: character sets, PN, ...), or None.
+
+    One broken descriptive element (an unknown VR, a bad character set) must not lose the whole
+    series: it reads as absent and, with ``notes``, is recorded in words."""
+    try:
+        elem = ds.get(tag_for_keyword(keyword))
+        return None if elem is None else elem.value
+    except Exception as exc:  # pydicom raises NotImplementedError, ValueError, LookupError ...
+        if notes is not None:
+            notes.append(f"{keyword} could not be read ({type(exc).__name__}: {exc}); left empty")
+        return None
 
 
-def _str(ds: pydicom.Dataset, keyword: str) -> str:
-    value = _value(ds, keyword)
+def _str(ds: pydicom.Dataset, keyword: str, notes: list[str] | None = None) -> str:
+    value = _value(ds, keyword, notes)
     return "" if value is None else str(value).strip()
 
 
-def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
+def _int(ds: pydicom.Dataset, keyword: str, notes: list[str] | None = None) -> int | None:
     try:
-        value = _value(ds, keyword)
+        value = _value(ds, keyword, notes)
         return None if value in (None, "") else int(value)
     except (TypeError, ValueError):
         return None
@@ -176,6 +189,40 @@ def _number(ds: pydicom.Dataset, keyword: str, default: float) -> float:
     return values[0] if values else default
 
 
+# RescaleSlope/Intercept beyond these are a broken header, not a scanner's choice (CT uses slope
+# 1 or a fraction, intercepts of -1024 .. -8192); 1e300 would overflow the HU conversion.
+MAX_ABS_INTERCEPT = 1e5
+MAX_SLOPE = 1e3
+
+
+def _rescale(ds: pydicom.Dataset) -> tuple[float, float, list[str]]:
+    """(slope, intercept, problems). Absent values default to 1 and 0, as PS3.3 allows for
+    images without a Modality LUT; present but unusable ones are problems, never defaults."""
+    problems = []
+    values = []
+    for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        text = _ascii(ds, keyword)
+        if not text:
+            values.append(default)
+            continue
+        try:
+            value = float(text.split("\\")[0])
+        except ValueError:
+            problems.append(f"{keyword} {text!r} is not a number, so Hounsfield units cannot be computed")
+            values.append(default)
+            continue
+        values.append(value)
+        if not math.isfinite(value):
+            problems.append(f"{keyword} is {text!r}, so Hounsfield units cannot be computed")
+    slope, inter = values
+    if math.isfinite(slope) and not 0 < slope <= MAX_SLOPE:
+        problems.append(f"RescaleSlope is {slope:g}; it must be positive (0 gives a blank image, "
+                        "a negative slope an inverted one) and at most 1000")
+    if math.isfinite(inter) and abs(inter) > MAX_ABS_INTERCEPT:
+        problems.append(f"RescaleIntercept is {inter:g}, far outside any CT's range (usually -1024)")
+    return slope, inter, problems
+
+
 def _ushort(ds: pydicom.Dataset, keyword: str) -> int | None:
     elem = ds.get_item(tag_for_keyword(keyword))
     if elem is None:
@@ -191,21 +238,21 @@ def _ushort(ds: pydicom.Dataset, keyword: str) -> int | None:
         return None
 
 
-def study_info(ds: pydicom.Dataset) -> StudyInfo:
+def study_info(ds: pydicom.Dataset, notes: list[str] | None = None) -> StudyInfo:
     return StudyInfo(
-        patient_name=_str(ds, "PatientName"),
-        patient_id=_str(ds, "PatientID"),
-        patient_birth_date=_str(ds, "PatientBirthDate"),
-        patient_sex=_str(ds, "PatientSex"),
-        study_instance_uid=_str(ds, "StudyInstanceUID"),
-        study_date=_str(ds, "StudyDate"),
-        study_time=_str(ds, "StudyTime"),
-        study_description=_str(ds, "StudyDescription"),
-        accession_number=_str(ds, "AccessionNumber"),
-        referring_physician=_str(ds, "ReferringPhysicianName"),
-        frame_of_reference_uid=_str(ds, "FrameOfReferenceUID"),
-        manufacturer=_str(ds, "Manufacturer"),
-        sop_class_uid=_str(ds, "SOPClassUID"),
+        patient_name=_str(ds, "PatientName", notes),
+        patient_id=_str(ds, "PatientID", notes),
+        patient_birth_date=_str(ds, "PatientBirthDate", notes),
+        patient_sex=_str(ds, "PatientSex", notes),
+        study_instance_uid=_str(ds, "StudyInstanceUID", notes),
+        study_date=_str(ds, "StudyDate", notes),
+        study_time=_str(ds, "StudyTime", notes),
+        study_description=_str(ds, "StudyDescription", notes),
+        accession_number=_str(ds, "AccessionNumber", notes),
+        referring_physician=_str(ds, "ReferringPhysicianName", notes),
+        frame_of_reference_uid=_str(ds, "FrameOfReferenceUID", notes),
+        manufacturer=_str(ds, "Manufacturer", notes),
+        sop_class_uid=_str(ds, "SOPClassUID", notes),
     )
 
 
@@ -252,8 +299,11 @@ def _is_image_class(sop_class: str) -> bool:
     return bool(sop_class) and "Image Storage" in UID(sop_class).name
 
 
-def series_info(ds: pydicom.Dataset) -> SeriesInfo:
-    return SeriesInfo(_str(ds, "SeriesDescription"), _int(ds, "SeriesNumber"), study_info(ds))
+def series_info(ds: pydicom.Dataset, path: Path) -> SeriesInfo:
+    notes: list[str] = []
+    info = SeriesInfo(_str(ds, "SeriesDescription", notes), _int(ds, "SeriesNumber", notes),
+                      study_info(ds, notes))
+    return dataclasses.replace(info, notes=tuple(f"{path.name}: {n}" for n in notes))
 
 
 def read_slice_header(path: Path) -> tuple[SliceHeader, pydicom.Dataset] | str:
@@ -285,6 +335,7 @@ def read_slice_header(path: Path) -> tuple[SliceHeader, pydicom.Dataset] | str:
             raise UnreadableDicom(f"a {UID(declared).name} file without {missing} (truncated?)")
         return f"non-image DICOM ({modality or 'no ' + missing})"
     spacing = _numbers(ds, "PixelSpacing", 2)
+    slope, intercept, problems = _rescale(ds)
     bits_allocated = _ushort(ds, "BitsAllocated") or 16
     header = SliceHeader(
         path=path,
@@ -298,8 +349,8 @@ def read_slice_header(path: Path) -> tuple[SliceHeader, pydicom.Dataset] | str:
         orientation=_numbers(ds, "ImageOrientationPatient", 6),
         position=_numbers(ds, "ImagePositionPatient", 3),
         pixel_spacing=(spacing[0], spacing[1]) if spacing else None,
-        slope=_number(ds, "RescaleSlope", 1.0),
-        intercept=_number(ds, "RescaleIntercept", 0.0),
+        slope=slope,
+        intercept=intercept,
         bits_allocated=bits_allocated,
         bits_stored=_ushort(ds, "BitsStored") or bits_allocated,
         pixel_representation=_ushort(ds, "PixelRepresentation") or 0,
@@ -307,6 +358,7 @@ def read_slice_header(path: Path) -> tuple[SliceHeader, pydicom.Dataset] | str:
         transfer_syntax=transfer_syntax,
         gantry_tilt=_number(ds, "GantryDetectorTilt", 0.0),
         pixel_offset=pixel_offset,
+        problems=tuple(problems),
     )
     return header, ds
 
@@ -348,6 +400,6 @@ def scan_folder(folder: str | Path, recursive: bool = True) -> ScanResult:
             continue
         header, ds = header
         if header.series_uid not in result.info:
-            result.info[header.series_uid] = series_info(ds)
+            result.info[header.series_uid] = series_info(ds, path)
         result.series.setdefault(header.series_uid, []).append(header)
     return result

@@ -28,6 +28,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.openers import ImageOpener
 
+from inference.ct_io.geometry_sanity import require_sane_affine
 from inference.ct_io.hu_convert import clip_warning, is_identity, to_hu_into
 from inference.ct_io.memory_guard import check_fits
 from inference.ct_volume import CTVolume
@@ -75,8 +76,7 @@ def _volume_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
 def _check_affine(path: Path, img: nib.Nifti1Image) -> tuple[np.ndarray, list[str]]:
     warnings: list[str] = []
     affine = np.asarray(img.affine, dtype=np.float64)
-    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError(path, f"has an unusable voxel-to-world affine (singular or not finite):\n{affine}")
+    require_sane_affine(path, affine)
     hdr = img.header
     if int(hdr["sform_code"]) == 0 and int(hdr["qform_code"]) == 0:
         warnings.append(
@@ -116,7 +116,8 @@ def _stream_voxels(
         n = min(chunk_vox, n_vox - start)
         raw = buf[:n]
         got = _read_exact(f, memoryview(raw).cast("B"))
-        _require(path, start * itemsize + got, n_vox * itemsize)
+        if got < n * itemsize:  # this chunk came short: the file ends before the volume does
+            _require(path, start * itemsize + got, n_vox * itemsize)
         if not raw_dtype.isnative:
             raw = raw.astype(raw_dtype.newbyteorder("="))
         if is_float:

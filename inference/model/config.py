@@ -11,6 +11,13 @@ from pathlib import Path
 
 GAMMA_MODES = ("tokens", "crop", "masked")
 PATCH_EMBED_TYPES = ("perceptron", "conv")
+MAX_WIDTH = 1 << 16  # bounds on sizes read from a config.json, so a damaged one (hidden_size -128,
+MAX_EDGE = 4096  # 2^31) is a ValueError naming the field, never a tensor constructor's RuntimeError
+
+
+def _check_size(name: str, value, low: int = 1, high: int = MAX_WIDTH) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
 
 
 @dataclass
@@ -39,6 +46,12 @@ class VisionConfig:
         self.patch_size = tuple(int(s) for s in self.patch_size)
         self.stem_channels = tuple(int(c) for c in self.stem_channels)
         self.stem_strides = tuple(tuple(int(v) for v in s) for s in self.stem_strides)
+        for name, high in (("in_channels", 64), ("hidden_size", MAX_WIDTH), ("mlp_dim", 4 * MAX_WIDTH),
+                           ("num_layers", 256), ("num_heads", 1024)):
+            _check_size(f"vision.{name}", getattr(self, name), high=high)
+        for name in ("img_size", "patch_size", "stem_channels"):
+            for value in getattr(self, name):
+                _check_size(f"vision.{name}", value, high=MAX_EDGE)
         if len(self.stem_strides) != len(self.stem_channels):
             raise ValueError(f"stem_strides needs one (d, h, w) stride per stem layer: {len(self.stem_channels)} "
                              f"layers, {len(self.stem_strides)} strides")
@@ -121,6 +134,14 @@ class TumorChainConfig:
             self.vision = VisionConfig(**self.vision)
         self.pool_size = tuple(int(s) for s in self.pool_size)
         self.crop_min_extent = tuple(int(s) for s in self.crop_min_extent)
+        for value in (*self.pool_size, *self.crop_min_extent):
+            _check_size("pool_size / crop_min_extent", value, high=MAX_EDGE)
+        if self.projector_hidden is not None:
+            _check_size("projector_hidden", self.projector_hidden, high=4 * MAX_WIDTH)
+        _check_size("llm_hidden_size", self.llm_hidden_size, low=0)  # 0: taken from the LLM
+        if not isinstance(self.llm_subfolder, str) or self.llm_subfolder in ("", ".", "..") or "/" in self.llm_subfolder \
+                or "\\" in self.llm_subfolder:
+            raise ValueError(f"llm_subfolder must be a folder name inside the model folder, got {self.llm_subfolder!r}")
         if self.gamma_mode not in GAMMA_MODES:
             raise ValueError(f"gamma_mode must be one of {GAMMA_MODES}, got {self.gamma_mode!r}")
         if self.gamma_mode == "masked" and not self.vision.stem_channels:

@@ -29,6 +29,7 @@ from inference.errors import ModelError
 
 from .config import VisionConfig
 from .devices import dtype_from_name
+from .folder_checks import check_tensor, read_safetensors_header
 from .model_files import VISION_CONFIG_KEY
 from .vision_encoder import VisionEncoder3D
 
@@ -75,11 +76,8 @@ def read_encoder_tensors(files: list[Path]) -> tuple[str, dict[str, torch.Tensor
         if not file.is_file():
             raise ModelError(f"{file}: weight file not found")
         if file.suffix == ".safetensors":
-            try:
-                with safe_open(str(file), framework="pt") as f:
-                    sources.append((file, list(f.keys()), None))
-            except SafetensorError as error:
-                raise ModelError(f"{file}: not a readable safetensors file ({error})") from error
+            _, infos = read_safetensors_header(file)  # bounded, validated header before safetensors reads it
+            sources.append((file, list(infos), None))
         elif file.suffix in PICKLE_SUFFIXES:
             data = _load_pickle(file)
             sources.append((file, list(data), data))
@@ -94,8 +92,13 @@ def read_encoder_tensors(files: list[Path]) -> tuple[str, dict[str, torch.Tensor
         if data is not None:
             state.update({k[len(prefix):]: data[k] for k in wanted})
         elif wanted:
-            with safe_open(str(file), framework="pt") as f:  # reads only the encoder's tensors
-                state.update({k[len(prefix):]: f.get_tensor(k) for k in wanted})
+            try:
+                with safe_open(str(file), framework="pt") as f:  # reads only the encoder's tensors
+                    state.update({k[len(prefix):]: f.get_tensor(k) for k in wanted})
+            except SafetensorError as error:
+                raise ModelError(f"{file}: not a readable safetensors file ({error})") from error
+        for key in wanted:  # only the encoder's tensors: the rest of an M3D checkpoint is never used
+            check_tensor(file, key, state[key[len(prefix):]])
     return prefix, state
 
 

@@ -13,11 +13,13 @@ from typing import Sequence
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+import torch
 from torch import nn
 
 from inference.errors import ModelError
 
 from .config import TumorChainConfig, VisionConfig
+from .folder_checks import check_tensor, check_weight_dtype, read_safetensors_header, refuse_custom_code
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 VISION_CONFIG_KEY = "tumorchain_vision_config"  # safetensors metadata written by convert_m3d
@@ -30,6 +32,7 @@ def check_model_folder(folder: Path) -> TumorChainConfig:
     path = folder / "config.json"
     if not path.is_file():
         raise ModelError(f"{folder}: missing config.json (not a TumorChain model folder)")
+    refuse_custom_code(folder)  # the LLM subfolder is checked by load_llm
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -59,42 +62,46 @@ def save_part_weights(model: nn.Module, path: Path, parts: Sequence[str]) -> Non
 
 
 def load_part_weights(model: nn.Module, path: Path, parts: Sequence[str], prefix_in_file: str | None = None) -> None:
-    """Load parts of `model` from a safetensors file, strictly: every key present, shapes equal.
+    """Load parts of `model` from a safetensors file, strictly: exactly the parts' keys (none missing,
+    none extra), shapes equal, float32/16/bf16 only, finite values; else ModelError naming file and tensor.
 
     Keys in the file are "<part>.<key>", or "<prefix_in_file><key>" when one part is loaded from
     a file of its own (the converted M3D encoder: prefix_in_file="").
     """
     if not path.is_file():
         raise ModelError(f"{path}: weights file not found")
+    metadata, infos = read_safetensors_header(path)  # before safetensors sees the file
+    wanted: dict[str, tuple[str, str, torch.Tensor]] = {}  # file key -> (part, module key, reference)
+    for part in parts:
+        module = getattr(model, part)
+        prefix = f"{part}." if prefix_in_file is None else prefix_in_file
+        _check_vision_metadata(path, part, module, metadata)
+        for key, ref in module.state_dict().items():
+            wanted[prefix + key] = (part, key, ref)
+        missing = sorted(k for k, (p, _, _) in wanted.items() if p == part and k not in infos)
+        if missing:
+            raise ModelError(f"{path}: missing {len(missing)} {part} tensor(s), e.g. {', '.join(missing[:4])}")
+    extra = sorted(set(infos) - set(wanted))
+    if extra:
+        raise ModelError(f"{path}: tensors that the {' / '.join(parts)} do not have (this model config has none), "
+                         f"e.g. {', '.join(extra[:4])}")
+    for name, (_, _, ref) in wanted.items():
+        check_weight_dtype(infos[name], name)
+        if infos[name].shape != tuple(ref.shape):
+            raise ModelError(f"{path}: {name} has shape {infos[name].shape}, the model config needs {tuple(ref.shape)}")
+    states: dict[str, dict[str, torch.Tensor]] = {part: {} for part in parts}
     try:
         with safe_open(str(path), framework="pt") as f:
-            file_keys = set(f.keys())
-            metadata = f.metadata() or {}
-            for part in parts:
-                module = getattr(model, part)
-                prefix = f"{part}." if prefix_in_file is None else prefix_in_file
-                _check_vision_metadata(path, part, module, metadata)
-                expected = module.state_dict()
-                wanted = {prefix + k for k in expected}
-                missing = sorted(wanted - file_keys)
-                if missing:
-                    raise ModelError(f"{path}: missing {len(missing)} {part} tensor(s), e.g. {', '.join(missing[:4])}")
-                if prefix_in_file is not None:
-                    extra = sorted(file_keys - wanted)
-                    if extra:
-                        raise ModelError(f"{path}: tensors that the {part} does not have, e.g. {', '.join(extra[:4])}")
-                state = {}
-                for key, ref in expected.items():
-                    tensor = f.get_tensor(prefix + key)
-                    if tensor.shape != ref.shape:
-                        raise ModelError(f"{path}: {prefix + key} has shape {tuple(tensor.shape)}, "
-                                         f"the model config needs {tuple(ref.shape)}")
-                    state[key] = tensor.to(ref.dtype)
-                module.load_state_dict(state, strict=True)
+            for name, (part, key, ref) in wanted.items():
+                tensor = f.get_tensor(name)
+                check_tensor(path, name, tensor)
+                states[part][key] = tensor.to(ref.dtype)
     except SafetensorError as error:
         raise ModelError(f"{path}: not a readable safetensors file ({error})") from error
     except OSError as error:
         raise ModelError(f"{path}: cannot read ({error})") from error
+    for part in parts:
+        getattr(model, part).load_state_dict(states[part], strict=True)
 
 
 def _check_vision_metadata(path: Path, part: str, module: nn.Module, metadata: dict) -> None:

@@ -88,7 +88,9 @@ class TumorChainModel(nn.Module):
         config = check_model_folder(folder)
         placement = pick_device(device, dtype)
         llm = load_llm(folder / config.llm_subfolder, placement)
-        model = cls(config, llm, load_tokenizer(folder, llm.model.config))
+        tokenizer = load_tokenizer(folder, llm.model.config)
+        _check_saved_llm(folder, config, llm.model, tokenizer)
+        model = cls(config, llm, tokenizer)
         load_part_weights(model, folder / "model.safetensors", model.parts)
         return model._place(placement)
 
@@ -261,6 +263,21 @@ class TumorChainModel(nn.Module):
 def _llm_width(llm: nn.Module) -> int:
     config = llm.config.get_text_config() if hasattr(llm.config, "get_text_config") else llm.config
     return int(config.hidden_size)
+
+
+def _check_saved_llm(folder: Path, config: TumorChainConfig, llm: nn.Module, tokenizer) -> None:
+    """A saved folder's parts must fit each other as saved: building the model must not resize (and so
+    randomly fill) the LLM's embeddings, and the projector must output the LLM's width."""
+    width = _llm_width(llm)
+    if config.llm_hidden_size and config.llm_hidden_size != width:
+        raise ModelError(f"{folder / 'config.json'}: llm_hidden_size is {config.llm_hidden_size}, but the language "
+                         f"model in {config.llm_subfolder}/ is {width} wide")
+    vocab = tokenizer.get_vocab()
+    needed = max(vocab.values(), default=-1) + 1 + sum(t not in vocab for t in (config.ct_token, config.organ_token))
+    rows = llm.get_input_embeddings().weight.shape[0]
+    if needed > rows:
+        raise ModelError(f"{folder}: the tokenizer needs {needed} token ids, the language model's embedding in "
+                         f"{config.llm_subfolder}/ has {rows} rows (tokenizer and weights were not saved together)")
 
 
 def _add_placeholder_tokens(tokenizer, llm: nn.Module, config: TumorChainConfig) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """``tumorchain export``: write the traceable report of a run from the command line.
 
     tumorchain export RUN_JSON --out DIR [--review FILE] [--anonymize] [--formats json html pdf dicom]
-                      [--ct PATH] [--masks FILE] [--salt-file FILE]
+                      [--ct PATH] [--masks FILE] [--parts FILE] [--salt-file FILE]
 
 The CT is reloaded from the run's recorded source (or --ct), the masks from --masks, the run's
 --masks file, or its segmentation backend (cached); both must hash to what run.json recorded.
@@ -36,6 +36,8 @@ def add_export_subcommand(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ct", type=Path, help="the CT, when it moved since the run (default: the run's source path)")
     p.add_argument("--masks", type=Path, help="organ label NIfTI the run used (default: the run's masks file or "
                    "its segmentation backend)")
+    p.add_argument("--parts", type=Path, help="substructure label NIfTI the run used with its masks (default: the "
+                   "run's recorded parts file)")
     p.add_argument("--salt-file", type=Path, help="with --anonymize: secret bytes so that repeated exports give "
                    "the same pseudonym and UIDs (default: a new random secret per export)")
     p.add_argument("--organization", default="", help="verifying organisation written into a signed DICOM SR")
@@ -89,21 +91,39 @@ def run_export(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def _masks(args: argparse.Namespace, run, ct):
+    """The run's masks again: the files it recorded (organs, parts and their label scheme, as the
+    window or the CLI read them), else its segmentation backend; they must hash as run.json says."""
+    from inference.run_record import mask_hash
     from inference.segmentation.expert import make_expert
 
+    details = run.segmentation.details if isinstance(run.segmentation.details, dict) else {}
+    parts = None
     given = args.masks or (Path(run.segmentation.mask_source) if run.segmentation.mask_source else None)
     if given is not None:
         if not given.is_file():
             raise InputError(given, "the organ masks file does not exist; pass it with --masks")
-        return make_expert("precomputed", path=given).segment(ct)
-    backend = run.segmentation.backend.split(":")[0]
-    if backend == "precomputed":
-        raise InputError(args.run_json, "the run used a masks file it did not record; pass it with --masks")
-    try:
-        expert = make_expert(backend)
-    except ValueError as exc:
-        raise InputError(args.run_json, f"cannot redo the run's segmentation: {exc}; pass --masks") from None
-    return expert.segment(ct)
+        recorded_parts = details.get("parts_source") if args.masks is None else None
+        parts = getattr(args, "parts", None) or (Path(recorded_parts) if recorded_parts else None)
+        if parts is not None and not parts.is_file():
+            raise InputError(parts, "the run's substructure (parts) file does not exist; pass it with --parts")
+        scheme = details.get("scheme") if details.get("scheme") in ("totalseg", "merged") else "auto"
+        masks = make_expert("precomputed", path=given, parts_path=parts, scheme=scheme).segment(ct)
+    else:
+        backend = run.segmentation.backend.split(":")[0]
+        if backend == "precomputed":
+            raise InputError(args.run_json, "the run used a masks file it did not record; pass it with --masks "
+                             "(and --parts if it had substructures)")
+        try:
+            expert = make_expert(backend)
+        except ValueError as exc:
+            raise InputError(args.run_json, f"cannot redo the run's segmentation: {exc}; pass --masks") from None
+        masks = expert.segment(ct)
+    if mask_hash(masks.organs, masks.parts, masks.affine) != run.segmentation.mask_hash:
+        used = run.segmentation.backend if given is None else f"{given}" + (f" with parts {parts}" if parts else "")
+        raise InputError(args.run_json, f"the organ masks read from {used} are not the ones this run used (their "
+                         "content differs from run.json's mask_hash); pass the run's files with --masks and "
+                         "--parts, or re-run the analysis with these masks")
+    return masks
 
 
 def main(argv: Sequence[str] | None = None) -> int:

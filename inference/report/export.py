@@ -11,21 +11,20 @@
 
 DICOM objects are written only when the CT came from a DICOM series; otherwise the result
 carries a note saying why. ``deidentify=True`` removes patient identifiers from every file
-(deidentify.py). Each file is written to a temporary name and renamed, so an export that fails
-half-way leaves no half-written file behind.
+(deidentify.py). Each file is written through inference.atomic_write (a temporary name, fsynced,
+renamed, folder fsynced), so an export that fails half-way leaves no half-written file behind.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from inference.atomic_write import atomic_write
 from inference.ct_volume import CTVolume
-from inference.errors import InputError
+from inference.errors import InputError, StorageError
 from inference.report.deidentify import Deidentifier
 from inference.report.review import Review, ReviewError, run_key
 from inference.report.traceable_report import TraceableReport, build_report
@@ -67,7 +66,7 @@ def export_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, out
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(out, f"cannot create the export folder: {exc.strerror or exc}") from None
+        raise StorageError(out, f"cannot create the export folder: {exc.strerror or exc}") from None
     result = ExportResult(out)
     deid = None
     if deidentify:
@@ -164,20 +163,9 @@ def _json(d: dict) -> bytes:
 
 
 def _write(path: Path, data: bytes) -> Path:
-    """Write via a temporary file + rename: a failed export never leaves a half-written file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise InputError(path, f"cannot write: {exc.strerror or exc}") from None
-    return path
+    """Atomic and durable (inference.atomic_write): a failed export never leaves a half-written
+    file; StorageError naming the file."""
+    return atomic_write(path, data, what="export file")
 
 
 def _write_dicom(path: Path, ds) -> Path:

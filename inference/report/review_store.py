@@ -1,9 +1,13 @@
 """Where a review lives on disk, and how it is written so that a crash never loses it.
 
-A save writes a temporary file in the target's folder, fsyncs it, ``os.replace``s it over the
-review file (atomic on POSIX and Windows) and fsyncs the folder: at any instant the file on disk
-is either the previous complete review or the new complete one. A crash can at worst leave a
-stray ``*.tmp`` beside it, which the next save sweeps away.
+A save goes through ``inference.atomic_write``: a temporary file in the target's folder, fsynced,
+``os.replace``d over the review file (atomic on POSIX and Windows), then the folder fsynced. At
+any instant the file on disk is either the previous complete review or the new complete one. A
+crash can at worst leave a stray temporary file beside it, which the next save sweeps away.
+
+``ReviewAutosaver`` applies a decision only once it is saved: a save that fails (disk full,
+read-only folder) raises ``StorageError`` and leaves the review in memory as it was, so the
+failed decision is neither shown as made nor written by a later save.
 
 Where: ``review_path_for_run(run_json)`` puts ``<run>.review.json`` next to run.json (the case
 folder the CLI writes); ``user_review_path(run)`` is a per-user folder keyed by case hash and
@@ -12,13 +16,13 @@ run key, for runs the GUI made without a run.json (``$TUMORCHAIN_REVIEW_DIR`` or
 """
 from __future__ import annotations
 
+import copy
 import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from inference.errors import InputError, read_json_file
+from inference.atomic_write import atomic_write, sweep_stale_temps
+from inference.errors import InputError, StorageError, read_json_file
 from inference.report.review import Review, ReviewError, run_key
 
 ENV_REVIEW_DIR = "TUMORCHAIN_REVIEW_DIR"
@@ -45,25 +49,11 @@ def user_review_path(run: Any, root: str | Path | None = None) -> Path:
 
 
 def save_review(review: Review, path: str | Path) -> Path:
-    """Write atomically and durably (temp + fsync + os.replace + folder fsync)."""
+    """Write atomically and durably (inference.atomic_write); StorageError naming the file when
+    it cannot be written, the previous review file then left as it was."""
     path = Path(path)
-    data = (review.to_json() + "\n").encode("utf-8")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise InputError(path, f"cannot write the review: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(path, f"cannot write the review: {exc.strerror or exc}") from None
-    _fsync_dir(path.parent)
-    _sweep_stale_temps(path)
+    atomic_write(path, review.to_json() + "\n", what="review")
+    sweep_stale_temps(path.parent, target=path.name)
     return path
 
 
@@ -96,47 +86,40 @@ class ReviewAutosaver:
     """Saves a review after every change: ``saver.decide(...)`` = review.decide + atomic save.
 
     The GUI holds one per open case; each edit is on disk before the call returns, so a crash
-    loses at most the keystrokes of the edit box not yet committed as a decision.
+    loses at most the keystrokes of the edit box not yet committed as a decision. A change is
+    made on a copy of the review and taken over only once that copy is saved: when the save
+    fails (StorageError) the review is unchanged, in memory and on disk. ``error`` is the last
+    save's failure (None once a save succeeds).
     """
 
     def __init__(self, review: Review, path: str | Path):
         self.review = review
         self.path = Path(path)
+        self.error: StorageError | None = None
 
     def decide(self, key: str, decision: str, **kwargs: Any):
-        d = self.review.decide(key, decision, **kwargs)
-        self.save()
-        return d
+        return self._apply(lambda r: r.decide(key, decision, **kwargs))
 
     def sign(self, reviewer: str | None = None, *, confirm: bool):
-        s = self.review.sign(reviewer, confirm=confirm)
-        self.save()
-        return s
+        return self._apply(lambda r: r.sign(reviewer, confirm=confirm))
 
     def save(self) -> Path:
-        return save_review(self.review, self.path)
+        return self._save(self.review)
 
+    def _apply(self, change):
+        draft = copy.deepcopy(self.review)
+        result = change(draft)  # ReviewError: nothing changed anywhere
+        self._save(draft)  # StorageError: nothing changed anywhere
+        # take the saved state over in place: whoever holds self.review sees the change
+        vars(self.review).clear()
+        vars(self.review).update(vars(draft))
+        return result
 
-def _fsync_dir(folder: Path) -> None:
-    try:  # makes the rename itself durable; not possible on Windows, where replace is enough
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _sweep_stale_temps(path: Path) -> None:
-    """Remove temp files a crashed save left beside ``path`` (never the review itself); only
-    old ones, so that a save running in another process at this moment keeps its file."""
-    cutoff = time.time() - 60.0
-    for stray in path.parent.glob(f".{path.name}.*.tmp"):
+    def _save(self, review: Review) -> Path:
         try:
-            if stray.stat().st_mtime < cutoff:
-                stray.unlink()
-        except OSError:
-            pass
+            path = save_review(review, self.path)
+        except StorageError as exc:
+            self.error = exc
+            raise
+        self.error = None
+        return path

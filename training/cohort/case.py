@@ -12,6 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from inference.case_folder import CT_NAMES, ORGANS_NAMES, PARTS_NAMES
 from inference.ct_volume import CTVolume
 from inference.errors import InputError
 from inference.labels import merged_labels
@@ -28,7 +29,9 @@ from .scenario import Scenario, demo_scenario, sample_scenario
 from .staging import stage_case
 
 DEFAULT_SHAPE = (128, 128, 64)
-CASE_FILES = ("ct.nii.gz", "organs.nii.gz", "parts.nii.gz", "lesions.nii.gz", "ground_truth.json")
+# the names every reader resolves a case folder by (inference.case_folder), plus the cohort's truth
+CASE_CT, CASE_ORGANS, CASE_PARTS = CT_NAMES[0], ORGANS_NAMES[0], PARTS_NAMES[0]
+CASE_FILES = (CASE_CT, CASE_ORGANS, CASE_PARTS, "lesions.nii.gz", "ground_truth.json")
 MIN_ORGAN_ML = 8.0  # an organ smaller than this in the field of view gets no lesion
 
 
@@ -173,9 +176,9 @@ def write_case(case: SyntheticCase, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     aff = case.affine
-    nib.save(_nifti(case.ct.astype(np.int16), aff, "CT HU"), folder / "ct.nii.gz")
-    nib.save(_nifti(case.organs.astype(np.uint8), aff, "organs"), folder / "organs.nii.gz")
-    nib.save(_nifti(case.parts.astype(np.uint8), aff, "parts"), folder / "parts.nii.gz")
+    nib.save(_nifti(case.ct.astype(np.int16), aff, "CT HU"), folder / CASE_CT)
+    nib.save(_nifti(case.organs.astype(np.uint8), aff, "organs"), folder / CASE_ORGANS)
+    nib.save(_nifti(case.parts.astype(np.uint8), aff, "parts"), folder / CASE_PARTS)
     nib.save(_nifti(case.lesions.astype(np.uint8), aff, "lesions"), folder / "lesions.nii.gz")
     (folder / "ground_truth.json").write_text(case.truth.to_json())
     return folder
