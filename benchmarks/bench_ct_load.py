@@ -13,6 +13,9 @@ values with RescaleIntercept -1024, 12 bits stored), then times:
   dicom baseline  np.stack([pydicom.dcmread(f).pixel_array for f in sorted files])
   dicom ours      inference.ct_io.load_ct(folder)
 
+The NIfTI is also written as int32 and as dcm2niix writes it (int16 stored values with
+scl_inter -1024): rows int32_* and scaled_* (nibabel's baseline applies the scaling in float64).
+
 Goals (from the issue): time ours <= 1.0x baseline; peak memory ours <= 1.3x the raw int16
 size. These are figures to read, never a pass/fail test.
 
@@ -43,7 +46,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-KINDS = ("nifti_baseline", "nifti_ours", "dicom_baseline", "dicom_ours")
+KINDS = ("nifti_baseline", "nifti_ours", "int32_baseline", "int32_ours", "scaled_baseline", "scaled_ours",
+         "dicom_baseline", "dicom_ours")
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -63,7 +67,7 @@ def _slice_image(shape_ij: tuple[int, int], k: int, rng: np.random.Generator) ->
     return np.clip(np.rint(img), -1024, 3071).astype(np.int16)
 
 
-def make_data(folder: Path, size: tuple[int, int, int]) -> tuple[Path, Path]:
+def make_data(folder: Path, size: tuple[int, int, int]) -> dict[str, Path]:
     import nibabel as nib
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -100,7 +104,13 @@ def make_data(folder: Path, size: tuple[int, int, int]) -> tuple[Path, Path]:
     nii = folder / "ct.nii.gz"
     affine = np.diag([-spacing, -spacing, dz, 1.0])
     nib.save(nib.Nifti1Image(vol, affine), nii)
-    return nii, dcm
+    int32 = folder / "ct_int32.nii.gz"  # what some converters and scripts write
+    nib.save(nib.Nifti1Image(vol.astype(np.int32), affine), int32)
+    scaled = folder / "ct_scaled.nii.gz"  # what dcm2niix writes: stored values with scl_inter -1024
+    img = nib.Nifti1Image((vol.astype(np.int32) + 1024).astype(np.int16), affine)
+    img.header.set_slope_inter(1.0, -1024.0)
+    nib.save(img, scaled)
+    return {"nifti": nii, "int32": int32, "scaled": scaled, "dicom": dcm}
 
 
 # ---- one measured run (in a fresh interpreter) ------------------------------------------------
@@ -136,7 +146,7 @@ def child(kind: str, path: str) -> None:
     exact = _reset_peak()
     before = _status("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
-    if kind == "nifti_baseline":
+    if kind.endswith("_baseline") and not kind.startswith("dicom"):
         arr = np.asanyarray(nib.load(path).dataobj)
     elif kind == "dicom_baseline":
         files = sorted(str(p) for p in Path(path).iterdir())
@@ -204,12 +214,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_ct_", dir=args.workdir))
     try:
         t0 = time.perf_counter()
-        nii, dcm = make_data(tmp, size)  # type: ignore[arg-type]
-        print(f"data {size[0]}x{size[1]}x{size[2]} int16 = {raw / 2**20:.0f} MiB raw; "
-              f"nii.gz {nii.stat().st_size / 2**20:.0f} MiB, DICOM {len(list(dcm.iterdir()))} files; "
-              f"written in {time.perf_counter() - t0:.1f} s")
-        _warm_cache([nii, dcm])
-        paths = {"nifti": nii, "dicom": dcm}
+        paths = make_data(tmp, size)  # type: ignore[arg-type]
+        print(f"data {size[0]}x{size[1]}x{size[2]} int16 = {raw / 2**20:.0f} MiB raw; nii.gz "
+              + ", ".join(f"{k} {paths[k].stat().st_size / 2**20:.0f} MiB" for k in ("nifti", "int32", "scaled"))
+              + f"; DICOM {len(list(paths['dicom'].iterdir()))} files; written in {time.perf_counter() - t0:.1f} s")
+        _warm_cache(list(paths.values()))
         results: dict[str, list[dict]] = {k: [] for k in KINDS}
         for r in range(args.repeats):
             order = KINDS if r % 2 == 0 else tuple(reversed(KINDS))

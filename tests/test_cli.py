@@ -220,3 +220,37 @@ def test_evaluate_is_a_tumorchain_subcommand_and_scores_the_demo_model(tmp_path,
     code, _, err = _run(["evaluate", "--model", str(model), "--manifest", str(manifest), "--out",
                          str(tmp_path / "r3"), "--cot-eval"], capsys)
     assert code == 2 and "--judge-url" in err
+
+
+def test_a_case_folder_runs_with_its_own_masks_and_parts_and_exports_without_options(model_dir, tmp_path, capsys):
+    import nibabel as nib
+    import numpy as np
+
+    folder = tmp_path / "case_b"
+    ct, organs = write_case(folder)
+    img = nib.load(organs)
+    labels = np.asanyarray(img.dataobj)
+    parts = np.where(labels == 5, 101, 0).astype(np.uint8)  # the liver is all Couinaud segment I
+    nib.save(nib.Nifti1Image(parts, img.affine), folder / "parts.nii.gz")
+    out_file = tmp_path / "run.json"
+    rc, out, err = _run(["analyze", folder, "--model", model_dir, "--out", out_file, "--max-new-tokens", "4",
+                         "--question", "Is the liver abnormal?"], capsys)
+    assert rc == 0, err
+    rec = RunRecord.load(out_file)
+    assert rec.case.source_path == str(ct)
+    assert rec.segmentation.mask_source == str(organs)
+    assert rec.segmentation.details["parts_source"] == str(folder / "parts.nii.gz")
+    # batch over the folder's parent treats the same folder the same way: its own masks, no segmentation
+    rc, _, err = _run(["batch", tmp_path, "--model", model_dir, "--out-dir", tmp_path / "runs", "--max-new-tokens", "4",
+                       "--question", "Is the liver abnormal?"], capsys)
+    assert rc == 0, err
+    batch = RunRecord.load(tmp_path / "runs" / "case_b.json")
+    assert batch.segmentation.mask_hash == rec.segmentation.mask_hash
+    # the export reloads the recorded masks and parts: no --masks needed, and the hash matches
+    rc, out, err = _run(["export", out_file, "--out", tmp_path / "report", "--formats", "json"], capsys)
+    assert rc == 0, err
+    assert list((tmp_path / "report").glob("*.json"))
+    # moved masks: the message says what to pass
+    (folder / "parts.nii.gz").unlink()
+    rc, _, err = _run(["export", out_file, "--out", tmp_path / "report2", "--formats", "json"], capsys)
+    assert rc == 2 and "parts.nii.gz" in err and "--parts" in err

@@ -142,6 +142,11 @@ def _require_usable_values(headers: list[SliceHeader]) -> None:
             raise InputError(h.path, "; ".join(h.problems))
 
 
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
 def _scan_for(path: Path, series_uid: str | None) -> tuple[Path, ScanResult, str | None]:
     """Folder -> recursive scan; one file -> its folder (not recursive) and its series."""
     if path.is_dir():
@@ -149,9 +154,17 @@ def _scan_for(path: Path, series_uid: str | None) -> tuple[Path, ScanResult, str
     try:
         header = read_slice_header(path)
     except InvalidDicomError as exc:
+        if _is_gzip(path):
+            raise InputError(path, "is gzip-compressed but not a NIfTI image; decompress it (gunzip) "
+                             "and open the DICOM file or its folder") from exc
         raise InputError(path, "is neither a NIfTI (.nii/.nii.gz) nor a DICOM file") from exc
     except Exception as exc:
         raise InputError(path, f"is an unreadable DICOM file ({exc})") from exc
+    if header == "DICOMDIR":  # a media index, as on a CD: load what it indexes (its folder tree)
+        scan = scan_folder(path.parent, recursive=True)
+        if not scan.series:
+            raise InputError(path, "is a DICOMDIR (a media index), but no image series lies in its folder tree")
+        return path.parent, scan, series_uid
     if isinstance(header, str):
         raise InputError(path, f"is a {header}, not a CT image slice")
     return path.parent, scan_folder(path.parent, recursive=False), series_uid or header[0].series_uid

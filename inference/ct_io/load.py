@@ -6,7 +6,9 @@ way, so a user never sees a raw traceback.
 """
 from __future__ import annotations
 
+import gzip
 import logging
+import zlib
 from pathlib import Path
 
 from inference.ct_io.dicom_reader import read_dicom
@@ -24,16 +26,28 @@ def _named_nifti(path: Path) -> bool:
     return path.name.lower().endswith(_NIFTI_SUFFIXES)
 
 
+def _nifti_magic(head: bytes) -> bool:
+    """A NIfTI-1 (sizeof_hdr 348, magic at 344) or NIfTI-2 (540, magic at 4) header."""
+    for order in ("little", "big"):
+        size = int.from_bytes(head[:4], order)
+        if size == 348 and head[344:347] in (b"n+1", b"ni1"):
+            return True
+        if size == 540 and head[4:7] in (b"n+2", b"ni2"):
+            return True
+    return False
+
+
 def _looks_like_nifti(path: Path) -> bool:
-    """By content: gzip magic, or a NIfTI-1/2 header size (348/540) at offset 0."""
+    """By content: a NIfTI header, plain or gzipped (the sizes alone also match raw DICOM bytes)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError:
+            head = f.read(348)
+        if head[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as g:
+                head = g.read(348)
+    except (OSError, EOFError, zlib.error):
         return False
-    if head[:2] == b"\x1f\x8b":
-        return True
-    return any(int.from_bytes(head, order) in (348, 540) for order in ("little", "big"))
+    return _nifti_magic(head)
 
 
 def _existing(path: str | Path) -> Path:
