@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--mask-scheme", choices=("auto", "totalseg", "merged"),
                    help="label ids of --masks: TotalSegmentator 'total' (1..117) or the merged scheme "
                    "(default: from the file's label names, else its ids; a case folder's own: merged)")
+    a.add_argument("--series", metavar="UID", help="SeriesInstanceUID to analyze in a DICOM folder that holds "
+                   "several (default: the largest CT series; the choice is printed and kept in run.json)")
     a.add_argument("--out", type=Path, required=True, help="where to write run.json")
     a.add_argument("--case-id", help="case id in run.json (default: from the file name)")
     a.add_argument("--stream", action="store_true", help="print the answer token by token")
@@ -136,7 +138,7 @@ def _analyze(args, out: TextIO) -> int:
     request = AnalysisRequest.from_path(
         args.ct, args.masks, args.parts, args.mask_scheme, question=args.question, task=args.task,
         organ=args.organ, segmentation=args.segmentation or "totalsegmentator", case_id=args.case_id,
-        allow_non_ct=args.allow_non_ct, own_masks=args.segmentation is None)
+        allow_non_ct=args.allow_non_ct, own_masks=args.segmentation is None, series_uid=args.series)
     request.question_text()  # an empty question fails before the model loads
     pipeline = _pipeline(args)
     printer = RoundPrinter(out, stream=args.stream)

@@ -53,6 +53,7 @@ class AnalysisRequest:
     segmentation_options: dict[str, Any] = field(default_factory=dict)
     case_id: str | None = None
     allow_non_ct: bool = False  # analyze a volume that does not look like CT (recorded in run.json)
+    series_uid: str | None = None  # which series of a DICOM folder (default: the largest CT series)
 
     @classmethod
     def from_path(cls, path: str | Path, masks: str | Path | None = None, parts: str | Path | None = None,
@@ -124,7 +125,7 @@ class Pipeline:
         t0 = time.perf_counter()
         _progress(callbacks, "load", 0.0, f"loading {request.ct_path}")
         from inference.ct_io import load_ct
-        ct = load_ct(request.ct_path)
+        ct = load_ct(request.ct_path, request.series_uid)
         require_ct(ct, request.allow_non_ct)  # before segmentation: refuse early, not after minutes
         t_load = time.perf_counter()
         _check(cancel)

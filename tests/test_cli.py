@@ -254,3 +254,35 @@ def test_a_case_folder_runs_with_its_own_masks_and_parts_and_exports_without_opt
     (folder / "parts.nii.gz").unlink()
     rc, _, err = _run(["export", out_file, "--out", tmp_path / "report2", "--formats", "json"], capsys)
     assert rc == 2 and "parts.nii.gz" in err and "--parts" in err
+
+
+def test_series_picks_one_series_of_a_dicom_folder(model_dir, tmp_path, capsys):
+    import nibabel as nib
+    import numpy as np
+
+    from dicom_factory import phantom, write_series
+
+    affine = np.diag([-4.0, -4.0, 5.0, 1.0])
+    write_series(tmp_path / "study", phantom((24, 20, 12)), affine, series_uid="1.2.826.0.1.1",
+                 name=lambda k: f"A{k:03d}")
+    write_series(tmp_path / "study", phantom((24, 20, 8), seed=1), affine, series_uid="1.2.826.0.1.2",
+                 name=lambda k: f"B{k:03d}")
+
+    def masks_for(uid):  # a liver box on that series' own grid
+        v = load_ct(tmp_path / "study", uid)
+        labels = np.zeros(v.hu.shape, np.uint8)
+        labels[6:14, 6:14, 2:6] = 5
+        path = tmp_path / f"masks_{uid[-1]}.nii.gz"
+        nib.save(nib.Nifti1Image(labels, v.affine), path)
+        return path
+
+    argv = ["analyze", tmp_path / "study", "--model", model_dir, "--max-new-tokens", "2", "--max-rounds", "1",
+            "--task", "report"]
+    rc, _, err = _run([*argv, "--masks", masks_for("1.2.826.0.1.1"), "--out", tmp_path / "default.json"], capsys)
+    assert rc == 0, err
+    assert RunRecord.load(tmp_path / "default.json").case.shape[2] == 12  # the largest series by default
+    rc, _, err = _run([*argv, "--series", "1.2.826.0.1.2", "--masks", masks_for("1.2.826.0.1.2"),
+                       "--out", tmp_path / "picked.json"], capsys)
+    assert rc == 0, err
+    picked = RunRecord.load(tmp_path / "picked.json")
+    assert picked.case.shape[2] == 8 and picked.case.series_uid == "1.2.826.0.1.2"
