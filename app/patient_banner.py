@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLabel, QSizePolicy
 
 
 def _date(value: str) -> str:
@@ -36,16 +36,25 @@ def banner_text(ct) -> str:
     text = "  ·  ".join(p for p in parts if p)  # values are escaped where they are put in
     check = ct.plausibility()
     if not check.looks_like_ct:  # viewable, but the model reads CT only: say so where the reader looks
-        text += ('  ·  <span style="color:#ff6b5a"><b>Does not look like CT</b>: '
-                 f"{html.escape('; '.join(check.reasons))}</span>")
+        text += '  ·  <span style="color:#ff6b5a"><b>Does not look like CT</b> (hover for why)</span>'
     return text
+
+
+def banner_tooltip(ct) -> str:
+    if ct is None or ct.plausibility().looks_like_ct:
+        return ""
+    return "Does not look like CT: " + "; ".join(ct.plausibility().reasons) + (
+        ". It can be viewed; the analysis asks before it runs on it.")
 
 
 class PatientBanner(QLabel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("patientBanner")
+        # a long line (many series details, the non-CT note) must never widen the window
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.show_case(None)
 
     def show_case(self, ct) -> None:
         self.setText(banner_text(ct))
+        self.setToolTip(banner_tooltip(ct))
