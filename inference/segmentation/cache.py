@@ -11,14 +11,15 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from inference.atomic_write import atomic_write
 from inference.ct_volume import CTVolume
+from inference.errors import StorageError
 from inference.segmentation.expert import ProgressFn, SegmentationExpert, report
 from inference.segmentation.organ_masks import OrganMasks
 
@@ -65,9 +66,8 @@ class SegmentationCache:
             return None
 
     def store(self, ct: CTVolume, identity: dict[str, Any], masks: OrganMasks) -> Path:
-        """Write atomically (temp file + rename) so a crash never leaves a half-written entry."""
+        """Write atomically (inference/atomic_write) so a crash never leaves a half-written entry."""
         path = self.path_for(self.key(ct, identity))
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = json.dumps({"backend": masks.backend, "details": masks.details, "identity": identity},
                           default=str)
         arrays: dict[str, np.ndarray] = {
@@ -76,15 +76,7 @@ class SegmentationCache:
         }
         if masks.parts is not None:
             arrays["parts"] = masks.parts
-        fd, tmp = tempfile.mkstemp(suffix=".npz.tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), what="segmentation cache entry")
 
     @staticmethod
     def _read(path: Path, ct: CTVolume) -> OrganMasks:
@@ -124,6 +116,6 @@ class CachedExpert:
         masks = self.inner.segment(ct, progress=progress, cancel=cancel)
         try:
             self.cache.store(ct, identity, masks)
-        except OSError as exc:  # a full or read-only cache disk must not lose the result
+        except (OSError, StorageError) as exc:  # a full or read-only cache disk must not lose the result
             log.warning("could not write segmentation cache under %s: %s", self.cache.root, exc)
         return masks
