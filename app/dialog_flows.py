@@ -127,7 +127,7 @@ def export_report(win, choice=None) -> bool:
 
 def show_export_result(win, result) -> None:
     win.last_export = result
-    files = sorted(p.name for k, p in result.paths.items() if not k.startswith("key_image"))
+    files = sorted(p.name + ("/" if p.is_dir() else "") for k, p in result.paths.items() if not k.startswith("key_image"))
     text = (f"Exported to {result.out_dir}:\n  " + "\n  ".join(files)
             + f"\n\n{len([k for k in result.paths if k.startswith('key_image')])} key images; "
             f"{result.timings_ms.get('total_ms', 0) / 1000:.1f} s.")

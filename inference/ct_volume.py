@@ -29,6 +29,7 @@ class StudyInfo:
     study_time: str = ""
     study_description: str = ""
     accession_number: str = ""
+    study_id: str = ""
     referring_physician: str = ""
     frame_of_reference_uid: str = ""
     manufacturer: str = ""
@@ -53,6 +54,8 @@ class CTVolume:
     modality: str = "CT"
     study: StudyInfo = field(default_factory=StudyInfo)
     warnings: tuple[str, ...] = ()
+    # the series' own SliceThickness (DICOM), which can differ from the slice spacing; None: unknown
+    slice_thickness_mm: float | None = None
 
     def __post_init__(self) -> None:
         if self.hu.dtype != np.int16:

@@ -126,7 +126,7 @@ def write_series(
             ImageOrientationPatient=iop,
             ImagePositionPatient=ipp,
             PixelSpacing=ps,
-            SliceThickness=round(float(np.linalg.norm(affine[:3, 2])), 4),
+            SliceThickness=(extra or {}).get("SliceThickness", round(float(np.linalg.norm(affine[:3, 2])), 4)),
             Rows=hu.shape[1],
             Columns=hu.shape[0],
             SamplesPerPixel=1,
@@ -137,7 +137,7 @@ def write_series(
             PixelRepresentation=0 if eight_bit else int(signed),
             RescaleSlope=slope,
             RescaleIntercept=intercept,
-            **(extra or {}),
+            **{k: v for k, v in (extra or {}).items() if k != "SliceThickness"},
         )
         stored = np.rint((hu[:, :, k].T.astype(np.float64) - intercept) / slope)
         dtype = np.uint8 if eight_bit else (np.int16 if signed else np.uint16)

@@ -69,6 +69,7 @@ def write_dicom_case(folder: Path, shape=(64, 56, 24)) -> Path:
     write_series(series, hu, affine, extra={
         "PatientName": PATIENT["name"], "PatientID": PATIENT["id"], "PatientBirthDate": PATIENT["birth"],
         "PatientSex": "F", "AccessionNumber": "ACC5566", "StudyTime": "101500", "StudyID": "S1",
+        "SliceThickness": 5.0,  # thicker than the 3 mm spacing, as reconstructions often are
         "ReferringPhysicianName": "Refer^Rita", "InstitutionName": "Hospital of Doeberg",
         "StudyInstanceUID": generate_uid(),  # not the factory's default, a prefix of every pydicom UID
     })

@@ -1,10 +1,13 @@
 """DICOM SEG + SR export: read back with highdicom, validated with dciodvfy, and de-identified."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -26,6 +29,9 @@ DCIODVFY = shutil.which("dciodvfy")
 def case(tmp_path_factory):
     ct, masks = load_case(tmp_path_factory.mktemp("dicom"))
     run = make_run(ct, masks)
+    # load warnings quote paths, file names (Siemens names files by SOP UID) and series UIDs
+    run.warnings.append(f"{ct.source_path}/{ct.study.sop_instance_uids[0]}.dcm: left out (another orientation); "
+                        f"series uid {ct.series_uid}")
     review = Review.for_run(run, reviewer="Dr Ada Reader")
     review.decide("round-1", "agreed")
     review.decide("round-2", "edited", text="Head lesion 30 mm.")
@@ -141,7 +147,7 @@ def test_no_identifier_reaches_any_deidentified_file(case, plain, anonymous):
     ct, _, _, _ = case
     secrets = [PATIENT["name"], "Doeberg", "Janetta", PATIENT["id"], PATIENT["birth"], "1961-02-03", "ACC5566",
                "Refer^Rita", "Hospital of Doeberg", ct.study.study_instance_uid, ct.series_uid,
-               *ct.study.sop_instance_uids[:3], ct.study.frame_of_reference_uid, "20240102"]
+               *ct.study.sop_instance_uids[:3], ct.study.frame_of_reference_uid, "20240102", str(ct.source_path)]
     files = [p for p in anonymous.out_dir.rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"run.json", "review.json", "report.json", "report.html", "report.pdf",
                                        "seg_organs.dcm", "seg_parts.dcm", "sr.dcm"}
@@ -194,12 +200,111 @@ def test_scrub_text_replaces_identifier_strings_only_where_they_stand_alone():
     d = Deidentifier(StudyInfo(patient_name="Li^Wei", patient_id="778899", patient_birth_date="19610203"), b"k" * 16)
     assert d.scrub_text("Li Wei, born 03.02.1961 (id 778899), liver normal") == \
         "[removed], born [removed] (id [removed]), liver normal"
-    assert d.scrub_text("folder /data/LI_WEI_778899/ct") == "folder /data/[removed]_[removed]/ct"
+    # paths go whole (folders carry names); instance UIDs in free text become this export's UIDs
+    assert d.scrub_text("folder /data/LI_WEI_778899/ct: skipped") == "folder [path removed]: skipped"
+    assert d.scrub_text(r"C:\cases\LI_WEI\IM1.dcm and cases/LI_WEI/IM2.dcm") == "[path removed] and [path removed]"
     uid = "1.2.840.778899.5"
-    assert d.scrub({"series_uid": uid, "note": f"see {uid}"}) == {"series_uid": uid, "note": "see 1.2.840.[removed].5"}
+    assert d.scrub({"series_uid": uid, "note": f"see {uid}."}) == {"series_uid": d.uid(uid), "note": f"see {d.uid(uid)}."}
+    standard = "1.2.840.10008.1.2.4.50"  # a transfer syntax identifies nobody
+    assert d.scrub_text(f"syntax {standard}; numpy 2.4.6, 2.5 mm, 1/2, and/or") == \
+        f"syntax {standard}; numpy 2.4.6, 2.5 mm, 1/2, and/or"
     assert Deidentifier(StudyInfo(patient_id="12"), b"k" * 16).scrub_text("a 12 mm lesion") == "a 12 mm lesion"
     assert d.uid(uid) == d.uid(uid) != Deidentifier(d.study, b"x" * 16).uid(uid)
     shifted = date.fromordinal(date(2024, 1, 2).toordinal() + d.shift_days)
     assert d.shift_date("20240102") == shifted.strftime("%Y%m%d")
     assert d.shift_date("2024-01-02T10:00:00+00:00") == shifted.isoformat() + "T10:00:00+00:00"
     assert d.shift_date("garbage") == ""
+
+
+SEGIMAGE2ITKIMAGE = shutil.which("segimage2itkimage") or (
+    str(Path(sys.executable).parent / "segimage2itkimage") if (Path(sys.executable).parent / "segimage2itkimage").exists()
+    else None)
+
+
+@pytest.mark.skipif(SEGIMAGE2ITKIMAGE is None, reason="dcmqi (test extra) is not installed")
+@pytest.mark.parametrize("which", ["plain", "anonymous"])
+def test_dcmqi_reads_the_seg_back_as_the_same_masks_on_the_ct_grid(case, request, which, tmp_path):
+    """dcmqi (what 3D Slicer uses) is an independent SEG reader: every segment it writes out covers
+    exactly the CT voxels of that organ's mask, in world coordinates."""
+    import nibabel as nib
+
+    from inference.labels.organ_labels import merged_labels
+
+    ct, masks, _, _ = case
+    result = request.getfixturevalue(which)
+    out = tmp_path / "dcmqi"
+    out.mkdir()
+    proc = subprocess.run([SEGIMAGE2ITKIMAGE, "--inputDICOM", str(result.paths["seg"]), "--outputDirectory", str(out),
+                           "--outputType", "nifti"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    by_display = {lab.display[:64]: lab.id for lab in merged_labels()}
+    inv = np.linalg.inv(ct.affine)
+    seen = set()
+    for n, group in enumerate(meta["segmentAttributes"], 1):
+        label = by_display[group[0]["SegmentLabel"]]
+        img = nib.load(out / f"{n}.nii.gz")
+        ijk = np.argwhere(np.asanyarray(img.dataobj) > 0)
+        world = img.affine @ np.c_[ijk, np.ones(len(ijk))].T
+        got = {tuple(v) for v in np.rint((inv @ world)[:3].T).astype(int)}
+        want = {tuple(v) for v in np.argwhere(masks.organs == label)}
+        assert got == want, (group[0]["SegmentLabel"], len(got), len(want))
+        seen.add(label)
+    assert seen == {int(v) for v in np.unique(masks.organs) if v}
+
+
+def test_source_attributes_are_kept_as_the_source_had_them(case, plain, anonymous):
+    """SliceThickness is the source's (5 mm over a 3 mm spacing), StudyID is kept unless
+    anonymizing, spacing is written without rounding."""
+    from inference.ct_volume import CTVolume
+    from inference.report.dicom_source import source_headers
+
+    for path in (plain.paths["seg"], plain.paths["sr"]):
+        assert pydicom.dcmread(path).StudyID == "S1"
+    for path in (anonymous.paths["seg"], anonymous.paths["sr"]):
+        assert pydicom.dcmread(path).StudyID == ""
+    seg = pydicom.dcmread(plain.paths["seg"])
+    measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SliceThickness) == 5.0 and [float(v) for v in measures.PixelSpacing] == [1.5, 1.5]
+    ct = case[0]
+    fine = CTVolume(hu=ct.hu, affine=np.diag([-0.9765625, -0.9765625, 2.5, 1.0]), source_path=ct.source_path,
+                    series_uid=ct.series_uid, study=ct.study)
+    h = source_headers(fine)[1]
+    assert [str(v) for v in h.PixelSpacing] == ["0.9765625", "0.9765625"] and float(h.SliceThickness) == 2.5
+    assert [float(v) for v in h.ImagePositionPatient][2] == 2.5
+
+
+def test_deidentified_pdf_metadata_carry_the_shifted_clock(case, anonymous, plain):
+    ct = case[0]
+    shift = Deidentifier(ct.study, b"s" * 16).shift_days
+    meta = pypdf.PdfReader(anonymous.paths["pdf"]).metadata
+    report = json.loads(anonymous.paths["report_json"].read_text())
+    generated = date.fromisoformat(report["generated"][:10])
+    assert meta.creation_date.date() == generated and meta.modification_date.date() == generated
+    assert (date.today() - generated).days == -shift  # the body's date, not today's
+    assert "/Author" not in meta or "Reader" not in str(meta.get("/Author"))
+
+
+def test_a_deidentified_export_carries_the_ct_its_seg_and_sr_reference(case, anonymous):
+    """The SEG/SR of a de-identified export reference new CT UIDs; the export writes that CT beside
+    them (same HU, same geometry, same UIDs), so a PACS or 3D Slicer opens the set together."""
+    from inference.ct_io import load_ct
+
+    ct = case[0]
+    folder = anonymous.paths["ct_series"]
+    files = sorted(folder.glob("*.dcm"))
+    assert len(files) == ct.shape[2]
+    back = load_ct(folder)
+    assert np.array_equal(back.hu, ct.hu) and np.allclose(back.affine, ct.affine, atol=1e-6)
+    assert back.study.patient_id.startswith("ANON-") and back.series_uid != ct.series_uid
+    seg = pydicom.dcmread(anonymous.paths["seg"])
+    refs = {r.ReferencedSOPInstanceUID for fr in seg.PerFrameFunctionalGroupsSequence
+            for d in fr.DerivationImageSequence for r in d.SourceImageSequence}
+    assert refs <= set(back.study.sop_instance_uids)
+    first = pydicom.dcmread(files[0])
+    assert first.StudyInstanceUID == seg.StudyInstanceUID and first.FrameOfReferenceUID == seg.FrameOfReferenceUID
+    assert first.StudyDate == seg.StudyDate and first.PatientIdentityRemoved == "YES"
+    if DCIODVFY:
+        proc = subprocess.run([DCIODVFY, str(files[0])], capture_output=True, text=True, timeout=60)
+        errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("Error")]
+        assert not errors, proc.stdout + proc.stderr

@@ -227,4 +227,5 @@ def read_dicom(
         modality=first.modality,
         study=study,
         warnings=tuple(warnings),
+        slice_thickness_mm=info.slice_thickness_mm,
     )

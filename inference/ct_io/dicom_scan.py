@@ -78,6 +78,7 @@ class SeriesInfo:
     series_number: int | None
     study: StudyInfo
     notes: tuple[str, ...] = ()  # fields that could not be read (see _value)
+    slice_thickness_mm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,7 @@ def study_info(ds: pydicom.Dataset, notes: list[str] | None = None) -> StudyInfo
         study_time=_str(ds, "StudyTime", notes),
         study_description=_str(ds, "StudyDescription", notes),
         accession_number=_str(ds, "AccessionNumber", notes),
+        study_id=_str(ds, "StudyID", notes),
         referring_physician=_str(ds, "ReferringPhysicianName", notes),
         frame_of_reference_uid=_str(ds, "FrameOfReferenceUID", notes),
         manufacturer=_str(ds, "Manufacturer", notes),
@@ -301,8 +303,10 @@ def _is_image_class(sop_class: str) -> bool:
 
 def series_info(ds: pydicom.Dataset, path: Path) -> SeriesInfo:
     notes: list[str] = []
+    thickness = _number(ds, "SliceThickness", float("nan"))
     info = SeriesInfo(_str(ds, "SeriesDescription", notes), _int(ds, "SeriesNumber", notes),
-                      study_info(ds, notes))
+                      study_info(ds, notes),
+                      slice_thickness_mm=thickness if math.isfinite(thickness) and 0 < thickness < 100 else None)
     return dataclasses.replace(info, notes=tuple(f"{path.name}: {n}" for n in notes))
 
 

@@ -26,6 +26,7 @@ import copy
 import hashlib
 import os
 import re
+import weakref
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -39,7 +40,19 @@ from pydicom.uid import generate_uid
 from inference.ct_volume import StudyInfo
 
 REMOVED = "[removed]"
-_OPAQUE = re.compile(r"\d+(?:\.\d+)+|[0-9a-f]{64}")
+PATH_REMOVED = "[path removed]"
+_HASH = re.compile(r"[0-9a-f]{16,64}")
+# a DICOM UID in free text: root 0/1/2, at least four components without leading zeros (so a
+# version "5.4.2" or a size "2.5 mm" is not one); Siemens and GE file names are SOP UIDs too
+_UID_TOKEN = re.compile(r"(?<![\w.])(?:[0-2](?:\.(?:0|[1-9]\d*)){3,}|2\.25\.[1-9]\d{9,})(?![\w])")
+# UIDs the standard defines (SOP classes, transfer syntaxes, codes) identify nobody
+_STANDARD_UID = "1.2.840.10008."
+# a path in free text: absolute (POSIX, Windows, ~), or relative with a folder and a file name;
+# folder names often carry a patient's name or id
+_PATH_TOKEN = re.compile(
+    r"(?:(?<![\w.~/\\])(?:[A-Za-z]:[\\/]|\\\\|~?/)[^\s'\"()<>\[\],;]*"
+    r"|(?<![\w/])[\w.-]+(?:[\\/][\w .-]*[\w-])+\.[A-Za-z][\w]{0,5}\b)"
+)
 UID_PREFIX = "1.2.826.0.1.3680043.10.1542."  # pydicom-style root + product arc; only a prefix
 
 # DICOM attributes by action (PS3.15 Table E.1-1, the ones that can reach our objects)
@@ -78,21 +91,35 @@ class Deidentifier:
         self.pseudonym = "ANON-" + digest.hexdigest()[:8].upper()
         self.shift_days = -(365 + int.from_bytes(digest.digest()[8:12], "big") % 3650)
         self._patterns = _identifier_patterns(self.study)
-        self._visited: set[int] = set()  # ids of datasets already de-identified (objects stay alive per export)
+        # datasets already de-identified, by id; a weak reference proves the id is still that object
+        # (a freed dataset's id is reused by the next one, e.g. CT slices written one at a time)
+        self._visited: dict[int, weakref.ref] = {}
 
     # -- text --------------------------------------------------------------------------------------
 
     def scrub_text(self, text: str) -> str:
-        """Replace every known identifier string (name parts, patient id, birth date) in ``text``."""
+        """Replace every known identifier string (name parts, patient id, birth date) in ``text``,
+        every path, and every instance UID (by the UID this export gives it, so a warning about a
+        series still names the series of the exported objects)."""
+        text = _PATH_TOKEN.sub(_path_removed, text)
+        text = _UID_TOKEN.sub(lambda m: self._uid_token(m.group(0)), text)
         for pattern in self._patterns:
             text = pattern.sub(REMOVED, text)
         return text
 
+    def _uid_token(self, token: str) -> str:
+        if token.startswith((_STANDARD_UID, UID_PREFIX)):
+            return token
+        return self.uid(token)
+
     def scrub(self, value: Any) -> Any:
         """scrub_text applied to every string inside nested dicts/lists."""
         if isinstance(value, str):
-            # UIDs and SHA-256 hashes carry no names; a short numeric id must not cut them apart
-            return value if _OPAQUE.fullmatch(value) else self.scrub_text(value)
+            if _HASH.fullmatch(value):  # content and weight hashes carry no names
+                return value
+            if _UID_TOKEN.fullmatch(value):  # a UID field: mapped once (ours are kept)
+                return self._uid_token(value)
+            return self.scrub_text(value)
         if isinstance(value, dict):
             return {k: self.scrub(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -127,7 +154,7 @@ class Deidentifier:
             patient_name=self.pseudonym, patient_id=self.pseudonym, patient_birth_date="", patient_sex="",
             study_instance_uid=self.uid(s.study_instance_uid), study_date=self.shift_date(s.study_date) if shift_dates else s.study_date,
             study_time=s.study_time, study_description=self.scrub_text(s.study_description),
-            accession_number="", referring_physician="",
+            accession_number="", study_id="", referring_physician="",
             frame_of_reference_uid=self.uid(s.frame_of_reference_uid), manufacturer=s.manufacturer,
             sop_instance_uids=tuple(self.uid(u) for u in s.sop_instance_uids), sop_class_uid=s.sop_class_uid,
         )
@@ -190,9 +217,10 @@ class Deidentifier:
         # Elements are replaced, never changed in place: highdicom shares DataElement objects
         # between a source header and the objects it builds, and an in-place change would shift
         # a shared date twice. A sequence item shared by two objects is visited once.
-        if id(ds) in self._visited:
+        seen = self._visited.get(id(ds))
+        if seen is not None and seen() is ds:
             return
-        self._visited.add(id(ds))
+        self._visited[id(ds)] = weakref.ref(ds)
         for elem in list(ds):
             kw = elem.keyword
             value = elem.value
@@ -221,6 +249,11 @@ class Deidentifier:
             else:
                 continue
             ds[elem.tag] = DataElement(elem.tag, elem.VR, new)
+
+
+def _path_removed(m: re.Match) -> str:
+    tail = re.search(r"[:.]+$", m.group(0))  # the sentence's colon or full stop, not the path's
+    return PATH_REMOVED + (tail.group(0) if tail else "")
 
 
 def _identifier_patterns(study: StudyInfo) -> list[re.Pattern]:

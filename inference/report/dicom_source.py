@@ -32,7 +32,8 @@ def dicom_unavailable_reason(ct: CTVolume) -> str:
     return "the CT has no series instance UID; no DICOM SEG/SR was written"
 
 
-def _ds(values, digits: int = 6) -> list[DSfloat]:
+def _ds(values, digits: int = 8) -> list[DSfloat]:
+    """DS values without float noise (8 decimals keep any clinical precision: 0.9765625 mm stays)."""
     return [DSfloat(round(float(v), digits), auto_format=True) for v in values]
 
 
@@ -66,7 +67,7 @@ def source_headers(ct: CTVolume, study: StudyInfo | None = None, series_uid: str
         ds.StudyDate = study.study_date
         ds.StudyTime = study.study_time
         ds.StudyDescription = study.study_description
-        ds.StudyID = ""
+        ds.StudyID = study.study_id
         ds.AccessionNumber = study.accession_number
         ds.ReferringPhysicianName = study.referring_physician
         ds.SeriesInstanceUID = series_uid
@@ -76,9 +77,10 @@ def source_headers(ct: CTVolume, study: StudyInfo | None = None, series_uid: str
         ds.FrameOfReferenceUID = study.frame_of_reference_uid
         ds.Manufacturer = study.manufacturer
         ds.ImageOrientationPatient = iop
-        ds.ImagePositionPatient = _ds(t + m[:, 2] * k, 5)
+        ds.ImagePositionPatient = _ds(t + m[:, 2] * k)
         ds.PixelSpacing = _ds([row_sp, col_sp])
-        ds.SliceThickness = DSfloat(round(thickness, 5), auto_format=True)
+        # the source's own thickness (a 5 mm slice every 2.5 mm is common); the spacing when unknown
+        ds.SliceThickness = _ds([ct.slice_thickness_mm or thickness])[0]
         ds.Rows, ds.Columns = ct.shape[1], ct.shape[0]
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"

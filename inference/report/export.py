@@ -142,6 +142,17 @@ def _export_dicom(report: TraceableReport, run: Any, ct: CTVolume, masks: OrganM
         deid.dataset(sr, remap_uids=False)
     result.paths["sr"] = _write_dicom(out / "sr.dcm", sr)
     result.timings_ms["dicom_sr_ms"] = _ms(t)
+    if deid:  # the SEG and SR reference CT UIDs that exist only here: write that CT beside them
+        from inference.report.dicom_ct_series import ct_slice_datasets
+
+        t = time.perf_counter()
+        for k, ds in ct_slice_datasets(ct, sources):
+            deid.dataset(ds, remap_uids=False)
+            _write_dicom(out / "ct" / f"CT{k + 1:04d}.dcm", ds)
+        result.paths["ct_series"] = out / "ct"
+        result.notes.append(f"wrote the de-identified CT series ({ct.shape[2]} slices) to ct/, under the UIDs "
+                            "the SEG and SR reference")
+        result.timings_ms["dicom_ct_ms"] = _ms(t)
 
 
 def _check_inputs(run: Any, review: Review, ct: CTVolume, masks: OrganMasks) -> None:

@@ -10,6 +10,7 @@ arrows, ≥ and ×); otherwise the PDF falls back to Helvetica.
 from __future__ import annotations
 
 import io
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -20,6 +21,7 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from inference.report.traceable_report import TraceableReport
@@ -147,8 +149,28 @@ def render_pdf(report: TraceableReport) -> bytes:
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm,
                             bottomMargin=15 * mm, title="TumorChain traceable report", author="TumorChain Workstation",
                             subject="AI-assisted CT report", creator="TumorChain Workstation")
-    doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
+    doc.build(story, onFirstPage=_footer, onLaterPages=_footer, canvasmaker=_canvas_dated(report.generated))
     return buf.getvalue()
+
+
+def _canvas_dated(generated: str):
+    """A canvas whose PDF metadata carry the report's own clock (``generated``: shifted in a
+    de-identified report), never the wall clock: CreationDate and ModDate are ``generated``, and
+    the file ID digest starts from reportlab's fixed invariant stamp instead of the time."""
+    when = datetime.fromisoformat(generated).astimezone(timezone.utc)
+
+    class DatedCanvas(Canvas):
+        def __init__(self, *args, **kwargs):
+            kwargs["invariant"] = 1
+            super().__init__(*args, **kwargs)
+            stamp = self._doc._timeStamp
+            stamp.t = when.timestamp()
+            stamp.lt = when.timetuple()
+            stamp.YMDhms = tuple(stamp.lt)[:6]
+            stamp.dhh = stamp.dmm = 0
+            stamp.tzname = "UTC"
+
+    return DatedCanvas
 
 
 def _footer(canvas, doc) -> None:
