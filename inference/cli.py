@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Sequence, TextIO
 
 from inference.errors import Cancelled, InputError, ModelError, TumorChainError
+from inference.vocabulary import DEFAULT_MAX_NEW_TOKENS, TASKS as TASK_CHOICES
 
-TASK_CHOICES = ("report", "tnm", "attributes", "localization")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="segmentation backend when no masks are given (default: totalsegmentator); "
                         "named, it also replaces a case folder's own masks")
         sp.add_argument("--max-rounds", type=_positive_int, default=4, help="IIR round limit (default 4)")
-        sp.add_argument("--max-new-tokens", type=_positive_int, default=512, help="per round (default 512)")
+        sp.add_argument("--max-new-tokens", type=_positive_int, default=DEFAULT_MAX_NEW_TOKENS,
+                        help=f"per round (default {DEFAULT_MAX_NEW_TOKENS})")
         sp.add_argument("--temperature", type=_non_negative_float, default=0.0, help="0 = greedy (default)")
         sp.add_argument("--top-p", type=_unit_float, default=1.0)
         sp.add_argument("--top-k", type=_non_negative_int, default=0)

@@ -41,6 +41,12 @@ class Cancelled(TumorChainError):
     """Work stopped because the user asked to cancel."""
 
 
+def raise_if_cancelled(cancel, what: str = "") -> None:
+    """Raise Cancelled when ``cancel`` (a threading.Event or None) is set: the one cancel check."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"{what} cancelled" if what else "cancelled by the user")
+
+
 def read_json_file(path: str | Path, what: str):
     """The parsed JSON of ``path``; InputError naming the file when it is missing, unreadable or not
     JSON (with line and column). ``what`` names the file for the user, e.g. "review file"."""

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from inference.ct_volume import CTVolume
-from inference.errors import Cancelled, InputError, ModelError, NotCTError
+from inference.errors import InputError, ModelError, NotCTError, raise_if_cancelled
 from inference.iir.features import GridMasks, ModelCaseFeatures
 from inference.iir.generator import ModelRoundGenerator
 from inference.iir.loop import IIRLoop, IIRSettings, Matcher
@@ -306,9 +306,7 @@ def _progress(cb: Callbacks, step: str, fraction: float, message: str) -> None:
         cb.progress(lo + (hi - lo) * min(max(fraction, 0.0), 1.0), message)
 
 
-def _check(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("cancelled by the user")
+_check = raise_if_cancelled
 
 
 def _jsonable(value: Any) -> Any:

@@ -108,6 +108,11 @@ class ModelInput:
             return torch.zeros(self.grid.shape, dtype=torch.bool)
         return torch.from_numpy(labels == label_id)
 
+    @property
+    def keeps_source(self) -> bool:
+        """Whether crop() can re-sample the native CT (a ModelInput rebuilt from a cache cannot)."""
+        return self._source is not None and self._box is not None
+
     def crop(self, lo: tuple[float, float, float], hi: tuple[float, float, float]) -> torch.Tensor:
         """Re-sample the CT at native resolution over a model-voxel box (edge coordinates, may
         reach outside the grid) onto a full (1, 1, 32, 256, 256) model input (crop mode of Gamma)."""

@@ -12,8 +12,8 @@ from inference.errors import Cancelled, ModelError
 from inference.iir.decoding import KVDecoder, SamplingConfig, sample_token
 from inference.iir.detokenize import IncrementalDetokenizer
 from inference.iir.generator import ModelRoundGenerator
-from inference.iir.interleaved_input import (GlobalVisual, Ids, OrganVisual, SequenceBuilder, Text,
-                                             embed_interleaved)
+from inference.iir.interleaved_input import GlobalVisual, Ids, OrganVisual, SequenceBuilder, Text
+from inference.model.visual_inputs import scatter_visual
 from inference.iir.prompts import OrganRef, chain_segments, followup_segments, load_template, round1_segments
 
 from iir_fakes import one_torch_thread, tiny_llm, tiny_tokenizer, visual  # noqa: F401 (autouse fixture)
@@ -202,18 +202,24 @@ def test_sequence_builder_places_visual_runs_and_answer_labels():
     assert b.ct_id not in typed and b.organ_id not in typed
 
 
-def test_embed_interleaved_puts_visual_embeddings_in_their_slots():
+def test_visual_embeddings_are_scattered_into_their_slots():
     llm, tok = tiny_llm(), tiny_tokenizer()
     emb = llm.get_input_embeddings()
     b = SequenceBuilder(tok)
     seq = b.build([GlobalVisual(4), Text("hi"), OrganVisual(5, 2), Ids((7, 8))])
     g, o = visual(4, K, 1), visual(2, K, 2)
-    out = embed_interleaved(seq, emb, [g, o])
+    ids = seq.input_ids[None]
+    with torch.no_grad():
+        out = scatter_visual(scatter_visual(emb(ids), ids, b.ct_id, g, "global"), ids, b.organ_id, o, "organ")
     assert out.shape == (1, len(seq), K)
     assert torch.equal(out[:, :4], g) and torch.equal(out[:, seq.slots[1].start:seq.slots[1].start + 2], o)
     assert torch.equal(out[:, -2:], emb(torch.tensor([[7, 8]])))
+    with pytest.raises(ValueError, match="placeholders"):
+        scatter_visual(emb(ids), ids, b.organ_id, visual(3, K, 2), "organ")
+    gen = ModelRoundGenerator(llm, tok, emb)
     with pytest.raises(ValueError, match="needs"):
-        embed_interleaved(seq, emb, [g, visual(3, K, 2)])
+        gen.generate(seq_segments := [GlobalVisual(4), Text("hi")], [visual(3, K, 1)])
+    assert seq_segments
 
 
 def test_tokenizer_without_placeholders_is_a_model_error():
@@ -251,10 +257,12 @@ def test_training_sequence_reproduces_the_context_inference_decoded(tmp_path):
     seq = training_sequence(tok, "Where is the lesion?", [(body(a1), organs), (body(a2), [])], 256, 4,
                             end_of_answer_id=gen.end_of_answer_id)
     assert len(seq) == gen.decoder.context_tokens
-    # the model's own merge of placeholder ids gives the same embeddings as ours
-    ours = embed_interleaved(seq, model.embed_text, [g, o5, o7])
-    theirs = model.merge_visual(seq.input_ids[None], g, [o5, o7])
-    assert torch.equal(ours, theirs)
+    # the model's embedding (the trainer's path) gives what the generator's scatter over text gives
+    with torch.no_grad():
+        ours = model.embed_inputs(seq.input_ids[None], g, torch.cat([o5, o7]))
+        plain = ModelRoundGenerator(model.llm, tok, model.embed_text)._scatter_over_text(
+            seq.input_ids[None], g, torch.cat([o5, o7]))
+    assert torch.equal(ours, plain)
     with torch.no_grad():
         logits = model.llm(inputs_embeds=ours, position_ids=seq.position_ids[None]).logits[0]
     predicted = logits.argmax(-1)

@@ -78,9 +78,9 @@ def test_large_organ_is_pooled_into_compact_groups():
     assert selection.mode == "pooled"
     assert selection.patch_indices() == [[0, 1], [2, 3]]  # split along x, the axis of largest extent
     tokens = torch.rand(1, 32, 5)
-    from inference.model.organ_tokens import apply_selection
+    from inference.model.visual_inputs import gamma_from_weights
 
-    out = apply_selection(tokens, selection)
+    out = gamma_from_weights(tokens, selection.weights[None], torch.zeros(1, dtype=torch.long))
     assert torch.allclose(out[0, 0], tokens[0, [0, 1]].mean(0)) and torch.allclose(out[0, 1], tokens[0, [2, 3]].mean(0))
 
 

@@ -135,8 +135,8 @@ def test_bf16_model_keeps_rope_frequencies_in_float32(tmp_path, model):
     assert half.llm.model.rotary_emb.inv_freq.dtype == torch.float32
     ids = torch.tensor([[3, 17, 5, 9, 22, 11]])
     with torch.no_grad():
-        low = half.llm_forward(*half.build_inputs(ids)).logits.float()
-        ref = model.llm_forward(*model.build_inputs(ids)).logits
+        low = half.forward(ids).logits.float()
+        ref = model.forward(ids).logits
     assert torch.allclose(low, ref, atol=0.05 * ref.abs().max().item())
 
 
@@ -148,7 +148,7 @@ def test_placeholders_are_single_special_tokens_and_get_the_visual_tokens(model)
     assert (ids == model.ct_token_id).sum() == lg and (ids == model.organ_token_id).sum() == ll
     g, o = torch.randn(1, lg, k), torch.randn(1, ll, k)
     with torch.no_grad():
-        embeds, pos = model.build_inputs(ids, g, [o], start=7)
+        embeds, pos = model.embed_inputs(ids, g, o), model.position_ids(7, ids.shape[1])
         text_embeds = model.embed_text(ids)
     ct_slots = (ids[0] == model.ct_token_id).nonzero().flatten()
     organ_slots = (ids[0] == model.organ_token_id).nonzero().flatten()
@@ -160,9 +160,15 @@ def test_placeholders_are_single_special_tokens_and_get_the_visual_tokens(model)
     assert tuple(pos.shape) == (3, 1, ids.shape[1]) and pos[:, 0, 0].tolist() == [7, 7, 7]
     assert torch.equal(pos[0], pos[2]) and pos[0, 0, -1].item() == 7 + ids.shape[1] - 1
     with pytest.raises(ValueError, match="organ"):
-        model.build_inputs(ids, g, [])
+        model.embed_inputs(ids, g, None)
     with pytest.raises(ValueError, match="<ct>"):
-        model.build_inputs(ids, None, [o])
+        model.embed_inputs(ids, None, o)
+    # a batch of two sequences takes its runs in sequence order (the trainer's path)
+    g2, o2 = torch.randn(2, lg, k), torch.randn(2, ll, k)
+    with torch.no_grad():
+        both = model.embed_inputs(torch.cat([ids, ids]), g2, o2)
+    assert torch.equal(both[1, ct_slots], g2[1]) and torch.equal(both[1, organ_slots], o2[1])
+    assert tuple(model.position_ids(0, 5, batch=2).shape) == (3, 2, 5)
 
 
 def test_kv_cache_continuation_equals_one_full_pass(model):
@@ -176,11 +182,10 @@ def test_kv_cache_continuation_equals_one_full_pass(model):
     second = model.tokenizer("no . requires greater attention to the liver " + model.organ_placeholder() + " thus",
                              add_special_tokens=False, return_tensors="pt").input_ids
     with torch.no_grad():
-        full = model.forward(torch.cat([first, second], dim=1), g, [o]).logits
-        e1, p1 = model.build_inputs(first, g, [])
-        out1 = model.llm_forward(e1, p1)
-        e2, p2 = model.build_inputs(second, None, [o], start=first.shape[1])
-        out2 = model.llm_forward(e2, p2, past_key_values=out1.past_key_values)
+        full = model.forward(torch.cat([first, second], dim=1), g, o).logits
+        out1 = model.forward(first, g, None, use_cache=True)
+        out2 = model.forward(second, None, o, start=first.shape[1], past_key_values=out1.past_key_values,
+                             use_cache=True)
     assert torch.allclose(torch.cat([out1.logits, out2.logits], dim=1), full, atol=1e-5)
 
 

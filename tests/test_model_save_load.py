@@ -29,7 +29,7 @@ def run_case(model: TumorChainModel, volume: torch.Tensor, mask: torch.Tensor):
     with torch.no_grad():
         enc = model.encode_case(volume)
         g, o = model.global_tokens(enc), model.organ_tokens(enc, mask)
-        logits = model.forward(ids, g, [o]).logits
+        logits = model.forward(ids, g, o).logits
         return ids, g, o, model.organ_logits(o), logits
 
 

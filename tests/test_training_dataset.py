@@ -48,9 +48,23 @@ def test_sequence_equals_inference_training_sequence(tmp_path):
     assert int(ex.labels[ex.labels != -100][-1]) == model.tokenizer.eos_token_id
 
 
-def test_joint_forward_matches_inference_forward(tmp_path):
+def _model_config_with(a, tmp_path, **fields):
+    import json
+
+    from inference.model import TumorChainConfig
+
+    cfg = json.loads(a.model_config.read_text())
+    cfg.update(fields)
+    path = tmp_path / "model_config.json"
+    TumorChainConfig.from_dict(cfg).save(path)
+    return path
+
+
+@pytest.mark.parametrize("gamma_mode", ["tokens", "crop"])
+def test_joint_forward_matches_inference_forward(tmp_path, gamma_mode):
     """LM loss of the training forward == TumorChainModel.forward on visual tokens made by inference
-    (preprocess, encode_case, Gamma organ_tokens) for the same sample."""
+    (preprocess, encode_case, Gamma organ_tokens) for the same sample. In crop mode both sides
+    re-encode each organ's box from the native CT: training trains what inference runs."""
     from inference.ct_io import load_ct
     from inference.preprocess import preprocess
     from inference.segmentation.expert import make_expert
@@ -59,13 +73,19 @@ def test_joint_forward_matches_inference_forward(tmp_path):
     from training.manifest import load_manifest
 
     with one_torch_thread():
-        model, ds, cfg = _model_and_dataset(tmp_path)
+        model, ds, cfg = _model_and_dataset(
+            tmp_path, model_config=str(_model_config_with(tiny_assets(), tmp_path, gamma_mode=gamma_mode)),
+            cache_dir=str(tmp_path / f"cache_{gamma_mode}"))
+        assert model.config.gamma_mode == gamma_mode
         model.eval()
         samples = {s.id: s for s in load_manifest(cfg.train_manifest)}
         ex_i = max(range(len(ds)), key=lambda i: int((ds.examples[i].slots[:, 1] == 1).sum()))
         ex = ds.examples[ex_i]
         s = samples[ex.sample_id]
         batch = Collator(model.tokenizer.pad_token_id)([ds[ex_i]])
+        n_organs = batch["organ_weights"].shape[0]
+        # crop mode: each organ's box is a volume of its own, encoded beside the case
+        assert batch["volumes"].shape[0] == 1 + (n_organs if gamma_mode == "crop" else 0)
         wrapper = TumorChainForTraining(model, cls_loss_weight=1.0)
         with torch.no_grad():
             wrapper(**batch)
@@ -76,14 +96,16 @@ def test_joint_forward_matches_inference_forward(tmp_path):
                         shape=model.config.vision.img_size)
         with torch.no_grad():
             enc = model.encode_case(mi.volume)
-            organs = [model.organ_tokens(enc, mi.mask(label)) for _, kind, label in ex.slots.tolist() if kind == 1]
-            out = model(ex.input_ids[None], model.global_tokens(enc), organs, labels=ex.labels[None])
+            organs = [model.organ_tokens(enc, mi.mask(label), volume=mi, label=label)
+                      for _, kind, label in ex.slots.tolist() if kind == 1]
+            out = model(ex.input_ids[None], model.global_tokens(enc), torch.cat(organs), labels=ex.labels[None])
         assert len(organs) >= 1
         assert abs(float(out.loss) - float(parts.lm_loss)) < 1e-5
         # the classifier target rows use the same Gamma tokens
         cls = ex.cls.tolist()
         with torch.no_grad():
-            logits = torch.cat([model.organ_logits(model.organ_tokens(enc, mi.mask(lab))) for lab, _ in cls])
+            logits = torch.cat([model.organ_logits(model.organ_tokens(enc, mi.mask(lab), volume=mi, label=lab))
+                                for lab, _ in cls])
         ref = torch.nn.functional.cross_entropy(logits, torch.tensor([t for _, t in cls]))
         assert abs(float(ref) - float(parts.cls_loss)) < 1e-5
 

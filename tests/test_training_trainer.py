@@ -144,7 +144,6 @@ def test_masked_gamma_trains_through_the_trainer_and_matches_inference(tmp_path)
     from inference.preprocess import preprocess
     from inference.segmentation.expert import make_expert
     from training.case_cache import CaseCache, Geometry
-    from training.joint_model import masked_organ_inputs
     from training.manifest import load_manifest
 
     sample = load_manifest(a.manifest)[0]
@@ -157,7 +156,8 @@ def test_masked_gamma_trains_through_the_trainer_and_matches_inference(tmp_path)
     rows, cols, vals = (torch.from_numpy(x) for x in case.masked[label])
     with torch.no_grad():
         enc = m.encode_case(case.volume[None])
-        train_side = m.projector(masked_organ_inputs(m, enc.features, torch.tensor([label]), rows.long(), cols.long(), vals))
+        train_side = m.projector(m.organ_inputs(None, enc.features, None, None, torch.tensor([label]), rows.long(),
+                                                cols.long(), vals))
         infer_side = m.organ_tokens(enc, model_input.mask(label), label=label)
     assert tuple(train_side.shape) == (1, m.config.n_organ_tokens, m.config.llm_hidden_size)
     assert torch.allclose(train_side, infer_side, atol=1e-5)

@@ -10,6 +10,9 @@ For each case the cache holds (safetensors, never pickle):
                                   tokens exactly as inference does
     msk_<id>_rows/_cols/_vals     masked Gamma only: the (Ll + 1, V) weights over the conv stem's voxels
                                   (organ_tokens.masked_weights), sparse
+    crop_<id>   uint16 (D, H, W)  crop Gamma only: the organ's box re-sampled from the native CT onto the
+                                  model grid by inference's own crop_input (quantised like volume); the
+                                  organ's sel_<id> weights then refer to this crop's patch grid
 
 The file name carries a key over the source files' contents and the model grid (image size, patch
 size, Ll), so a changed CT, mask or model geometry never reuses a stale entry. Writes go to a
@@ -46,12 +49,16 @@ class Geometry:
     masked: bool = False  # masked Gamma: also keep the organs' weights over the stem's voxels
     stem_stride: tuple[int, int, int] = (1, 1, 1)
     embed_patch: tuple[int, int, int] | None = None
+    crop: bool = False  # crop Gamma: keep each organ's re-sampled box and its weights on that box
+    crop_margin: float = 0.15
+    crop_min_extent: tuple[int, int, int] = (4, 32, 32)
 
     @classmethod
     def from_model_config(cls, config) -> "Geometry":
         v = config.vision
         return cls(tuple(v.img_size), tuple(v.patch_size), int(config.n_organ_tokens), config.gamma_mode == "masked",
-                   tuple(v.stem_stride), tuple(v.embed_patch_size))
+                   tuple(v.stem_stride), tuple(v.embed_patch_size), config.gamma_mode == "crop",
+                   float(config.crop_margin), tuple(config.crop_min_extent))
 
     @property
     def stem_voxels(self) -> int:
@@ -79,6 +86,7 @@ class CaseTensors:
     n_organ_tokens: int
     masked: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None  # (rows, stem voxel, weight)
     stem_voxels: int = 0
+    crops: dict[int, torch.Tensor] | None = None  # crop Gamma: label -> (1, D, H, W) float32 crop volume
 
     def organ_weights(self, label_id: int) -> torch.Tensor:
         """Gamma's (Ll, N) weight matrix of one label (KeyError if the label has no voxels)."""
@@ -107,6 +115,8 @@ def case_key(ct: Path, masks: Path | None, parts: Path | None, geometry: Geometr
                     f"{SOFT_TISSUE_LEVEL}/{SOFT_TISSUE_WIDTH}"]
     if geometry.masked:  # appended only then, so existing caches keep their keys
         parts_of_key.append(json.dumps(["masked", geometry.stem_stride, geometry.embed_patch]))
+    if geometry.crop:
+        parts_of_key.append(json.dumps(["crop", geometry.crop_margin, geometry.crop_min_extent]))
     return hashlib.sha1("|".join(parts_of_key).encode()).hexdigest()[:20]
 
 
@@ -121,12 +131,21 @@ def patch_label_histogram(labels: np.ndarray, patch_size: tuple[int, int, int]) 
     return np.bincount(idx.ravel(), minlength=n * 256).reshape(n, 256)
 
 
+def _quantise(volume: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(volume, 0.0, 1.0) * Q_SCALE).astype(np.uint16)
+
+
+def _dequantise(volume: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(volume.astype(np.float32) / Q_SCALE)[None]
+
+
 def compute_case(model_input, geometry: Geometry) -> dict[str, np.ndarray]:
     """Arrays of one case from an inference ModelInput (see the module docstring)."""
-    from inference.model.organ_tokens import masked_weights, select_patches
+    from inference.model.organ_tokens import masked_weights, patch_coverage, select_patches
+    from inference.model.visual_inputs import crop_input
 
     vol = model_input.volume.reshape(geometry.img_size).numpy()
-    arrays: dict[str, np.ndarray] = {"volume": np.round(np.clip(vol, 0.0, 1.0) * Q_SCALE).astype(np.uint16)}
+    arrays: dict[str, np.ndarray] = {"volume": _quantise(vol)}
     counts = np.zeros(256, dtype=np.int64)
     patch_vox = float(np.prod(geometry.patch_size))
     for labels in (model_input.organs, model_input.parts):
@@ -140,6 +159,11 @@ def compute_case(model_input, geometry: Geometry) -> dict[str, np.ndarray]:
             counts[lid] += totals[lid]
             # the same coverage as organ_tokens.patch_coverage (avg_pool3d of the mask); Gamma uses > 0
             coverage = torch.from_numpy((hist[:, lid] / patch_vox).astype(np.float32))
+            if geometry.crop:  # tokens come from the organ's re-encoded box: weights on the box's grid
+                crop = crop_input(torch.from_numpy(np.asarray(labels) == lid), model_input, geometry.img_size,
+                                  geometry.crop_margin, geometry.crop_min_extent)
+                arrays[f"crop_{lid}"] = _quantise(crop.volume.reshape(geometry.img_size).numpy())
+                coverage = patch_coverage(crop.mask, geometry.patch_size)
             sel = select_patches(coverage, geometry.grid, geometry.n_organ_tokens)
             rows, cols = torch.nonzero(sel.weights, as_tuple=True)
             arrays[f"sel_{lid}_rows"] = rows.numpy().astype(np.int32)
@@ -208,17 +232,20 @@ class CaseCache:
             arrays = load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise InputError(path, f"unreadable case cache entry ({exc}); delete it to rebuild") from None
-        vol = torch.from_numpy(arrays.pop("volume").astype(np.float32) / Q_SCALE)[None]
+        vol = _dequantise(arrays.pop("volume"))
         counts_arr = arrays.pop("counts")
         counts = {int(i): int(counts_arr[i]) for i in np.flatnonzero(counts_arr)}
-        sels, masked = {}, {}
+        sels, masked, crops = {}, {}, {}
         for lid in counts:
+            if f"crop_{lid}" in arrays:
+                crops[lid] = _dequantise(arrays[f"crop_{lid}"])
             if f"sel_{lid}_rows" in arrays:
                 sels[lid] = (arrays[f"sel_{lid}_rows"], arrays[f"sel_{lid}_cols"], arrays[f"sel_{lid}_vals"])
             if f"msk_{lid}_rows" in arrays:
                 masked[lid] = (arrays[f"msk_{lid}_rows"], arrays[f"msk_{lid}_cols"], arrays[f"msk_{lid}_vals"])
         case = CaseTensors(vol, counts, sels, self.geometry.n_patches, self.geometry.n_organ_tokens,
-                           masked if self.geometry.masked else None, self.geometry.stem_voxels)
+                           masked if self.geometry.masked else None, self.geometry.stem_voxels,
+                           crops if self.geometry.crop else None)
         with self._lock:
             self._memory[path] = case
             while len(self._memory) > self.keep:

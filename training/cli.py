@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from inference.errors import TumorChainError
+from inference.vocabulary import DEFAULT_MAX_NEW_TOKENS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -34,7 +35,7 @@ def add_evaluate_subcommand(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--modes", nargs="+", choices=("iir", "no_iir"), default=["iir", "no_iir"],
                    help="with IIR (up to --max-rounds) and/or without (one round, global tokens only)")
     e.add_argument("--max-rounds", type=int, default=4)
-    e.add_argument("--max-new-tokens", type=int, default=256)
+    e.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     e.add_argument("--limit", type=int, help="evaluate only the first N samples")
     e.add_argument("--subtasks", nargs="+", help="only these subtasks (e.g. organ_position tumor_position)")
     e.add_argument("--judge-url", help="OpenAI-compatible endpoint (e.g. http://localhost:8000/v1) for open answers "

@@ -7,12 +7,13 @@ classifier targets):
     input_ids       int64 (B, T)   right-padded with the pad id
     labels          int64 (B, T)   -100 on padding and non-answer tokens
     attention_mask  int64 (B, T)
-    volumes         float (C, 1, D, H, W)   each case once: the encoder runs once per case
+    volumes         float (C, 1, D, H, W)   each case once: the encoder runs once per case; in crop
+                    Gamma also each (case, organ)'s crop box (the organ's tokens come from its encoding)
     case_key        int64 (C,)     a stable id of each case (its cache file, which is keyed by content):
                     the frozen-encoder cache's key, the same in every dataloader worker and rank
     sample_case     int64 (B,)     case row of each sample
     organ_weights   float (M, Ll, N)        Gamma's patch weights of each (case, organ)
-    organ_case      int64 (M,)
+    organ_case      int64 (M,)     volume row whose encoding the organ's tokens come from
     organ_label     int64 (M,)     label id of each (case, organ): masked Gamma adds the organ's identity
     organ_voxel_rows/cols/vals  masked Gamma only (else empty): sparse weights of row m*(Ll+1) + t over the
                     stacked stem voxels (case row * V + voxel) of the batch's cases
@@ -33,8 +34,8 @@ import numpy as np
 import torch
 
 from training.dataset import KIND_GLOBAL
+from inference.vocabulary import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 
 
 class Collator:
@@ -51,6 +52,7 @@ class Collator:
         case_rows: dict[str, int] = {}
         volumes: list[torch.Tensor] = []
         case_keys: list[int] = []
+        case_names: dict[int, str] = {}
         sample_case: list[int] = []
         organ_rows: dict[tuple[int, int], int] = {}
         organ_weights: list[torch.Tensor] = []
@@ -72,7 +74,12 @@ class Collator:
                     voxel_cols.append(cols.astype(np.int64) + case_row * case.stem_voxels)
                     voxel_vals.append(vals)
                 organ_weights.append(case.organ_weights(label))
-                organ_case.append(case_row)
+                if case.crops is not None:  # crop Gamma: the organ's box is encoded as a volume of its own
+                    organ_case.append(len(volumes))
+                    volumes.append(case.crops[label])
+                    case_keys.append(_stable_key(f"{case_names[case_row]}#crop{int(label)}"))
+                else:
+                    organ_case.append(case_row)
                 organ_label.append(int(label))
             return organ_rows[key]
 
@@ -85,7 +92,8 @@ class Collator:
             if key not in case_rows:
                 case_rows[key] = len(volumes)
                 volumes.append(it["case"].volume)
-                case_keys.append(int(hashlib.sha1(Path(key).name.encode()).hexdigest()[:15], 16))
+                case_keys.append(_stable_key(Path(key).name))
+                case_names[len(volumes) - 1] = Path(key).name
             c = case_rows[key]
             sample_case.append(c)
             for start, kind, label in ex.slots.tolist():
@@ -117,3 +125,8 @@ class Collator:
             "cls_row": torch.tensor(cls_row, dtype=torch.long),
             "cls_target": torch.tensor(cls_target, dtype=torch.long),
         }
+
+
+def _stable_key(name: str) -> int:
+    """The same id for the same cache file in every dataloader worker and rank."""
+    return int(hashlib.sha1(name.encode()).hexdigest()[:15], 16)

@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
+from inference.vocabulary import DEFAULT_MAX_NEW_TOKENS
 from training.eval_metrics import column_table, score_answer, token_f1
 from training.manifest import Sample, load_manifest
 
@@ -35,7 +36,7 @@ def _case_masks(sample: Sample, ct):
 
 
 def evaluate_samples(pipeline, samples: Sequence[Sample], modes: Sequence[str] = MODES, max_rounds: int = 4,
-                     max_new_tokens: int = 256, judge=None, cot_eval: bool = False,
+                     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, judge=None, cot_eval: bool = False,
                      progress: Callable[[int, int], None] | None = None) -> dict:
     """Score ``samples`` with a loaded inference Pipeline; returns the results dict (see module doc)."""
     from inference.ct_io import load_ct
@@ -110,7 +111,7 @@ def summarize(rows: list[dict], modes: Sequence[str], cot_scores: dict | None = 
 
 
 def run_evaluation(model_dir: str | Path, manifest: str | Path, out_dir: str | Path | None = None,
-                   modes: Sequence[str] = MODES, max_rounds: int = 4, max_new_tokens: int = 256,
+                   modes: Sequence[str] = MODES, max_rounds: int = 4, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                    limit: int | None = None, subtasks: Sequence[str] | None = None, judge=None,
                    cot_eval: bool = False, device: str | None = None, plot: bool = True,
                    log_fn: Callable[[str], None] | None = print, model=None) -> dict:

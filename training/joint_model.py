@@ -5,16 +5,18 @@ global and organ tokens, the classifier on every organ row (on the global tokens
 a batch has no organ), and the LLM. So the same parameters take part in every step on every rank
 and no collective waits for a rank that skipped a module.
 
-The visual embeddings replace the placeholder embeddings at the positions the sequence builder put
-them, exactly as inference's embed_interleaved does; positions are 0..T-1 per sample (right
-padding), as inference numbers them, (3, B, T) for M-RoPE language models.
+Embedding, positions and Gamma are the model's own (TumorChainModel.embed_inputs, position_ids,
+organ_inputs: inference/model/visual_inputs.py), the path the IIR generator runs with batch 1;
+positions are 0..T-1 per sample (right padding), (3, B, T) for M-RoPE language models.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+from transformers.utils import ModelOutput
 
-from inference.model.organ_tokens import pool_stem_features
 from inference.model.projector import pool_patch_grid
 from training.collate import IGNORE_INDEX
 from training.losses import LossParts, classifier_loss, joint_loss, lm_loss_from_hidden
@@ -32,16 +34,14 @@ def causal_lm_parts(llm: nn.Module) -> tuple[nn.Module, nn.Module]:
     return decoder, head
 
 
-def masked_organ_inputs(model, features, organ_label, rows, cols, vals) -> torch.Tensor:
-    """Masked Gamma on a batch: (C, Cs, d, h, w) stem features -> (M, Ll, Dv) organ inputs to the
-    projector, through inference's own pooling; ``organ_label`` (M,) the organs' label ids,
-    ``cols`` index the cases' stacked stem voxels (case row * V + voxel), ``rows`` the pooled rows
-    (m * (Ll + 1) + t; t = Ll is the whole organ, organ_tokens.masked_weights)."""
-    ll = model.config.n_organ_tokens + 1
-    n_organs = organ_label.shape[0]
-    flat = features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])  # (C * V, Cs)
-    pooled = pool_stem_features(flat, rows, cols, vals, n_organs * ll)
-    return model.organ_pool(pooled.reshape(n_organs, ll, -1), organ_label)
+@dataclass
+class TrainingOutput(ModelOutput):
+    """What one training step returns (the HF Trainer reads ``loss``); the loss parts for logging."""
+
+    loss: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    cls_loss: torch.Tensor | None = None
+    cls_logits: torch.Tensor | None = None
 
 
 class FrozenEncoderCache:
@@ -89,7 +89,7 @@ class TumorChainForTraining(nn.Module):
 
     def forward(self, input_ids, labels, attention_mask, volumes, sample_case, organ_weights, organ_case,
                 slot_sample, slot_start, slot_kind, slot_row, cls_row, cls_target, organ_label=None, organ_voxel_rows=None,
-                organ_voxel_cols=None, organ_voxel_vals=None, case_key=None) -> dict[str, torch.Tensor]:
+                organ_voxel_cols=None, organ_voxel_vals=None, case_key=None) -> TrainingOutput:
         m = self.model
         dtype = m.dtype
         train_encoder = any(p.requires_grad for p in m.vision_encoder.parameters())
@@ -98,56 +98,31 @@ class TumorChainForTraining(nn.Module):
         else:
             with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
                 tokens, features = m.vision_encoder.forward_with_features(volumes.to(dtype))  # (C, N, Dv)
+        # rows of volumes: the batch's cases, then (crop mode) each organ's crop box
         global_vis = m.projector(pool_patch_grid(tokens, m.config.vision.grid, m.config.pool_size))  # (C, Lg, K)
         if organ_weights.shape[0]:
-            if m.config.gamma_mode == "masked":
-                organ_in = masked_organ_inputs(m, features, organ_label, organ_voxel_rows,
-                                               organ_voxel_cols, organ_voxel_vals)
-            else:
-                organ_in = torch.bmm(organ_weights.to(tokens.dtype), tokens[organ_case])
+            organ_in = m.organ_inputs(tokens, features, organ_weights, organ_case, organ_label, organ_voxel_rows,
+                                      organ_voxel_cols, organ_voxel_vals)
             organ_vis = m.projector(organ_in)  # (M, Ll, K)
-            cls_logits = m.classifier(organ_vis)[cls_row]  # (Q, 2)
+            cls_logits = m.organ_logits(organ_vis)[cls_row]  # (Q, 2)
         else:
             organ_vis = global_vis[:0]
-            cls_logits = m.classifier(global_vis)[:0]  # keeps the classifier in this step's graph
+            cls_logits = m.organ_logits(global_vis)[:0]  # keeps the classifier in this step's graph
         cls_loss, cls_correct = classifier_loss(cls_logits, cls_target)
 
-        embeds = m.llm.get_input_embeddings()(input_ids)  # (B, T, K)
-        embeds = self._place_visual(embeds, input_ids, global_vis, organ_vis, slot_sample, slot_start, slot_kind, slot_row)
+        order = torch.argsort(slot_sample * input_ids.shape[1] + slot_start)  # runs in sequence order
+        kind, row = slot_kind[order], slot_row[order]
+        embeds = m.embed_inputs(input_ids, global_vis[row[kind == 0]], organ_vis[row[kind == 1]])  # (B, T, K)
         b, t = input_ids.shape
-        positions = torch.arange(t, device=input_ids.device).expand(b, t)
-        if getattr(m, "uses_mrope", False):
-            positions = positions[None].expand(3, b, t)
         decoder, head = causal_lm_parts(m.llm)
-        hidden = decoder(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions,
+        hidden = decoder(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=m.position_ids(0, t, b),
                          use_cache=False).last_hidden_state
         lm_loss, n_tokens = lm_loss_from_hidden(hidden, labels, head)
         loss = joint_loss(lm_loss, cls_loss, self.cls_loss_weight)
         self.last_parts = LossParts(loss.detach(), lm_loss.detach(), cls_loss.detach(), cls_correct.detach(),
                                     torch.tensor(cls_target.numel()), n_tokens.detach())
-        return {"loss": loss, "cls_logits": cls_logits.detach()}
-
-    def _place_visual(self, embeds, input_ids, global_vis, organ_vis, slot_sample, slot_start, slot_kind, slot_row):
-        """Write each visual run over its placeholder embeddings (out of place, differentiable)."""
-        cfg = self.model.config
-        lg, ll = cfg.n_global_tokens, cfg.n_organ_tokens
-        rows_b, rows_t, values = [], [], []
-        for kind, length, source, placeholder in ((0, lg, global_vis, self.model.ct_token_id),
-                                                  (1, ll, organ_vis, self.model.organ_token_id)):
-            sel = slot_kind == kind
-            if not bool(sel.any()):
-                continue
-            offs = torch.arange(length, device=embeds.device)
-            pos = slot_start[sel][:, None] + offs  # (s, length)
-            smp = slot_sample[sel][:, None].expand_as(pos)
-            if not bool((input_ids[smp, pos] == placeholder).all()):
-                raise ValueError("a visual slot does not sit on its placeholder tokens (collate/tokenizer mismatch)")
-            rows_b.append(smp.reshape(-1))
-            rows_t.append(pos.reshape(-1))
-            values.append(source[slot_row[sel]].reshape(-1, source.shape[-1]))
-        if not values:
-            return embeds
-        return embeds.index_put((torch.cat(rows_b), torch.cat(rows_t)), torch.cat(values).to(embeds.dtype))
+        return TrainingOutput(loss=loss, lm_loss=lm_loss.detach(), cls_loss=cls_loss.detach(),
+                              cls_logits=cls_logits.detach())
 
 
-__all__ = ["TumorChainForTraining", "causal_lm_parts", "masked_organ_inputs", "IGNORE_INDEX"]
+__all__ = ["TumorChainForTraining", "TrainingOutput", "causal_lm_parts", "IGNORE_INDEX"]

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from inference.vocabulary import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 
 
 @dataclass

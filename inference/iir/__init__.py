@@ -13,7 +13,7 @@ _EXPORTS = {
     "features": ("GridMasks", "ModelCaseFeatures"),
     "generator": ("ModelRoundGenerator",),
     "interleaved_input": ("CT_TOKEN", "ORGAN_TOKEN", "GlobalVisual", "Ids", "InterleavedIds", "OrganVisual",
-                          "SequenceBuilder", "Text", "embed_interleaved"),
+                          "SequenceBuilder", "Text"),
     "loop": ("IIRLoop", "IIRResult", "IIRSettings"),
     "prompts": ("TASKS", "IIRTemplate", "OrganRef", "chain_segments", "load_template", "task_question",
                 "training_sequence"),

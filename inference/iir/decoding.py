@@ -21,11 +21,11 @@ from typing import Callable, Iterable
 import torch
 from transformers import DynamicCache
 
-from inference.errors import Cancelled, ModelError
+from inference.errors import ModelError, raise_if_cancelled
 
 from .detokenize import IncrementalDetokenizer
+from inference.vocabulary import CACHE_MODES, DEFAULT_MAX_NEW_TOKENS
 
-CACHE_MODES = ("shared", "per_round", "none")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class SamplingConfig:
     torch.Generator once, so a sampled run repeats exactly. ``ignore_eos`` (benchmarks only)
     always decodes ``max_new_tokens``."""
 
-    max_new_tokens: int = 512
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
@@ -275,9 +275,7 @@ class KVDecoder:
         return time.perf_counter()
 
 
-def _check(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("cancelled by the user")
+_check = raise_if_cancelled
 
 
 def default_end_of_answer_id(tokenizer, llm=None) -> int | None:

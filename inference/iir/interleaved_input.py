@@ -3,7 +3,8 @@
 A sequence is a list of segments. Text becomes token ids; each visual segment becomes a run of
 placeholder ids (``<ct>`` for the global tokens, ``<organ_feature>`` for an organ's tokens), one
 id per visual embedding, so ``input_ids``, ``position_ids`` and the embedded sequence all have the
-same length T. ``embed_interleaved`` then swaps each placeholder run for its visual embeddings.
+same length T. The model's ``embed_inputs`` (inference/model/visual_inputs.py) then scatters the
+visual embeddings over the placeholder runs.
 
 Training and inference build their sequences with the same code: inference feeds one round's new
 segments at a time into a KV cache; training builds the whole chain at once and takes
@@ -12,15 +13,13 @@ segments at a time into a KV cache; training builds the whole chain at once and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 
 from inference.errors import ModelError
+from inference.vocabulary import CT_TOKEN, IGNORE_INDEX, ORGAN_TOKEN  # noqa: F401 (re-exported)
 
-CT_TOKEN = "<ct>"
-ORGAN_TOKEN = "<organ_feature>"
-IGNORE_INDEX = -100  # Hugging Face's "no loss here" label
 
 
 @dataclass(frozen=True)
@@ -147,42 +146,6 @@ class SequenceBuilder:
             slots=slots,
             text_pieces=pieces,
         )
-
-
-def embed_interleaved(
-    seq: InterleavedIds,
-    embed_text: Callable[[torch.Tensor], torch.Tensor],
-    visuals: Sequence[torch.Tensor],
-    dtype: torch.dtype | None = None,
-) -> torch.Tensor:
-    """Embed a built sequence: [1, T, K], in ``dtype`` or else the text embeddings' (the LLM's).
-
-    embed_text: ids [1, t] -> [1, t, K] (the LLM's input embedding).
-    visuals:    one tensor [1, length, K] per slot, in slot order (differentiable: training
-                back-propagates through them into the projector and encoder).
-    """
-    if len(visuals) != len(seq.slots):
-        raise ValueError(f"sequence has {len(seq.slots)} visual slots but {len(visuals)} tensors were given")
-    parts: list[torch.Tensor] = []
-    text_dtype: torch.dtype | None = None
-    cursor = 0
-    ids = seq.input_ids
-    for slot, vis in zip(seq.slots, visuals):
-        if vis.dim() != 3 or vis.shape[0] != 1 or vis.shape[1] != slot.length:
-            raise ValueError(f"{slot.kind} slot at {slot.start} needs [1, {slot.length}, K], got {tuple(vis.shape)}")
-        if slot.start > cursor:
-            parts.append(embed_text(ids[cursor:slot.start].unsqueeze(0)))
-            text_dtype = parts[-1].dtype
-        parts.append(vis)
-        cursor = slot.start + slot.length
-    if cursor < len(seq):
-        parts.append(embed_text(ids[cursor:].unsqueeze(0)))
-        text_dtype = parts[-1].dtype
-    if not parts:
-        raise ValueError("cannot embed an empty sequence")
-    # the LLM's dtype wins: visual tokens may come out of an fp32 projector into a bf16 LLM
-    dtype = dtype or text_dtype or parts[0].dtype
-    return torch.cat([p.to(dtype) for p in parts], dim=1)
 
 
 def _special_id(tokenizer, token: str) -> int:

@@ -21,7 +21,7 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
-from inference.errors import Cancelled
+from inference.errors import raise_if_cancelled
 from inference.labels import LabelTable, merged_labels
 
 from .conclusion import Conclusion, parse_conclusion
@@ -232,9 +232,7 @@ def _unique(ids: list[int]) -> list[int]:
     return [i for i in ids if not (i in seen or seen.add(i))]
 
 
-def _check(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("cancelled by the user")
+_check = raise_if_cancelled
 
 
 def _default_matcher() -> Matcher:

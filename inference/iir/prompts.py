@@ -17,9 +17,9 @@ from typing import Sequence
 from inference.errors import InputError
 
 from .interleaved_input import GlobalVisual, Ids, OrganVisual, Segment, Text
+from inference.vocabulary import TASKS
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "resources" / "prompts"
-TASKS = ("report", "tnm", "attributes", "localization")
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from inference.vocabulary import CT_TOKEN, GAMMA_MODES, ORGAN_TOKEN
 
-GAMMA_MODES = ("tokens", "crop", "masked")
 PATCH_EMBED_TYPES = ("perceptron", "conv")
 MAX_WIDTH = 1 << 16  # bounds on sizes read from a config.json, so a damaged one (hidden_size -128,
 MAX_EDGE = 4096  # 2^31) is a ValueError naming the field, never a tensor constructor's RuntimeError
@@ -122,8 +122,8 @@ class TumorChainConfig:
     llm_model_type: str = ""
     llm_source: str = ""  # folder name of the base LLM the model was built from (provenance only)
     llm_subfolder: str = "llm"
-    ct_token: str = "<ct>"
-    organ_token: str = "<organ_feature>"
+    ct_token: str = CT_TOKEN
+    organ_token: str = ORGAN_TOKEN
     # Auxiliary classifier weight alpha in L_total (paper eq. 8); used by training.
     cls_loss_weight: float = 1.0
     model_type: str = "tumorchain"

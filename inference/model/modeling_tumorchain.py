@@ -6,11 +6,13 @@ Shapes for the M3D sizes (K = LLM width, Lg = 256, Ll = config.n_organ_tokens):
     global_tokens(enc)                        -> (1, Lg, K)    2x2x2 average pooling, then P
     organ_tokens(enc, mask (32, 256, 256))    -> (1, Ll, K)    Gamma (organ_tokens.py), then P
     organ_logits(organ_visual (1, Ll, K))     -> (1, 2)        Cls on the projected organ tokens
-    embed_text(ids (1, T))                    -> (1, T, K)
+    embed_inputs(ids (B, T), tau_g, tau_l)   -> (B, T, K)
 
 Visual tokens enter the LLM through placeholder tokens: one "<ct>" per global token and one
 "<organ_feature>" per organ token (ct_placeholder() / organ_placeholder() give the strings);
-build_inputs() swaps their embeddings for the visual tokens.
+embed_inputs() scatters the visual tokens over their embeddings (visual_inputs.py). It, position_ids()
+and organ_inputs() (Gamma) are the one path for both the IIR generator (batch 1) and the trainer
+(batch B).
 
 Position ids are sequential for every token, visual ones included: token t of the sequence gets
 position t. That is what a Qwen2.5-VL language model sees when visual features enter as plain
@@ -22,24 +24,23 @@ Plain causal LMs get (1, T).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
-
 import torch
 from torch import nn
 
 from inference.errors import ModelError
-from inference.preprocess import ModelInput, resample_box, resample_labels
+from inference.preprocess import ModelInput
 
 from .config import TumorChainConfig
 from .devices import pick_device
 from .llm_loader import LoadedLLM, load_llm, load_tokenizer
 from .model_files import check_model_folder, load_part_weights, save_part_weights
 from .organ_classifier import OrganClassifier
-from .organ_tokens import (OrganSelection, apply_selection, crop_box, masked_weights, patch_coverage, pool_stem_features,
-                           select_patches)
+from .organ_tokens import OrganSelection, masked_weights, patch_coverage, select_patches
 from .organ_pool import MaskedOrganPool
 from .projector import Projector, pool_patch_grid
 from .vision_encoder import CaseEncoding, VisionEncoder3D
+from .visual_inputs import (CropInput, crop_input, gamma_from_weights, gamma_masked, scatter_visual,
+                            sequential_positions)
 
 PARTS = ("vision_encoder", "projector", "classifier")  # what model.safetensors holds (the LLM lives in llm/)
 MASKED_PART = "organ_pool"  # masked Gamma only: MaskedOrganPool, pooled stem features (+ organ id) to the projector's input
@@ -143,18 +144,20 @@ class TumorChainModel(nn.Module):
 
     def organ_selection(self, enc: CaseEncoding, mask: torch.Tensor, volume: torch.Tensor | ModelInput | None = None,
                         label: int | None = None) -> tuple[torch.Tensor, OrganSelection]:
-        """Gamma before the projector: (1, Ll, Dv) organ tokens and which patches they came from.
-        In crop mode the selection refers to the grid of the re-encoded crop box; masked mode needs
-        the organ's label id (its identity is part of the token)."""
+        """Gamma before the projector, for one organ: (1, Ll, Dv) and which patches the tokens came
+        from (batch 1 of organ_inputs, the trainer's path). In crop mode the selection refers to the
+        grid of the re-encoded crop box; masked mode needs the organ's label id."""
         mask = self._check_mask(mask)
         box = None
         if self.config.gamma_mode == "crop":
             if volume is None:
                 raise ValueError("gamma_mode 'crop' needs the volume (ModelInput or (1, 1, D, H, W) tensor)")
-            enc, mask, box = self._encode_crop(mask, volume)
+            crop = self.crop_input(mask, volume)
+            enc, mask, box = self.encode_case(crop.volume), crop.mask, crop.box
         selection = select_patches(patch_coverage(mask, self.config.vision.patch_size), enc.grid,
                                    self.config.n_organ_tokens)
         selection.box = box
+        one = torch.zeros(1, dtype=torch.long)
         if self.config.gamma_mode == "masked":
             if enc.features is None:
                 raise ValueError("gamma_mode 'masked' needs the stem features of the encoding (encode_case)")
@@ -163,10 +166,30 @@ class TumorChainModel(nn.Module):
             v = self.config.vision
             weights = masked_weights(mask, selection, v.stem_stride, v.embed_patch_size)
             rows, cols = torch.nonzero(weights, as_tuple=True)
-            flat = enc.features[0].flatten(1).transpose(0, 1)  # (V, C)
-            pooled = pool_stem_features(flat, rows, cols, weights[rows, cols], weights.shape[0])
-            return self.organ_pool(pooled[None], torch.tensor([int(label)])), selection
-        return apply_selection(enc.tokens, selection), selection
+            return self.organ_inputs(enc.tokens, enc.features, None, one, torch.tensor([int(label)]),
+                                     rows, cols, weights[rows, cols]), selection
+        cases = torch.arange(enc.tokens.shape[0])  # the same organ in each encoded case of the batch
+        weights = selection.weights[None].expand(len(cases), *selection.weights.shape)
+        return self.organ_inputs(enc.tokens, None, weights, cases), selection
+
+    def organ_inputs(self, tokens: torch.Tensor, features: torch.Tensor | None, weights: torch.Tensor | None,
+                     organ_case: torch.Tensor, organ_label: torch.Tensor | None = None,
+                     voxel_rows: torch.Tensor | None = None, voxel_cols: torch.Tensor | None = None,
+                     voxel_vals: torch.Tensor | None = None) -> torch.Tensor:
+        """Gamma on a batch of M (encoding, organ) pairs -> (M, Ll, Dv) projector inputs.
+
+        tokens (C, N, Dv) and features (C, Cs, d, h, w): encodings (in crop mode, of the crop boxes);
+        weights (M, Ll, N): select_patches' weights; organ_case (M,): encoding row of each organ;
+        masked mode: organ_label (M,) and the sparse stem-voxel weights (visual_inputs.gamma_masked)."""
+        if self.config.gamma_mode == "masked":
+            return gamma_masked(self.organ_pool, features, organ_label, voxel_rows, voxel_cols, voxel_vals,
+                                self.config.n_organ_tokens)
+        return gamma_from_weights(tokens, weights, organ_case)
+
+    def crop_input(self, mask: torch.Tensor, volume: torch.Tensor | ModelInput) -> CropInput:
+        """Crop mode: the organ's box re-sampled onto the model grid (native CT when a ModelInput keeps it)."""
+        return crop_input(mask, volume, self.config.vision.img_size, self.config.crop_margin,
+                          self.config.crop_min_extent)
 
     def organ_tokens(self, enc: CaseEncoding, mask: torch.Tensor, volume: torch.Tensor | ModelInput | None = None,
                      label: int | None = None) -> torch.Tensor:
@@ -176,7 +199,7 @@ class TumorChainModel(nn.Module):
         return self.projector(tokens)
 
     def organ_logits(self, organ_visual: torch.Tensor) -> torch.Tensor:
-        """Cls(tau_l): (1, Ll, K) projected organ tokens -> (1, 2) logits, class 1 = abnormal."""
+        """Cls(tau_l): (M, Ll, K) projected organ tokens -> (M, 2) logits, class 1 = abnormal."""
         return self.classifier(organ_visual)
 
     def _check_mask(self, mask: torch.Tensor) -> torch.Tensor:
@@ -186,17 +209,6 @@ class TumorChainModel(nn.Module):
         if not bool(mask.any()):
             raise ValueError("the organ mask is empty on the model grid: no organ tokens can be taken")
         return mask.bool().cpu()
-
-    def _encode_crop(self, mask: torch.Tensor, volume: torch.Tensor | ModelInput) -> tuple[CaseEncoding, torch.Tensor, tuple]:
-        """Crop mode: re-encode the organ's box (native CT resolution when given a ModelInput)."""
-        shape = self.config.vision.img_size
-        lo, hi = crop_box(mask, self.config.crop_margin, self.config.crop_min_extent)
-        if isinstance(volume, ModelInput):
-            crop = volume.crop(lo, hi)
-        else:
-            crop = resample_box(volume.reshape(volume.shape[-3:]), lo, hi, shape)[None, None]
-        crop_mask = torch.from_numpy(resample_labels(mask.numpy().astype("uint8"), lo, hi, shape) > 0)
-        return self.encode_case(crop), crop_mask, (lo, hi)
 
     # ----------------------------------------------------------------- text and the LLM
     def ct_placeholder(self) -> str:
@@ -208,56 +220,39 @@ class TumorChainModel(nn.Module):
         return self.config.organ_token * self.config.n_organ_tokens
 
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
-        """(1, T) token ids -> (1, T, K) input embeddings of the LLM."""
+        """(B, T) token ids -> (B, T, K) input embeddings of the LLM."""
         return self.llm.get_input_embeddings()(ids.to(self.device))
 
-    def position_ids(self, start: int, length: int) -> torch.Tensor:
-        """Positions start .. start+length-1: (3, 1, T) for M-RoPE LLMs (all three equal), else (1, T)."""
-        pos = torch.arange(start, start + length, device=self.device)[None]
-        return pos.expand(3, 1, length).clone() if self.uses_mrope else pos
+    def position_ids(self, start: int, length: int, batch: int = 1) -> torch.Tensor:
+        """Positions start .. start+length-1: (3, B, T) for M-RoPE LLMs (all three equal), else (B, T)."""
+        return sequential_positions(start, length, batch, self.uses_mrope, self.device)
 
-    def merge_visual(self, ids: torch.Tensor, global_visual: torch.Tensor | None = None,
-                     organ_visuals: Sequence[torch.Tensor] = ()) -> torch.Tensor:
-        """Embed (1, T) ids and put visual tokens in place of the placeholders, in order:
-        every run of Lg "<ct>" gets global_visual (1, Lg, K); the "<organ_feature>" slots get
-        organ_visuals[0], [1], ... (each (1, Ll, K)). Counts must match exactly."""
-        if ids.ndim != 2 or ids.shape[0] != 1:
-            raise ValueError(f"ids must be (1, T), got {tuple(ids.shape)}")
-        ids = ids.to(self.device)
-        embeds = self.embed_text(ids).clone()
-        lg, ll = self.config.n_global_tokens, self.config.n_organ_tokens
-        ct_slots = torch.nonzero(ids[0] == self.ct_token_id).flatten()
-        if ct_slots.numel():
-            if global_visual is None or ct_slots.numel() % lg:
-                raise ValueError(f"the prompt has {ct_slots.numel()} {self.config.ct_token} placeholders; "
-                                 f"expected a multiple of Lg={lg} and global tokens to fill them")
-            embeds[0, ct_slots] = global_visual[0].to(embeds.dtype).repeat(ct_slots.numel() // lg, 1)
-        organ_slots = torch.nonzero(ids[0] == self.organ_token_id).flatten()
-        if organ_slots.numel() != ll * len(organ_visuals):
-            raise ValueError(f"the prompt has {organ_slots.numel()} {self.config.organ_token} placeholders "
-                             f"but {len(organ_visuals)} organ(s) x Ll={ll} tokens were given")
-        if organ_slots.numel():
-            embeds[0, organ_slots] = torch.cat([o[0] for o in organ_visuals]).to(embeds.dtype)
-        return embeds
-
-    def build_inputs(self, ids: torch.Tensor, global_visual: torch.Tensor | None = None,
-                     organ_visuals: Sequence[torch.Tensor] = (), start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """One segment of the interleaved sequence -> (inputs_embeds (1, T, K), position_ids).
-        `start` = tokens already in the KV cache."""
-        embeds = self.merge_visual(ids, global_visual, organ_visuals)
-        return embeds, self.position_ids(start, embeds.shape[1])
+    def embed_inputs(self, input_ids: torch.Tensor, global_visual: torch.Tensor | None = None,
+                     organ_visual: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) ids with placeholders -> (B, T, K) embeddings, the visual tokens in place: every
+        run of Lg "<ct>" takes the next row of global_visual (G, Lg, K), every run of Ll
+        "<organ_feature>" the next row of organ_visual (S, Ll, K), in sequence order."""
+        ids = input_ids.to(self.device)
+        embeds = self.embed_text(ids)
+        embeds = scatter_visual(embeds, ids, self.ct_token_id, global_visual, self.config.ct_token)
+        return scatter_visual(embeds, ids, self.organ_token_id, organ_visual, self.config.organ_token)
 
     def llm_forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, past_key_values=None,
-                    use_cache: bool = True, logits_to_keep: int = 0, labels: torch.Tensor | None = None):
+                    use_cache: bool = True, logits_to_keep: int = 0, labels: torch.Tensor | None = None,
+                    attention_mask: torch.Tensor | None = None):
         """Run the LLM on embeddings; returns the HF CausalLMOutputWithPast (logits, past_key_values, loss)."""
         return self.llm(inputs_embeds=inputs_embeds, position_ids=position_ids, past_key_values=past_key_values,
-                        use_cache=use_cache, logits_to_keep=logits_to_keep, labels=labels)
+                        use_cache=use_cache, logits_to_keep=logits_to_keep, labels=labels,
+                        attention_mask=attention_mask)
 
-    def forward(self, ids: torch.Tensor, global_visual: torch.Tensor | None = None,
-                organ_visuals: Sequence[torch.Tensor] = (), labels: torch.Tensor | None = None):
-        """Teacher-forced pass over a whole (1, T) sequence; loss = text cross-entropy when labels given."""
-        embeds, positions = self.build_inputs(ids, global_visual, organ_visuals)
-        return self.llm_forward(embeds, positions, use_cache=False, labels=labels)
+    def forward(self, input_ids: torch.Tensor, global_visual: torch.Tensor | None = None,
+                organ_visual: torch.Tensor | None = None, labels: torch.Tensor | None = None, start: int = 0,
+                past_key_values=None, use_cache: bool = False):
+        """A pass over (B, T) ids with their visual tokens; loss = text cross-entropy when labels given."""
+        embeds = self.embed_inputs(input_ids, global_visual, organ_visual)
+        positions = self.position_ids(start, embeds.shape[1], embeds.shape[0])
+        return self.llm_forward(embeds, positions, past_key_values=past_key_values, use_cache=use_cache,
+                                labels=labels)
 
 
 def _llm_width(llm: nn.Module) -> int:

@@ -21,9 +21,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from inference.iir.json_fields import field as _field, list_field as _list, need as _need
+from inference.vocabulary import DECISIONS
 
 SCHEMA = "tumorchain.review/1"
-DECISIONS = ("pending", "agreed", "edited", "rejected")
 CONCLUSION = "conclusion"
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from inference.atomic_write import atomic_write
 from inference.ct_volume import CTVolume
 from inference.errors import StorageError
-from inference.segmentation.expert import ProgressFn, SegmentationExpert, report
+from inference.segmentation.expert import ProgressFn, SegmentationExpert, notify_progress
 from inference.segmentation.organ_masks import OrganMasks
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class CachedExpert:
         identity = self.inner.cache_identity()
         cached = self.cache.load(ct, identity)
         if cached is not None:
-            report(progress, 1.0, "organ masks loaded from cache")
+            notify_progress(progress, 1.0, "organ masks loaded from cache")
             return cached
         masks = self.inner.segment(ct, progress=progress, cancel=cancel)
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from inference.ct_volume import CTVolume
-from inference.errors import Cancelled
+from inference.errors import raise_if_cancelled as check_cancel
 from inference.segmentation.organ_masks import OrganMasks
 
 ProgressFn = Callable[[float, str], None]
@@ -43,15 +43,14 @@ class SegmentationExpert(Protocol):
         ...
 
 
-def report(progress: ProgressFn | None, fraction: float, message: str) -> None:
+def notify_progress(progress: ProgressFn | None, fraction: float, message: str) -> None:
     """Call ``progress`` if given, with fraction clamped to [0, 1]."""
     if progress is not None:
         progress(min(1.0, max(0.0, float(fraction))), message)
 
 
 def raise_if_cancelled(cancel: threading.Event | None, what: str = "segmentation") -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled(f"{what} cancelled")
+    check_cancel(cancel, what)
 
 
 def make_expert(name: str, **options: Any) -> SegmentationExpert:

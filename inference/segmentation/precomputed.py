@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 
 from inference.ct_volume import CTVolume
-from inference.errors import InputError
 from inference.labels import merged_labels, totalseg_names, totalseg_to_merged
-from inference.segmentation.expert import ProgressFn, raise_if_cancelled, report
+from inference.segmentation.expert import ProgressFn, notify_progress, raise_if_cancelled
 from inference.segmentation.grid_check import fit_to_ct_grid
 from inference.segmentation.label_files import header_label_names, read_label_nifti
 from inference.segmentation.organ_masks import OrganMasks
@@ -170,7 +169,7 @@ class PrecomputedExpert:
 
     def segment(self, ct: CTVolume, progress: ProgressFn | None = None,
                 cancel: threading.Event | None = None) -> OrganMasks:
-        report(progress, 0.0, f"reading {self.path.name}")
+        notify_progress(progress, 0.0, f"reading {self.path.name}")
         raw, affine, img = read_label_nifti(self.path, expect_shape=ct.shape, ct_path=ct.source_path)
         raise_if_cancelled(cancel)
         labels, note = fit_to_ct_grid(raw, affine, ct.shape, ct.affine, self.path, ct.source_path)
@@ -185,7 +184,7 @@ class PrecomputedExpert:
         organs, parts, lost = to_merged(labels, decision.scheme, self.path, counts)
         warnings += lost
         warnings += coverage_warnings(self.path, organs, sum(n for i, n in counts.items() if i))
-        report(progress, 0.7, "checking substructures")
+        notify_progress(progress, 0.7, "checking substructures")
         if self.parts_path is not None:
             raw_parts, parts_affine, _ = read_label_nifti(self.parts_path, expect_shape=ct.shape, ct_path=ct.source_path)
             parts, note = fit_to_ct_grid(raw_parts, parts_affine, ct.shape, ct.affine, self.parts_path,
@@ -201,7 +200,7 @@ class PrecomputedExpert:
                 lut = np.arange(256, dtype=np.uint8)
                 lut[sorted(stray)] = 0
                 parts = lut[parts]
-        report(progress, 1.0, "organ masks read")
+        notify_progress(progress, 1.0, "organ masks read")
         return OrganMasks(
             organs=np.ascontiguousarray(organs, dtype=np.uint8), affine=np.array(ct.affine, dtype=np.float64),
             backend=f"precomputed:{self.path.name}",

@@ -16,7 +16,7 @@ import numpy as np
 from inference.ct_volume import CTVolume
 from inference.errors import InputError
 from inference.labels import merged_labels
-from inference.segmentation.expert import ProgressFn, raise_if_cancelled, report
+from inference.segmentation.expert import ProgressFn, notify_progress, raise_if_cancelled
 from inference.segmentation.grid_check import fit_to_ct_grid
 from inference.segmentation.label_files import read_label_nifti
 from inference.segmentation.organ_masks import OrganMasks
@@ -49,7 +49,7 @@ class SyntheticCohortExpert:
         if not organs_path.is_file():
             raise InputError(folder, f"no {ORGANS_FILE} here: the synthetic backend needs a cohort case folder "
                                      f"(ct.nii.gz with {ORGANS_FILE} and {PARTS_FILE} beside it)")
-        report(progress, 0.1, f"reading {organs_path.name}")
+        notify_progress(progress, 0.1, f"reading {organs_path.name}")
         raw, affine, _ = read_label_nifti(organs_path)
         organs, note = fit_to_ct_grid(raw, affine, ct.shape, ct.affine, organs_path, ct.source_path)
         notes = [note] if note else []
@@ -63,7 +63,7 @@ class SyntheticCohortExpert:
         parts = None
         parts_path = folder / PARTS_FILE
         if parts_path.is_file():
-            report(progress, 0.6, f"reading {parts_path.name}")
+            notify_progress(progress, 0.6, f"reading {parts_path.name}")
             raw, affine, _ = read_label_nifti(parts_path)
             parts, note = fit_to_ct_grid(raw, affine, ct.shape, ct.affine, parts_path, ct.source_path)
             if note:
@@ -71,7 +71,7 @@ class SyntheticCohortExpert:
             wrong = sorted(set(np.unique(parts).tolist()) - {0} - {lab.id for lab in table.substructures()})
             if wrong:
                 raise InputError(parts_path, f"ids {wrong[:10]} are not substructure ids (101..143)")
-        report(progress, 1.0, "cohort masks read")
+        notify_progress(progress, 1.0, "cohort masks read")
         return OrganMasks(
             organs=np.ascontiguousarray(organs, dtype=np.uint8), affine=np.array(ct.affine, dtype=np.float64),
             backend=self.name, parts=None if parts is None else np.ascontiguousarray(parts, dtype=np.uint8),

@@ -31,7 +31,7 @@ from inference.ct_volume import CTVolume
 from inference.errors import Cancelled, InputError, SegmentationError
 from inference.labels import totalseg_names, totalseg_to_merged
 from inference.segmentation import totalseg_weights as weights
-from inference.segmentation.expert import ProgressFn, raise_if_cancelled, report
+from inference.segmentation.expert import ProgressFn, notify_progress, raise_if_cancelled
 from inference.segmentation.grid_check import fit_to_ct_grid
 from inference.segmentation.label_files import read_label_nifti
 from inference.segmentation.organ_masks import OrganMasks
@@ -132,7 +132,7 @@ class TotalSegmentatorExpert:
         raise_if_cancelled(cancel)
         with tempfile.TemporaryDirectory(prefix="tumorchain-totalseg-", ignore_cleanup_errors=True) as tmp:
             tmp_dir = Path(tmp)
-            report(progress, 0.01, "writing the CT for TotalSegmentator")
+            notify_progress(progress, 0.01, "writing the CT for TotalSegmentator")
             ct_file = tmp_dir / "ct.nii"  # uncompressed: written and read faster than .nii.gz
             try:
                 nib.save(nib.Nifti1Image(ct.hu, ct.affine), str(ct_file))
@@ -148,9 +148,9 @@ class TotalSegmentatorExpert:
             if self.liver_segments:
                 cmd.append("--liver-segments")
             result = _run_worker(cmd, env, tmp_dir, progress, cancel, self.timeout_s)
-            report(progress, 0.96, "reading TotalSegmentator output")
+            notify_progress(progress, 0.96, "reading TotalSegmentator output")
             organs, parts = self._read_outputs(result["files"], ct)
-        report(progress, 1.0, "organ masks ready")
+        notify_progress(progress, 1.0, "organ masks ready")
         details = {k: result.get(k) for k in ("device", "versions", "seconds", "dataset_ids")}
         details.update(self.cache_identity())
         return OrganMasks(organs=organs, affine=np.array(ct.affine, dtype=np.float64), backend=self.name,
@@ -242,7 +242,7 @@ def _run_worker(cmd: list[str], env: dict[str, str], tmp_dir: Path, progress: Pr
                     out_tail.append(line.rstrip())
                     continue
                 if event.get("event") == "progress":
-                    report(progress, 0.05 + 0.9 * float(event.get("fraction", 0.0)), str(event.get("message", "")))
+                    notify_progress(progress, 0.05 + 0.9 * float(event.get("fraction", 0.0)), str(event.get("message", "")))
                 elif event.get("event") == "result":
                     result = event
                 elif event.get("event") == "error":

@@ -151,7 +151,6 @@ def pretrain_masked_organs(model, cache: CaseCache, cases: Sequence[tuple[str, P
     after 9-12; the same without the organ-wide statistics and identity plateaued at 0.72."""
     from inference.labels import merged_labels
     from training.classifier_eval import roc_auc
-    from training.joint_model import masked_organ_inputs
 
     table = merged_labels()
     cfg = model.config
@@ -186,8 +185,8 @@ def pretrain_masked_organs(model, cache: CaseCache, cases: Sequence[tuple[str, P
                 vals.append(vls)
                 ys.append(y)
                 labels.append(lid)
-        organ_in = masked_organ_inputs(model, feats, torch.tensor(labels), torch.cat(rows), torch.cat(cols),
-                                       torch.cat(vals))
+        organ_in = model.organ_inputs(None, feats, None, None, torch.tensor(labels), torch.cat(rows),
+                                      torch.cat(cols), torch.cat(vals))
         return model.classifier(model.projector(organ_in)), torch.tensor(ys)
 
     g = torch.Generator().manual_seed(seed)
