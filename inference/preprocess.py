@@ -75,13 +75,6 @@ class ModelGrid:
         """(N, 3) model voxel coordinates -> (N, 3) fractional CT voxel indices."""
         return _apply(self.model_to_ct, dhw)
 
-    def box_to_world(self, lo: tuple[float, float, float], hi: tuple[float, float, float]) -> np.ndarray:
-        """The 8 world corners (8, 3) of a model-voxel box given in edge coordinates
-        (voxel m spans [m, m+1)); e.g. a Gamma patch or a crop-mode box."""
-        corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
-        return self.model_to_world_points(corners - 0.5)
-
-
 @dataclass(frozen=True, eq=False)
 class ModelInput:
     """One case on the model grid; made once per case and cached by the caller.

@@ -12,7 +12,6 @@ mode), results.md (the Table 1 columns), results.png (a bar chart).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
@@ -161,6 +160,3 @@ def run_evaluation_cli(args) -> int:
     print(f"wrote {args.out / 'results.json'}")
     return 0
 
-
-def load_results(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))

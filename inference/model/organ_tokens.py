@@ -66,7 +66,7 @@ class OrganSelection:
 
     def patch_boxes(self, img_size: tuple[int, int, int]) -> list[list[tuple[tuple[float, ...], tuple[float, ...]]]]:
         """For each output token, the (lo, hi) boxes of its patches on the case's model grid
-        (edge coordinates; ModelGrid.box_to_world turns them into world corners for display)."""
+        (edge coordinates)."""
         patch = [i / g for i, g in zip(img_size, self.grid)]
         offset, scale = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
         if self.box is not None:
@@ -115,12 +115,6 @@ def select_patches(coverage: torch.Tensor, grid: tuple[int, int, int], n_tokens:
             weights[t, group] = 1.0 / group.numel()
         mode = "pooled"
     return OrganSelection(weights=weights, coverage=coverage, mode=mode, grid=tuple(grid))
-
-
-def apply_selection(tokens: torch.Tensor, selection: OrganSelection) -> torch.Tensor:
-    """(1, N, Dv) encoder tokens -> (1, Ll, Dv) organ tokens."""
-    w = selection.weights.to(device=tokens.device, dtype=tokens.dtype)
-    return torch.einsum("ln,bnd->bld", w, tokens)
 
 
 def crop_box(

@@ -13,7 +13,6 @@ import nibabel as nib
 import numpy as np
 
 from inference.case_folder import CT_NAMES, ORGANS_NAMES, PARTS_NAMES
-from inference.ct_volume import CTVolume
 from inference.errors import InputError
 from inference.labels import merged_labels
 from inference.segmentation.organ_masks import OrganMasks
@@ -52,10 +51,6 @@ class SyntheticCase:
     @property
     def affine(self) -> np.ndarray:
         return np.asarray(self.truth.affine, dtype=np.float64)
-
-    def to_ct_volume(self, source_path: str | Path | None = None) -> CTVolume:
-        return CTVolume(hu=self.ct, affine=self.affine, source_path=Path(source_path or f"synthetic:{self.case_id}"),
-                        series_description=f"synthetic cohort case {self.case_id}")
 
     def organ_masks(self) -> OrganMasks:
         return OrganMasks(organs=self.organs, affine=self.affine, backend="synthetic", parts=self.parts,

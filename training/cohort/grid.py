@@ -96,9 +96,6 @@ class Grid:
         x, y, z = (self.axes[a][sl[a]] for a in range(3))
         return Box(sl, x[:, None, None], y[None, :, None], z[None, None, :])
 
-    def full_box(self) -> Box:
-        return self.box_from_slices(tuple(slice(0, n) for n in self.shape))
-
     def to_index(self, xyz) -> np.ndarray:
         """World mm (..., 3) -> fractional voxel indices (..., 3)."""
         return (np.asarray(xyz, dtype=np.float64) - np.array(self.origin)) / np.array(self.spacing)
@@ -106,13 +103,6 @@ class Grid:
     def to_world(self, ijk) -> np.ndarray:
         """Voxel indices (..., 3) -> world mm (..., 3)."""
         return np.asarray(ijk, dtype=np.float64) * np.array(self.spacing) + np.array(self.origin)
-
-    def nearest_voxel(self, xyz) -> tuple[int, int, int] | None:
-        ijk = np.rint(self.to_index(xyz)).astype(int)
-        if np.any(ijk < 0) or np.any(ijk >= np.array(self.shape)):
-            return None
-        return tuple(int(v) for v in ijk)
-
 
 def lut(*tissues: int, invert: bool = False) -> np.ndarray:
     """(256,) bool lookup: which tissue classes a painter may overwrite."""

@@ -96,10 +96,6 @@ class KnowledgeGraph:
         """The finding phrase of an attribute value ("irregular" -> "an uneven outline ...")."""
         return self.attributes[kind][value]
 
-    def objects(self, subject: str, relation: str) -> list[str]:
-        return [o for s, r, o in self.triples if s == subject and r == relation]
-
-
 def _stage_rules(rows: list[dict]) -> tuple[StageRule, ...]:
     return tuple(StageRule(**row) for row in rows)
 

@@ -77,10 +77,6 @@ class Path:
         """World point at parameter t (linear between samples)."""
         return np.array([np.interp(t, self.t, self.points[:, a]) for a in range(3)])
 
-    def radius_at(self, t: float) -> float:
-        return float(np.interp(t, self.t, self.radii))
-
-
 def smooth_path(ctrl, radii, step_mm: float | None = None) -> Path:
     """Catmull-Rom curve through control points (M, 3) with radii (M,), resampled every ~step
     (default: about the tube radius, 6-20 mm: fewer, longer segments for wide tubes overlap less
