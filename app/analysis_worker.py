@@ -1,7 +1,8 @@
 """TumorChain analysis off the GUI thread, with the model kept loaded between runs.
 
-The worker thread calls ``inference.pipeline.Pipeline.analyze_volume`` with callbacks that
-become queued Qt signals. Token deltas are batched (``TokenBatcher``): the first delta of a
+The worker thread calls ``inference.pipeline.Pipeline.analyze_volume`` with the IIR settings of
+this run (taken from the user's settings when it was asked for) and callbacks that become
+queued Qt signals. Token deltas are batched (``TokenBatcher``): the first delta of a
 round goes out at once (time to first token), later ones at most every ``interval_s``, so a
 fast model cannot flood the GUI thread with one signal per token. Cancel sets the job's
 threading.Event; the decoder stops within a token.
@@ -86,9 +87,9 @@ class AnalysisWorker(QObject):
     round_done = Signal(object)
     model_loaded = Signal(str)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, runner=JobRunner):
         super().__init__(parent)
-        self.runner = JobRunner("analysis", self)
+        self.runner = runner("analysis", self)
         self._pipeline = None
         self._pipeline_key: tuple | None = None
         self._lock = threading.Lock()  # the pipeline is only touched on the worker thread; guards swaps
@@ -141,9 +142,8 @@ class AnalysisWorker(QObject):
 
         t0 = time.perf_counter()
         load_ms = self._ensure_pipeline(settings, progress)
-        pipeline = self._pipeline
-        pipeline.settings = IIRSettings(max_rounds=settings.max_rounds,
-                                        sampling=SamplingConfig(max_new_tokens=settings.max_new_tokens))
+        iir = IIRSettings(max_rounds=settings.max_rounds,
+                          sampling=SamplingConfig(max_new_tokens=settings.max_new_tokens))
         batcher = TokenBatcher(self.text.emit)
 
         def on_round(rnd) -> None:
@@ -152,9 +152,9 @@ class AnalysisWorker(QObject):
 
         callbacks = Callbacks(progress=progress, on_round_start=self.round_started.emit,
                               on_text=batcher.add, on_round=on_round)
-        record = pipeline.analyze_volume(job.ct, job.masks, job.question, task=job.task, case_id=job.case_id,
-                                         mask_source=job.mask_source, callbacks=callbacks, cancel=cancel,
-                                         allow_non_ct=job.allow_non_ct)
+        record = self._pipeline.analyze_volume(job.ct, job.masks, job.question, task=job.task, case_id=job.case_id,
+                                               mask_source=job.mask_source, callbacks=callbacks, cancel=cancel,
+                                               allow_non_ct=job.allow_non_ct, settings=iir)
         batcher.flush()
         record.timings["model_load_ms"] = load_ms
         if batcher.first_token_at is not None:

@@ -1,11 +1,14 @@
-"""The workstation's logic, GUI-free (3D Slicer's Logic beside thin widgets): the open case, its
-organ masks, the analysis run on screen and its review, and the workers doing the long work.
+"""The workstation's logic, GUI-free (3D Slicer's Logic beside thin widgets): it runs the workers
+doing the long work and puts their results into the case model (app/case_model.py: the case,
+its masks, the run on screen, its review and drafts), which the views and panels observe.
 
-Widgets call its methods and listen to its signals; it changes the viewer only through the
-SceneState. Every long step (load, segmentation, analysis, export) runs on a worker thread; a
-step that fails or is cancelled leaves the case, the run and the review as they were.
-Runs, reviews and unsaved edit-box drafts are kept per case (case_store.py), so a case opened
-again, also after a crash, comes back as it was left. When the store cannot be written (disk
+Widgets call its methods and listen to the model's events and to its signals about the work
+(busy, progress, live rounds, errors); it changes the viewer only through the model and the
+SceneState. Settings come from the shared SettingsStore, read once when a step starts. Every
+long step (load, segmentation, analysis, export) runs on a worker thread; a step that fails or
+is cancelled leaves the case, the run and the review as they were. Runs, reviews and unsaved
+edit-box drafts are kept per case (case_store.py), so a case opened again, also after a crash,
+comes back as it was left. When the store cannot be written (disk
 full, read-only folder) the run is still shown, the error is reported, and a review decision that
 could not be saved is not applied (``review_failed``): nothing on screen claims to be saved
 that is not.
@@ -17,11 +20,13 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.analysis_worker import AnalysisJob, AnalysisWorker, model_problem
+from app.case_model import CaseModel
 from app.case_store import CaseStore
 from app.job_runner import JobRunner
 from app.load_worker import CaseLoader, LoadedCase, LoadRequest, resolve_request
 from app.segmentation_worker import SegmentationWorker, SegmentedMasks
 from app.settings import AppSettings, review_root
+from app.settings_store import SettingsStore
 from inference.errors import InputError, StorageError
 from inference.iir.prompts import task_question
 from inference.report.review import ReviewError
@@ -31,16 +36,15 @@ from viewer.scene_state import SceneState
 
 
 class CaseController(QObject):
-    case_loaded = Signal()  # a new CT (with or without masks) is on screen
-    masks_changed = Signal()  # other masks for the same CT
+    case_opened = Signal(object)  # LoadedCase: a new CT was loaded and is on screen (model "case")
     busy_changed = Signal()
     job_progress = Signal(str, float, str)  # kind (load, segmentation, analysis, export), fraction, message
     run_started = Signal(str)  # the question; live rounds follow
     round_started = Signal(int, str)
     round_text = Signal(int, str)
     round_done = Signal(object)
-    run_changed = Signal()  # self.run / self.saver replaced or cleared (also after a failed run)
-    review_changed = Signal(str)  # an item key, or "*" for the sign-off
+    # the live run is over (finished, failed or cancelled): show the model's run again
+    live_run_ended = Signal()
     # a decision (item key) or the sign-off ("*") was refused or could not be saved: it is not
     # applied; the message says why ("Not saved: ..." when the disk refused it)
     review_failed = Signal(str, str)
@@ -51,39 +55,35 @@ class CaseController(QObject):
     # the volume does not look like CT (the reasons); the window may ask and call analyze_anyway()
     non_ct_refused = Signal(str)
 
-    def __init__(self, state: SceneState, settings: AppSettings | None = None, parent=None,
-                 store: CaseStore | None = None, expert_factory=None, preload_model: bool = False):
+    def __init__(self, state: SceneState, settings: SettingsStore | AppSettings | None = None, parent=None,
+                 store: CaseStore | None = None, expert_factory=None, preload_model: bool = False,
+                 runner=JobRunner):
+        """``runner``: the job runner class of every worker (app.job_runner.SyncJobRunner runs
+        each job at once, for headless tests)."""
         super().__init__(parent)
         self.state = state
+        self.model = CaseModel(state)
         self.preload_model = preload_model  # load the model in the background once a case is open
-        self.settings = settings or AppSettings()
+        self.settings_store = SettingsStore.of(settings)
         self.store = store or CaseStore(review_root())
-        self.loaded: LoadedCase | None = None
-        self.mask_hash: str | None = None
-        self.mask_source: str | None = None
-        self.run: RunRecord | None = None
-        self.saver: ReviewAutosaver | None = None
-        # why the run on screen cannot be saved (its review folder is not writable), else None
-        self.storage_problem: str | None = None
-        self.drafts: dict[str, str] = {}
         self.live_question: str | None = None
         self.model_description = ""
         self._pending: tuple[AnalysisJob, AppSettings] | None = None
         self._refused: tuple | None = None  # the analysis refused as non-CT, for analyze_anyway()
+        self._restore: RunRecord | None = None  # a reopened run whose masks come back after the load
 
-        self.loader = CaseLoader(self)
-        self._restore_pending = False  # a reopened run's masks are scheduled to come back
-        self.segmenter = SegmentationWorker(self, factory=expert_factory)
-        self.analysis = AnalysisWorker(self)
-        self.exporter = JobRunner("export", self)
+        self.loader = CaseLoader(self, runner=runner)
+        self.segmenter = SegmentationWorker(self, factory=expert_factory, runner=runner)
+        self.analysis = AnalysisWorker(self, runner=runner)
+        self.exporter = runner("export", self)
         self.loader.loaded.connect(self._on_loaded)
         self.loader.failed.connect(lambda msg: self.error.emit("Could not open", msg))
         self.loader.progress.connect(lambda f, m: self.job_progress.emit("load", f, m))
-        self.loader.finished.connect(self.busy_changed)
-        for kind, runner in (("segmentation", self.segmenter.runner), ("analysis", self.analysis.runner),
-                             ("export", self.exporter)):
-            runner.progress.connect(lambda f, m, k=kind: self.job_progress.emit(k, f, m))
-            runner.finished.connect(self.busy_changed)
+        self.loader.finished.connect(self._after_load)
+        for kind, job_runner in (("segmentation", self.segmenter.runner), ("analysis", self.analysis.runner),
+                                 ("export", self.exporter)):
+            job_runner.progress.connect(lambda f, m, k=kind: self.job_progress.emit(k, f, m))
+            job_runner.finished.connect(self.busy_changed)
         self.segmenter.runner.succeeded.connect(self._on_segmented)
         self.segmenter.runner.failed.connect(lambda msg: self.error.emit("Segmentation failed", msg))
         self.segmenter.runner.cancelled.connect(lambda _m: self.message.emit("Segmentation cancelled; masks unchanged."))
@@ -99,27 +99,37 @@ class CaseController(QObject):
         self.exporter.failed.connect(lambda msg: self.error.emit("Export failed", msg))
         self._draft_timer = QTimer(self, singleShot=True, interval=400)
         self._draft_timer.timeout.connect(self.flush_drafts)
+        self.model.events.connect("drafts", lambda _key: self._draft_timer.start())
 
-    # -- what is on screen -----------------------------------------------------------------------
+    @property
+    def settings(self) -> AppSettings:
+        """The settings now; each step reads them once, when it starts."""
+        return self.settings_store.current
+
+    # -- what is on screen (the model's, for callers acting on the case) -------------------------
     @property
     def ct(self):
-        return self.state.ct
+        return self.model.ct
 
     @property
     def masks(self):
-        return self.state.masks
+        return self.model.masks
+
+    @property
+    def run(self) -> RunRecord | None:
+        return self.model.run
 
     @property
     def review(self):
-        return self.saver.review if self.saver else None
-
-    def busy_kinds(self) -> list[str]:
-        jobs = (("load", self.loader.busy or self._restore_pending), ("segmentation", self.segmenter.busy),
-                ("analysis", self.live_question is not None), ("export", self.exporter.busy))
-        return [k for k, on in jobs if on]
+        return self.model.review
 
     def run_matches_masks(self) -> bool:
-        return self.run is not None and self.mask_hash == self.run.segmentation.mask_hash
+        return self.model.run_matches_masks()
+
+    def busy_kinds(self) -> list[str]:
+        jobs = (("load", self.loader.busy or self._restore is not None), ("segmentation", self.segmenter.busy),
+                ("analysis", self.live_question is not None), ("export", self.exporter.busy))
+        return [k for k, on in jobs if on]
 
     # -- opening ---------------------------------------------------------------------------------
     def open_path(self, path, masks=None) -> bool:
@@ -142,29 +152,30 @@ class CaseController(QObject):
         new_ct = case.request.ct is not None
         if new_ct and self.live_question is not None:
             self.analysis.cancel()  # its run still gets stored with its own case
-        self.loaded = case
-        self.mask_hash = case.mask_hash
-        self.mask_source = str(case.request.masks) if case.request.masks else None
-        self.state.set_case(case.ct, case.masks, case.boxes)
         if not new_ct:
-            self.masks_changed.emit()
+            self.model.set_masks(case.masks)
             self._check_run_masks()
             return
-        self.case_loaded.emit()
+        self.model.set_case(case.ct, case.masks)
+        self.case_opened.emit(case)
         stored = self.store.current(case.ct.content_hash())
         self._show(stored.run if stored else None)
         if stored is not None:
             self.message.emit(f"Restored the last analysis of this case ({stored.run.created}).")
-            # after the loader has finished this load (its 'done' signal is queued behind this one)
-            self._restore_pending = True  # busy until it has run: callers waiting for idle must not miss it
-            QTimer.singleShot(0, lambda run=stored.run: self._restore_run_masks(run))
+            # once the loader has finished this load; busy until then: callers waiting for idle must not miss it
+            self._restore = stored.run
         if case.masks is not None and self.preload_model and not self.analysis.model_is_loaded:
             self.analysis.preload(self.settings)
+
+    def _after_load(self) -> None:
+        run, self._restore = self._restore, None
+        if run is not None:
+            self._restore_run_masks(run)
+        self.busy_changed.emit()
 
     def _restore_run_masks(self, run: RunRecord) -> None:
         """A reopened case without the run's masks gets them back: the mask file it used, else the
         backend again (TotalSegmentator's cache answers at once)."""
-        self._restore_pending = False
         if self.run_matches_masks() or run is not self.run:
             return
         src = run.segmentation.mask_source
@@ -188,7 +199,8 @@ class CaseController(QObject):
         if self.ct is None:
             self.error.emit("Segmentation", "Open a CT first.")
             return False
-        if not self.segmenter.start(self.ct, backend or self.settings.segmentation_backend, self.settings):
+        settings = self.settings
+        if not self.segmenter.start(self.ct, backend or settings.segmentation_backend, settings):
             self.message.emit("Segmentation is already running.")
             return False
         self.busy_changed.emit()
@@ -197,9 +209,7 @@ class CaseController(QObject):
     def _on_segmented(self, result: SegmentedMasks) -> None:
         if result.ct is not self.ct:
             return  # the case changed meanwhile
-        self.mask_hash, self.mask_source = result.mask_hash, None
-        self.state.set_case(result.ct, result.masks, result.boxes)
-        self.masks_changed.emit()
+        self.model.set_masks(result.masks)
         n = len(self.state.present_ids)
         self.message.emit(f"Organ masks from {result.backend}: {n} labels."
                           + (" " + "; ".join(result.warnings) if result.warnings else ""))
@@ -220,6 +230,7 @@ class CaseController(QObject):
         A volume that does not look like CT is refused (``non_ct_refused``) unless
         ``allow_non_ct``: the reader's override, recorded in the run."""
         problem = None
+        settings = self.settings
         if self.ct is None:
             problem = "Open a CT first."
         elif self.masks is None:
@@ -227,7 +238,7 @@ class CaseController(QObject):
         elif self.live_question is not None:
             problem = "An analysis is already running; cancel it first."
         else:
-            problem = model_problem(self.settings)
+            problem = model_problem(settings)
         if problem is None:
             try:
                 text = self.question_for(task, organ, question)
@@ -244,13 +255,13 @@ class CaseController(QObject):
         from inference.pipeline import case_id_for
 
         job = AnalysisJob(self.ct, self.masks, text, None if question and question.strip() else task,
-                          case_id_for(Path(self.ct.source_path)), self.mask_source,
+                          case_id_for(Path(self.ct.source_path)), self.model.mask_source,
                           allow_non_ct=allow_non_ct and not check.looks_like_ct)
         self.live_question = text
         self.run_started.emit(text)
         self.busy_changed.emit()
-        if not self.analysis.analyze(job, self.settings):  # the model is still preloading
-            self._pending = (job, self.settings)
+        if not self.analysis.analyze(job, settings):  # the model is still preloading
+            self._pending = (job, settings)
         return True
 
     def analyze_anyway(self) -> bool:
@@ -295,7 +306,7 @@ class CaseController(QObject):
             secs = record.timings.get("analysis_ms", 0.0) / 1000.0
             self.message.emit(f"Analysis finished: {len(record.rounds)} rounds in {secs:.1f} s.")
         else:
-            self.run_changed.emit()
+            self.live_run_ended.emit()
 
     def _on_analysis_failed(self, message: str) -> None:
         if self.live_question is None:  # a preload failed: say so quietly, Analyze will say it again
@@ -312,7 +323,7 @@ class CaseController(QObject):
         self.live_question = None
         self.busy_changed.emit()
         if notify:
-            self.run_changed.emit()
+            self.live_run_ended.emit()
 
     # -- runs and reviews ------------------------------------------------------------------------
     def stored_runs(self):
@@ -332,29 +343,30 @@ class CaseController(QObject):
 
     def _show(self, run: RunRecord | None, storage_problem: str | None = None) -> None:
         self.flush_drafts()
-        self.run, self.saver, self.drafts = run, None, {}
-        self.storage_problem = storage_problem
+        saver: ReviewAutosaver | None = None
+        drafts: dict[str, str] = {}
         if run is not None:
             try:
-                self.saver = self.store.open_review(run, reviewer=self.settings.reviewer, save_new=False)
+                saver = self.store.open_review(run, reviewer=self.settings.reviewer, save_new=False)
             except InputError as exc:  # a damaged review file is left alone and reported
                 self.error.emit("Review could not be opened", str(exc))
-            if self.saver is not None and not self.saver.path.exists():
+            if saver is not None and not saver.path.exists():
                 try:  # a new review is saved at once, so the run is never without one
-                    self.saver.save()
+                    saver.save()
                 except StorageError as exc:  # shown all the same; decisions say "not saved"
-                    self.storage_problem = str(exc)
+                    storage_problem = str(exc)
                     self.error.emit("Review cannot be saved", str(exc))
-            self.drafts = self.store.load_drafts(run)
-        self.run_changed.emit()  # the highlight stays: clearing it costs every view a frame
+            drafts = self.store.load_drafts(run)
+        self.model.show_run(run, saver, drafts, storage_problem)  # the highlight stays: clearing it costs a frame
 
     def decide(self, key: str, decision: str, text: str | None = None, comment: str = "", reason: str = "") -> bool:
-        if self.saver is None:
+        saver = self.model.saver
+        if saver is None:
             return False
         try:
-            self.saver.decide(key, decision, text=text, comment=comment, reason=reason)
+            saver.decide(key, decision, text=text, comment=comment, reason=reason)
         except StorageError as exc:  # not applied: the review is as it was before the click
-            self.storage_problem = str(exc)
+            self.model.review_not_saved(str(exc))
             self.error.emit("Review not saved", f"The decision was not saved and is not applied.\n\n{exc}")
             self.review_failed.emit(key, f"Not saved: {exc}")
             return False
@@ -362,19 +374,18 @@ class CaseController(QObject):
             self.error.emit("Review", str(exc))
             self.review_failed.emit(key, str(exc))
             return False
-        self.storage_problem = None
-        self.drafts.pop(key, None)
-        self.flush_drafts()
-        self.review_changed.emit(key)
+        self.model.review_applied(key)
+        self.flush_drafts()  # the draft became the decision
         return True
 
     def sign(self, reviewer: str) -> bool:
-        if self.saver is None:
+        saver = self.model.saver
+        if saver is None:
             return False
         try:
-            self.saver.sign(reviewer, confirm=True)
+            saver.sign(reviewer, confirm=True)
         except StorageError as exc:
-            self.storage_problem = str(exc)
+            self.model.review_not_saved(str(exc))
             self.error.emit("Sign-off not saved", f"The review was not signed: the sign-off could not be "
                             f"saved.\n\n{exc}")
             self.review_failed.emit("*", f"Not saved: {exc}")
@@ -383,23 +394,18 @@ class CaseController(QObject):
             self.error.emit("Sign-off", str(exc))
             self.review_failed.emit("*", str(exc))
             return False
-        self.storage_problem = None
-        self.review_changed.emit("*")
+        self.model.review_applied("*")
         return True
 
     def set_draft(self, key: str, text: str | None) -> None:
-        """Text typed in an edit box: kept (debounced) until it is saved as an edit or discarded."""
-        if text:
-            self.drafts[key] = text
-        else:
-            self.drafts.pop(key, None)
-        self._draft_timer.start()
+        """Text typed in an edit box: kept (written debounced) until it is saved as an edit or discarded."""
+        self.model.set_draft(key, text)
 
     def flush_drafts(self) -> None:
         self._draft_timer.stop()
         if self.run is not None:
             try:
-                self.store.save_drafts(self.run, dict(self.drafts))
+                self.store.save_drafts(self.run, dict(self.model.drafts))
             except (StorageError, OSError) as exc:
                 self.message.emit(f"Could not keep the unsaved edit: {exc}")
 

@@ -53,19 +53,15 @@ def fill_recent_menu(win) -> None:
 
 
 def edit_settings(win, dialog=None) -> bool:
-    """Open Settings; on OK keep them (QSettings) and use them from the next analysis on."""
-    from app.settings import save_settings
+    """Open Settings; on OK keep them (QSettings) and use them from the next analysis on (the
+    window and the panel follow the store's change event)."""
     from app.settings_dialog import SettingsDialog
 
     dlg = dialog or SettingsDialog(win.settings, win)
     if dialog is None and not dlg.exec():
         return False
-    new = dlg.settings()
-    for name, value in vars(new).items():  # the controller and panel share this object
-        setattr(win.settings, name, value)
-    save_settings(win.settings, win.store)
-    win.panel.reviewer.setText(win.settings.reviewer) if win.panel.reviewer.isEnabled() else None
-    win._show_model_setting()
+    win.settings_store.set(dlg.settings())
+    win.settings_store.save()
     win.statusBar().showMessage("Settings saved.", 5000)
     return True
 
@@ -118,10 +114,8 @@ def export_report(win, choice=None) -> bool:
             return False
         choice = dlg.choice()
     images = capture_key_images(win, c, c.run) if choice.screenshots and not choice.deidentify else None
-    win.settings.export_dir = str(choice.out_dir.parent)
-    from app.settings import save_settings
-
-    save_settings(win.settings, win.store)
+    win.settings_store.update(export_dir=str(choice.out_dir.parent))
+    win.settings_store.save()
     return c.export(choice.out_dir, choice.formats, choice.deidentify, images)
 
 

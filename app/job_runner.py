@@ -6,13 +6,15 @@ threading.Event the job checks (inference raises Cancelled when it is set). The 
 the outcome into signals on the GUI thread: ``succeeded(result)``, ``failed(message)`` (the
 message names the file and the problem: TumorChainError text, never a traceback),
 ``cancelled(message)``, then ``finished()``. Segmentation, analysis and export use one each.
+
+``SyncJobRunner`` has the same interface and runs the job inside ``start``: controller tests use
+it (no threads, no event loop), and both runners turn an outcome into the same signal.
 """
 from __future__ import annotations
 
 import atexit
 import logging
 import threading
-import time
 import weakref
 from typing import Any, Callable
 
@@ -23,6 +25,24 @@ from inference.errors import Cancelled, TumorChainError
 log = logging.getLogger(__name__)
 
 Job = Callable[[Callable[[float, str], None], threading.Event], Any]
+
+
+def run_job(job: Job, cancel: threading.Event, what: str, signals) -> None:
+    """Run ``job`` and report its outcome on ``signals`` (progress, succeeded, failed or
+    cancelled), whichever runner calls it; the caller signals the end."""
+    try:
+        result = job(signals.progress.emit, cancel)
+    except Cancelled as exc:
+        signals.cancelled.emit(str(exc) or f"{what} cancelled")
+    except TumorChainError as exc:  # InputError, ModelError, SegmentationError: say what and why
+        signals.failed.emit(str(exc))
+    except MemoryError:
+        signals.failed.emit(f"{what}: not enough memory")
+    except Exception as exc:  # a bug or a library failure: log the traceback, tell the user briefly
+        log.error("%s failed", what, exc_info=True)
+        signals.failed.emit(f"{what} failed ({type(exc).__name__}: {exc})")
+    else:
+        signals.succeeded.emit(result)
 
 
 class _Worker(QObject):
@@ -39,19 +59,7 @@ class _Worker(QObject):
     @Slot(object, object)
     def run(self, job: Job, cancel: threading.Event) -> None:  # worker thread: no widgets, no VTK
         try:
-            result = job(self.progress.emit, cancel)
-        except Cancelled as exc:
-            self.cancelled.emit(str(exc) or f"{self.what} cancelled")
-        except TumorChainError as exc:  # InputError, ModelError, SegmentationError: say what and why
-            self.failed.emit(str(exc))
-        except MemoryError:
-            self.failed.emit(f"{self.what}: not enough memory")
-        except Exception as exc:  # a bug or a library failure: log the traceback, tell the user briefly
-            log.error("%s failed", self.what, exc_info=True)
-            self.failed.emit(f"{self.what} failed ({type(exc).__name__}: {exc})")
-        else:
-            self.succeeded.emit(result)
-            del result
+            run_job(job, cancel, self.what, self)
         finally:
             self.done.emit()
 
@@ -80,7 +88,6 @@ class JobRunner(QObject):
         self._worker.cancelled.connect(self.cancelled)
         self._worker.done.connect(self._on_done)
         self._cancel: threading.Event | None = None
-        self.started_at = 0.0
         self._thread.start()
         ref = weakref.ref(self)  # a QThread destroyed while running aborts the process
         atexit.register(lambda: (lambda me: me is not None and me.shutdown())(ref()))
@@ -94,7 +101,6 @@ class JobRunner(QObject):
         if self.busy:
             return False
         self._cancel = threading.Event()
-        self.started_at = time.perf_counter()
         self._submit.emit(job, self._cancel)
         return True
 
@@ -116,3 +122,41 @@ class JobRunner(QObject):
             self._thread.wait()
         except RuntimeError:  # the C++ object is already gone
             pass
+
+
+class SyncJobRunner(QObject):
+    """JobRunner's interface, running each job at once on the calling thread (tests, scripts):
+    ``start`` returns after the job's signals have been delivered."""
+
+    progress = Signal(float, str)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal(str)
+    finished = Signal()
+
+    def __init__(self, what: str, parent=None):
+        super().__init__(parent)
+        self.what = what
+        self._cancel: threading.Event | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._cancel is not None
+
+    def start(self, job: Job) -> bool:
+        if self.busy:
+            return False
+        self._cancel = threading.Event()
+        try:
+            run_job(job, self._cancel, self.what, self)
+        finally:
+            self._cancel = None  # idle before ``finished``: a listener may start the next job
+            self.finished.emit()
+        return True
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def shutdown(self) -> None:
+        self.cancel()

@@ -1,12 +1,11 @@
 """Loading a case off the GUI thread: CT (NIfTI file or DICOM folder) plus optional organ masks.
 
 ``load_case`` is plain Python (numpy, no Qt, no VTK) and also does the whole-volume label passes
-(bounding boxes, voxel counts) so the GUI thread only receives ready arrays. ``CaseLoader`` runs
+(app/prepared_masks.py) so the GUI thread only receives ready arrays. ``CaseLoader`` runs
 it on one long-lived QThread and hands the result to the GUI thread by signal.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -14,22 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from app.job_runner import JobRunner
+from app.prepared_masks import PreparedMasks, prepare_masks
+from inference.case_folder import resolve_case
 from inference.ct_io import load_ct
 from inference.ct_volume import CTVolume
 from inference.errors import Cancelled, InputError, TumorChainError
-from inference.run_record import mask_hash
-from inference.case_folder import resolve_case
-from inference.segmentation.organ_masks import OrganMasks
 from inference.segmentation.precomputed import PrecomputedExpert
-from viewer.label_boxes import LabelBoxes
 
 log = logging.getLogger(__name__)
-
-
 
 @dataclass(frozen=True)
 class LoadRequest:
@@ -45,12 +39,10 @@ class LoadRequest:
 @dataclass
 class LoadedCase:
     ct: CTVolume
-    masks: OrganMasks | None
-    boxes: tuple[LabelBoxes, LabelBoxes | None] | None
+    masks: PreparedMasks | None
     request: LoadRequest
     seconds: float
     warnings: list[str] = field(default_factory=list)
-    mask_hash: str | None = None  # run_record.mask_hash of the masks (a run's masks are matched by it)
 
 
 def resolve_request(path: str | Path, masks: str | Path | None = None) -> LoadRequest:
@@ -74,31 +66,18 @@ def load_case(request: LoadRequest, progress: Callable[[float, str], None] | Non
         raise InputError(None, "no CT to show masks on: open a CT first")
     if cancel is not None and cancel.is_set():
         raise Cancelled("loading cancelled")
-    masks = boxes = None
+    prepared = None
     warnings = list(ct.warnings)
     if request.masks is not None:
         say(0.55, f"reading {request.masks.name}")
         expert = PrecomputedExpert(request.masks, scheme=request.scheme, parts_path=request.parts)
         masks = expert.segment(ct, progress=lambda f, m: say(0.55 + 0.3 * f, m), cancel=cancel)
         warnings += list(masks.details.get("warnings", []))
-        masks = _same_layout(masks, ct)
-        say(0.9, "indexing organs")
-        boxes = (LabelBoxes(masks.organs).precompute(),
-                 LabelBoxes(masks.parts).precompute() if masks.parts is not None else None)
+        prepared = prepare_masks(masks, ct, str(request.masks), lambda f, m: say(0.9 + 0.05 * f, m))
     say(0.95, "fingerprinting the case")
     ct.content_hash()  # cached on the CT: the GUI thread later reads it for free
-    digest = mask_hash(masks.organs, masks.parts, masks.affine) if masks is not None else None
     say(1.0, "loaded")
-    return LoadedCase(ct, masks, boxes, request, time.perf_counter() - t0, warnings, digest)
-
-
-def _same_layout(masks: OrganMasks, ct: CTVolume) -> OrganMasks:
-    """Label maps in the CT's memory order (loaders give F order: axial slices contiguous), so a
-    slice of the labels is as cheap to cut as the same slice of the CT."""
-    if not ct.hu.flags.f_contiguous or masks.organs.flags.f_contiguous:
-        return masks
-    parts = None if masks.parts is None else np.asfortranarray(masks.parts)
-    return dataclasses.replace(masks, organs=np.asfortranarray(masks.organs), parts=parts)
+    return LoadedCase(ct, prepared, request, time.perf_counter() - t0, warnings)
 
 
 def _load_job(request: LoadRequest):
@@ -132,9 +111,9 @@ class CaseLoader(QObject):
     failed = Signal(str)
     finished = Signal()
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, runner=JobRunner):
         super().__init__(parent)
-        self._runner = JobRunner("case-loader", self)
+        self._runner = runner("case-loader", self)
         self._runner.progress.connect(self.progress)
         self._runner.succeeded.connect(self.loaded)
         self._runner.failed.connect(self.failed)

@@ -2,12 +2,14 @@
 label panel on the left, the reasoning panel on the right, menus and a toolbar.
 
 Axial top-left, 3D top-right, sagittal bottom-left, coronal bottom-right. The window is thin:
-the case, the run and the review live in the CaseController; long work runs on its worker
-threads, and a step that fails keeps the case on screen and says which file and why.
+the case, the run and the review live in the controller's case model, the settings in one
+SettingsStore; long work runs on the controller's worker threads, and a step that fails keeps
+the case on screen and says which file and why.
 """
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, Qt
@@ -22,7 +24,8 @@ from app.patient_banner import PatientBanner
 from inference.case_folder import CT_NAMES, resolve_case
 from app.reasoning_panel import ReasoningPanel
 from app.recent_cases import RecentCases
-from app.settings import AppSettings, load_settings, qsettings
+from app.settings import AppSettings, load_settings, qsettings, save_settings
+from app.settings_store import SettingsStore
 from viewer import slice_interaction
 from viewer.scene_state import SceneState
 from viewer.screenshot import save_screenshot
@@ -40,9 +43,10 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.state = state or SceneState()
         self.store = qsettings()
-        self.settings = settings or load_settings(self.store)
+        self.settings_store = SettingsStore(settings or load_settings(self.store),
+                                            writer=partial(save_settings, store=self.store))
         self.recent = RecentCases(self.store)
-        self.controller = CaseController(self.state, self.settings, self, expert_factory=expert_factory,
+        self.controller = CaseController(self.state, self.settings_store, self, expert_factory=expert_factory,
                                          preload_model=preload_model)
         self.loader = self.controller.loader
         self.setWindowTitle(TITLE)
@@ -97,8 +101,9 @@ class MainWindow(QMainWindow):
         self._restore_layout()
 
         c = self.controller
-        c.case_loaded.connect(self._on_case_loaded)
-        c.masks_changed.connect(lambda: self.banner.show_case(self.state.ct))
+        c.case_opened.connect(self._on_case_opened)
+        c.model.events.connect("masks", lambda: self.banner.show_case(self.state.ct))
+        self.settings_store.events.connect("changed", self._on_settings_changed)
         c.error.connect(lambda title, msg: self.show_error(msg, title))
         c.non_ct_refused.connect(self._confirm_non_ct)
         c.message.connect(lambda msg: self.statusBar().showMessage(msg, 15000))
@@ -108,6 +113,10 @@ class MainWindow(QMainWindow):
         c.exported.connect(lambda result: dialog_flows.show_export_result(self, result))
         self.panel.export_requested.connect(lambda: dialog_flows.export_report(self))
         self.panel.details_requested.connect(lambda: dialog_flows.show_run_details(self))
+
+    @property
+    def settings(self) -> AppSettings:
+        return self.settings_store.current
 
     def _dock(self, title: str, name: str, widget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -221,8 +230,7 @@ class MainWindow(QMainWindow):
             self.progress.setFormat(f"{kinds[0]} %p%")
             self.progress.show()
 
-    def _on_case_loaded(self) -> None:
-        case = self.controller.loaded
+    def _on_case_opened(self, case) -> None:
         name = case.ct.series_description or Path(case.ct.source_path).name
         self.setWindowTitle(f"{name} - {TITLE}")
         self.banner.show_case(case.ct)
@@ -235,6 +243,11 @@ class MainWindow(QMainWindow):
         folder_case = (req.masks is not None and resolve_case(req.ct.parent).organs == req.masks
                        and req.ct.name in CT_NAMES)
         self.recent.add(req.ct.parent if folder_case else req.ct, None if folder_case else req.masks, name)
+
+    def _on_settings_changed(self, old: AppSettings, new: AppSettings) -> None:
+        # a loaded model's description stays until another model is chosen
+        if (old.model_dir, old.device) != (new.model_dir, new.device):
+            self._show_model_setting()
 
     def _show_model_setting(self) -> None:
         folder = self.settings.model_dir

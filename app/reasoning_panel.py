@@ -1,6 +1,8 @@
 """The reasoning panel: the analysis bar, the rounds as they stream in (one card each), the
-conclusion set apart, and the sign-off bar. Selecting a round highlights its ROI in every view
-(through the controller, which changes the scene state)."""
+conclusion set apart, and the sign-off bar. It shows the case model's run and review (and
+follows its events), the controller's live rounds, and the reviewer name of the shared settings.
+Selecting a round highlights its ROI in every view (through the controller, which changes the
+scene state). It lives as long as its controller (the model's callbacks are plain callables)."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -93,13 +95,16 @@ class ReasoningPanel(QWidget):
         c.round_started.connect(self._on_round_started)
         c.round_text.connect(lambda i, d: i in self.cards and self.cards[i].append_text(d))
         c.round_done.connect(self._on_round_done)
-        c.run_changed.connect(self.show_run)
-        c.review_changed.connect(self._review_saved)
+        c.live_run_ended.connect(self.show_run)
         c.review_failed.connect(self._review_failed)
         c.busy_changed.connect(lambda: self.bar.set_busy(c.busy_kinds()))
         c.job_progress.connect(self.bar.set_progress)
-        c.case_loaded.connect(self._organs_changed)
-        c.masks_changed.connect(self._organs_changed)
+        model = c.model
+        model.events.connect("run", self.show_run)
+        model.events.connect("review", self._review_saved)
+        model.events.connect("case", self._organs_changed)
+        model.events.connect("masks", self._organs_changed)
+        c.settings_store.events.connect("changed", self._settings_changed)
         self.show_run()
         # the first card pays Qt's one-off style and font set-up (~60 ms); pay it now, not mid-run
         warm = self._add_card(0, "")
@@ -192,10 +197,11 @@ class ReasoningPanel(QWidget):
                 w.setEnabled(False)
             return
         signed = review.is_signed
+        drafts = self.c.model.drafts
         for i, card in self.cards.items():
             key = round_key(i)
-            card.set_review(review.effective(key), signed, self.c.drafts.get(key))
-        self.conclusion.set_review(review.effective(CONCLUSION), signed, self.c.drafts.get(CONCLUSION),
+            card.set_review(review.effective(key), signed, drafts.get(key))
+        self.conclusion.set_review(review.effective(CONCLUSION), signed, drafts.get(CONCLUSION),
                                    review.ai_text(CONCLUSION))
         n, left = len(review.keys), len(review.pending())
         if signed:
@@ -204,10 +210,11 @@ class ReasoningPanel(QWidget):
                 text += f" · {len(review.amendments)} amendment(s)"
         else:
             text = f"{n - left} of {n} decided"
-        if self.c.storage_problem:
+        problem = self.c.model.storage_problem
+        if problem:
             text += " · not saved: the review folder cannot be written"
         self.progress_label.setText(text)
-        self.progress_label.setToolTip(self.c.storage_problem or "")
+        self.progress_label.setToolTip(problem or "")
         self.sign.setEnabled(not signed and left == 0)
         self.reviewer.setEnabled(not signed)
         self.export.setEnabled(True)
@@ -284,10 +291,8 @@ class ReasoningPanel(QWidget):
     def _sign(self) -> None:
         name = self.reviewer.text().strip()
         if name and name != self.c.settings.reviewer:
-            from app.settings import save_settings
-
-            self.c.settings.reviewer = name  # the next review starts with it
-            save_settings(self.c.settings)
+            self.c.settings_store.update(reviewer=name)  # the next review starts with it
+            self.c.settings_store.save()
         if self.confirm_sign(name):
             self.c.sign(name)
 
@@ -299,6 +304,11 @@ class ReasoningPanel(QWidget):
             self, "Sign off", f"Sign this review as {name or '(no name)'}?\n\nThe decisions are then frozen; "
             "a later change is added as an amendment with its reason.")
         return answer == QMessageBox.StandardButton.Yes
+
+    def _settings_changed(self, old, new) -> None:
+        # only a changed name: a name typed for this review is kept when other settings change
+        if new.reviewer != old.reviewer and self.reviewer.isEnabled():
+            self.reviewer.setText(new.reviewer)
 
     def _organs_changed(self) -> None:
         st = self.c.state

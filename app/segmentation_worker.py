@@ -1,7 +1,7 @@
 """Organ masks for the CT on screen, made by a segmentation expert off the GUI thread.
 
-``segment_case`` is plain Python (the expert, then the same layout and label passes the loader
-does, so the GUI thread only swaps arrays in); ``SegmentationWorker`` runs it on its own thread
+``segment_case`` is plain Python (the expert, then the same prepare_masks the loader uses, so
+the GUI thread only swaps arrays in); ``SegmentationWorker`` runs it on its own thread
 with progress and cancel. TotalSegmentator runs as a subprocess whose process group a cancel
 kills (inference/segmentation/totalseg_backend.py).
 """
@@ -15,12 +15,9 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject
 
 from app.job_runner import JobRunner
-from app.load_worker import _same_layout
+from app.prepared_masks import PreparedMasks, prepare_masks
 from app.settings import AppSettings
 from inference.ct_volume import CTVolume
-from inference.run_record import mask_hash
-from inference.segmentation.organ_masks import OrganMasks
-from viewer.label_boxes import LabelBoxes
 
 ExpertFactory = Callable[..., Any]  # (backend name, **options) -> SegmentationExpert
 
@@ -28,9 +25,7 @@ ExpertFactory = Callable[..., Any]  # (backend name, **options) -> SegmentationE
 @dataclass
 class SegmentedMasks:
     ct: CTVolume  # the CT they belong to (the case may have changed meanwhile)
-    masks: OrganMasks
-    boxes: tuple[LabelBoxes, LabelBoxes | None]
-    mask_hash: str
+    masks: PreparedMasks
     backend: str
     warnings: list[str]
 
@@ -58,22 +53,18 @@ def segment_case(ct: CTVolume, backend: str, options: dict[str, Any], progress, 
         from inference.segmentation.expert import make_expert as factory
     expert = factory(backend, **options)
     masks = expert.segment(ct, lambda f, m: progress(0.9 * f, m), cancel)
-    masks = _same_layout(masks, ct)
-    progress(0.92, "indexing organs")
-    boxes = (LabelBoxes(masks.organs).precompute(),
-             LabelBoxes(masks.parts).precompute() if masks.parts is not None else None)
-    digest = mask_hash(masks.organs, masks.parts, masks.affine)
+    prepared = prepare_masks(masks, ct, None, lambda f, m: progress(0.92 + 0.08 * f, m))
     progress(1.0, "organ masks ready")
-    return SegmentedMasks(ct, masks, boxes, digest, masks.backend, list(masks.details.get("warnings", [])))
+    return SegmentedMasks(ct, prepared, masks.backend, list(masks.details.get("warnings", [])))
 
 
 class SegmentationWorker(QObject):
     """``start(ct, backend, settings)``; the runner's signals report the outcome
     (succeeded carries a SegmentedMasks)."""
 
-    def __init__(self, parent=None, factory: ExpertFactory | None = None):
+    def __init__(self, parent=None, factory: ExpertFactory | None = None, runner=JobRunner):
         super().__init__(parent)
-        self.runner = JobRunner("segmentation", self)
+        self.runner = runner("segmentation", self)
         self.factory = factory  # tests pass a fake expert factory
 
     @property

@@ -4,16 +4,21 @@ Where: the platform's place for QSettings ("TumorChain/Workstation"), unless a p
 given (``--profile DIR`` or ``$TUMORCHAIN_PROFILE_DIR``): then settings live in DIR/settings.ini
 and reviews (with the runs they belong to) in DIR/reviews. Tests and scripted runs use a
 profile so they never touch the user's own settings.
+
+AppSettings is immutable: a change is a new value (``dataclasses.replace``) put into the one
+SettingsStore (app/settings_store.py) that the window, the controller and the panel share.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-
-from PySide6.QtCore import QSettings
+from typing import TYPE_CHECKING
 
 from inference.iir.prompts import TASKS
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = REPO / "resources" / "demo_model"
@@ -31,7 +36,7 @@ def default_model_dir() -> str:
     return str(DEMO_MODEL) if (DEMO_MODEL / "config.json").is_file() else ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class AppSettings:
     """What a user sets once and keeps (Settings dialog)."""
 
@@ -50,18 +55,17 @@ class AppSettings:
     def validated(self) -> "AppSettings":
         """A copy with out-of-range values replaced by the defaults (a hand-edited ini never crashes)."""
         d = AppSettings()
-        out = AppSettings(**{f.name: getattr(self, f.name) for f in fields(self)})
-        if not out.model_dir.strip():  # none chosen yet: the shipped demo model, once it is there
-            out.model_dir = default_model_dir()
-        if out.device not in DEVICES:
-            out.device = d.device
-        if out.segmentation_backend not in SEGMENTATION_BACKENDS:
-            out.segmentation_backend = d.segmentation_backend
-        if out.default_task not in TASKS:
-            out.default_task = d.default_task
-        out.max_rounds = min(max(int(out.max_rounds), 1), 12)
-        out.max_new_tokens = min(max(int(out.max_new_tokens), 8), 4096)
-        return out
+        return replace(
+            self,
+            # none chosen yet: the shipped demo model, once it is there
+            model_dir=self.model_dir if self.model_dir.strip() else default_model_dir(),
+            device=self.device if self.device in DEVICES else d.device,
+            segmentation_backend=(self.segmentation_backend if self.segmentation_backend in SEGMENTATION_BACKENDS
+                                  else d.segmentation_backend),
+            default_task=self.default_task if self.default_task in TASKS else d.default_task,
+            max_rounds=min(max(int(self.max_rounds), 1), 12),
+            max_new_tokens=min(max(int(self.max_new_tokens), 8), 4096),
+        )
 
     def torch_device(self) -> str | None:
         return None if self.device == "auto" else self.device
@@ -84,6 +88,8 @@ def use_profile(folder: str | Path) -> Path:
 
 
 def qsettings() -> QSettings:
+    from PySide6.QtCore import QSettings  # only where settings are kept: AppSettings itself is Qt-free
+
     folder = profile_dir()
     if folder is not None:
         return QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat)

@@ -192,7 +192,7 @@ def screenshots(win, folder: Path) -> list[Path]:
 
     saved = []
     panel, c = win.panel, win.controller
-    c.settings.max_new_tokens = 256  # whole answers for the pictures
+    c.settings_store.update(max_new_tokens=256)  # whole answers for the pictures
     panel.bar.set_task("report")
     analyze_once(win, "report", None)
     panel.cards[1].controls.agree.click()

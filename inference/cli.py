@@ -144,7 +144,8 @@ def _analyze(args, out: TextIO) -> int:
     pipeline = _pipeline(args)
     printer = RoundPrinter(out, stream=args.stream)
     record = pipeline.analyze(request, Callbacks(progress=printer.progress, on_round_start=printer.start,
-                                                 on_text=printer.text, on_round=printer.done))
+                                                 on_text=printer.text, on_round=printer.done),
+                              settings=_iir_settings(args))
     record.save(args.out)
     c = record.conclusion
     answer = c.answer if c.found else "(the last answer has no 'Thus, the answer is' sentence)"
@@ -269,6 +270,7 @@ def _batch(args, out: TextIO) -> int:
             raise InputError(args.cases, f"case {c.case_id} has no question or task; pass --question or --task")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     pipeline = _pipeline(args)
+    settings = _iir_settings(args)
     summary = []
     failed = 0
     bar = tqdm(cases, desc="cases", unit="case", file=sys.stderr, dynamic_ncols=True)
@@ -283,7 +285,7 @@ def _batch(args, out: TextIO) -> int:
         )
         run_json = args.out_dir / f"{case.case_id}.json"
         try:
-            record = pipeline.analyze(request)
+            record = pipeline.analyze(request, settings=settings)
             record.save(run_json)
             summary.append({"case_id": case.case_id, "ct": str(case.ct), "status": "ok",
                             "conclusion": record.conclusion.answer, "rounds": len(record.rounds),
@@ -308,8 +310,6 @@ def _batch(args, out: TextIO) -> int:
 # -- shared ----------------------------------------------------------------------------------------
 
 def _pipeline(args):
-    from inference.iir.decoding import SamplingConfig
-    from inference.iir.loop import IIRSettings
     from inference.pipeline import Pipeline
 
     if not args.model.is_dir():
@@ -317,12 +317,19 @@ def _pipeline(args):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would bury the rounds
-    settings = IIRSettings(
+    return Pipeline.from_model_dir(args.model, device=args.device, dtype=args.dtype)
+
+
+def _iir_settings(args):
+    """The round limit and sampling of the command line, for each analyze call."""
+    from inference.iir.decoding import SamplingConfig
+    from inference.iir.loop import IIRSettings
+
+    return IIRSettings(
         max_rounds=args.max_rounds, include_negated=not args.exclude_negated,
         sampling=SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 top_p=args.top_p, top_k=args.top_k, seed=args.seed),
     )
-    return Pipeline.from_model_dir(args.model, settings, device=args.device, dtype=args.dtype)
 
 
 def _need_path(path: Path, what: str, file: bool = False) -> None:

@@ -3,7 +3,9 @@
 Used by the command line and by the GUI's worker thread: long steps report
 ``progress(fraction, message)`` and stop with inference.errors.Cancelled when ``cancel`` is set.
 A Pipeline keeps one model loaded across cases and remembers the last cases' encodings, so a
-second question on the same case skips the vision encoder.
+second question on the same case skips the vision encoder. IIR settings (round limit, sampling)
+go in per call (``settings=``); the ones given at construction are only the default, so one
+loaded model serves callers with different settings without being reconfigured between runs.
 """
 from __future__ import annotations
 
@@ -23,8 +25,7 @@ from inference.iir.generator import ModelRoundGenerator
 from inference.iir.loop import IIRLoop, IIRSettings, Matcher
 from inference.iir.prompts import task_question
 from inference.iir.rounds import Round
-from inference.run_record import (CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo, mask_hash,
-                                  model_weight_hash)
+from inference.run_record import CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo, model_weight_hash
 from inference.segmentation.organ_masks import OrganMasks
 
 ProgressFn = Callable[[float, str], None]
@@ -105,7 +106,7 @@ class Pipeline:
                  matcher: Matcher | None = None, encodings_kept: int = 2):
         self.model = model
         self.model_dir = Path(model_dir)
-        self.settings = settings
+        self.settings = settings  # the default of analyze() and analyze_volume()
         self.matcher = matcher
         self._encodings: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
         self._encodings_kept = encodings_kept
@@ -119,7 +120,7 @@ class Pipeline:
     # -- the whole flow ------------------------------------------------------------------------
 
     def analyze(self, request: AnalysisRequest, callbacks: Callbacks | None = None,
-                cancel: threading.Event | None = None) -> RunRecord:
+                cancel: threading.Event | None = None, settings: IIRSettings | None = None) -> RunRecord:
         callbacks = callbacks or Callbacks()
         question = request.question_text()  # user mistakes surface before any heavy work
         t0 = time.perf_counter()
@@ -133,7 +134,7 @@ class Pipeline:
         t_seg = time.perf_counter()
         record = self.analyze_volume(ct, masks, question, task=request.task, case_id=request.case_id,
                                      mask_source=mask_source, callbacks=callbacks, cancel=cancel,
-                                     allow_non_ct=request.allow_non_ct)
+                                     allow_non_ct=request.allow_non_ct, settings=settings)
         record.timings = {"load_ct_ms": (t_load - t0) * 1000.0, "segmentation_ms": (t_seg - t_load) * 1000.0,
                           **record.timings, "total_ms": (time.perf_counter() - t0) * 1000.0}
         return record
@@ -156,17 +157,19 @@ class Pipeline:
     def analyze_volume(self, ct: CTVolume, masks: OrganMasks, question: str, *, task: str | None = None,
                        case_id: str | None = None, mask_source: str | None = None,
                        callbacks: Callbacks | None = None, cancel: threading.Event | None = None,
-                       allow_non_ct: bool = False) -> RunRecord:
-        """The model part for a CT and masks already in memory (the GUI has both).
+                       allow_non_ct: bool = False, settings: IIRSettings | None = None) -> RunRecord:
+        """The model part for a CT and masks already in memory (the GUI has both); ``settings``
+        default to the pipeline's.
 
         allow_non_ct: analyze even when the volume does not look like CT (the user's override,
         recorded in run.json); otherwise such a volume raises NotCTError before any work."""
         require_ct(ct, allow_non_ct)
         callbacks = callbacks or Callbacks()
+        s = settings or self.settings
         from inference.preprocess import preprocess
 
         t0 = time.perf_counter()
-        m_hash = mask_hash(masks.organs, masks.parts, masks.affine)
+        m_hash = masks.content_hash()
         key = (ct.content_hash(), m_hash)
         cached = key in self._encodings
         _progress(callbacks, "preprocess", 0.0, "preparing the model input")
@@ -188,11 +191,10 @@ class Pipeline:
         _check(cancel)
         features = ModelCaseFeatures(self.model, encoding, GridMasks(model_input.organs, model_input.parts),
                                      volume=model_input)
-        generator = ModelRoundGenerator.for_model(self.model, sampling=self.settings.sampling,
-                                                  cache_mode=self.settings.cache_mode)
-        loop = IIRLoop(generator, features, self.settings, matcher=self.matcher, table=masks.table,
+        generator = ModelRoundGenerator.for_model(self.model, sampling=s.sampling, cache_mode=s.cache_mode)
+        loop = IIRLoop(generator, features, s, matcher=self.matcher, table=masks.table,
                        tokenizer=self.model.tokenizer)
-        n = self.settings.max_rounds
+        n = s.max_rounds
 
         def on_round(rnd: Round) -> None:
             _progress(callbacks, "iir", rnd.index / n, f"round {rnd.index} done")
@@ -204,7 +206,6 @@ class Pipeline:
                           on_round=on_round, cancel=cancel)
         t_iir = time.perf_counter()
         _progress(callbacks, "iir", 1.0, "done")
-        s = self.settings
         return RunRecord(
             case=_case_info(ct, case_id, allow_non_ct),
             segmentation=SegmentationInfo(

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from inference.atomic_write import atomic_write
 from inference.errors import InputError, read_json_file
@@ -46,7 +45,7 @@ class CaseInfo:
 @dataclass
 class SegmentationInfo:
     backend: str  # "totalsegmentator" | "precomputed:<file>" | "synthetic" ...
-    mask_hash: str  # mask_hash(): SHA-256 of organ and part label maps + grid
+    mask_hash: str  # OrganMasks.content_hash(): SHA-256 of organ and part label maps + grid
     mask_source: str | None = None  # the --masks file, if one was given
     labels_present: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
@@ -228,18 +227,6 @@ def _hex(value: str, where: str) -> str:
 
 
 # -- hashes --------------------------------------------------------------------------------------
-
-def mask_hash(organs: np.ndarray, parts: np.ndarray | None, affine: np.ndarray) -> str:
-    """SHA-256 over the organ and part label maps and their grid: the same masks, the same hash."""
-    h = hashlib.sha256()
-    h.update(str(tuple(organs.shape)).encode())
-    h.update(memoryview(np.ascontiguousarray(organs, dtype=np.uint8)).cast("B"))
-    if parts is not None:
-        h.update(b"parts")
-        h.update(memoryview(np.ascontiguousarray(parts, dtype=np.uint8)).cast("B"))
-    h.update(np.round(np.asarray(affine, dtype=np.float64), 4).tobytes())
-    return h.hexdigest()
-
 
 _WEIGHT_HASHES: dict[tuple, tuple[str, list[str]]] = {}
 

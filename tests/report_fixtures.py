@@ -14,7 +14,7 @@ from inference.ct_volume import CTVolume
 from inference.iir.conclusion import parse_conclusion
 from inference.iir.rounds import ExaminedOrgan, Round, RoundTimings, SkippedOrgan
 from inference.labels import merged_labels
-from inference.run_record import CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo, mask_hash
+from inference.run_record import CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo
 from inference.segmentation.organ_masks import OrganMasks
 
 PATIENT = {"name": "Doeberg^Janetta", "id": "PID-778899", "birth": "19610203"}
@@ -122,7 +122,7 @@ def make_run(ct: CTVolume, masks: OrganMasks) -> RunRecord:
         case=CaseInfo(case_id=Path(ct.source_path).name, source_path=str(ct.source_path),
                       content_hash=ct.content_hash(), shape=list(ct.shape), spacing_mm=list(ct.spacing),
                       series_uid=ct.series_uid, study_instance_uid=ct.study.study_instance_uid),
-        segmentation=SegmentationInfo(backend=masks.backend, mask_hash=mask_hash(masks.organs, masks.parts, masks.affine),
+        segmentation=SegmentationInfo(backend=masks.backend, mask_hash=masks.content_hash(),
                                       labels_present=[merged_labels().by_id(i).name for i in masks.present_ids()]),
         model=ModelInfo(path="/models/tumorchain-demo", name="tumorchain-demo", weight_hash="0" * 64),
         question="What is the most likely diagnosis?", task=None,

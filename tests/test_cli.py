@@ -195,6 +195,11 @@ def test_pipeline_progress_encoding_cache_and_cancel(model_dir, case):
         pipe.analyze(req, Callbacks(on_text=lambda i, d: cancel.set()), cancel=cancel)
     third = pipe.analyze(req)  # a cancelled run leaves the pipeline usable
     assert [r.token_ids for r in third.rounds] == [r.token_ids for r in first.rounds]
+    # settings go in per call; the pipeline's own stay the default of the next call
+    short = pipe.analyze(req, settings=IIRSettings(max_rounds=1, sampling=SamplingConfig(max_new_tokens=2)))
+    assert len(short.rounds) == 1 and (short.settings.max_rounds, short.settings.max_new_tokens) == (1, 2)
+    assert len(short.rounds[0].token_ids) <= 2
+    assert pipe.analyze(req).settings.max_rounds == 3 and pipe.settings.max_rounds == 3
 
 
 @pytest.mark.slow

@@ -10,8 +10,9 @@ import pytest
 from inference.errors import InputError
 from inference.iir.conclusion import parse_conclusion
 from inference.iir.rounds import ExaminedOrgan, Round, RoundTimings, SkippedOrgan
-from inference.run_record import (SCHEMA, CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo, mask_hash,
+from inference.run_record import (SCHEMA, CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo,
                                   model_weight_hash)
+from inference.segmentation.organ_masks import OrganMasks, mask_hash
 
 H = "a" * 64
 
@@ -121,6 +122,8 @@ def test_mask_hash_follows_every_voxel_and_the_grid():
     assert mask_hash(changed, None, affine) != base
     assert mask_hash(organs, np.zeros_like(organs), affine) != base
     assert mask_hash(organs, None, np.diag([1.0, 1.0, 3.0, 1.0])) != base
+    masks = OrganMasks(organs=np.asfortranarray(organs), affine=affine, backend="x")
+    assert masks.content_hash() == base and masks.content_hash() is masks.content_hash()  # any memory order; once
 
 
 def test_model_weight_hash_covers_every_safetensors_file(tmp_path):

@@ -54,10 +54,11 @@ def evaluate_samples(pipeline, samples: Sequence[Sample], modes: Sequence[str] =
         masks = _case_masks(group[0], ct)
         for s in group:
             for mode in modes:
-                pipeline.settings = IIRSettings(max_rounds=max_rounds if mode == "iir" else 1,
-                                                sampling=SamplingConfig(max_new_tokens=max_new_tokens))
+                settings = IIRSettings(max_rounds=max_rounds if mode == "iir" else 1,
+                                       sampling=SamplingConfig(max_new_tokens=max_new_tokens))
                 t0 = time.perf_counter()
-                rec = pipeline.analyze_volume(ct, masks, s.question, task=s.task, case_id=case_id)
+                rec = pipeline.analyze_volume(ct, masks, s.question, task=s.task, case_id=case_id,
+                                              settings=settings)
                 row = _score(s, mode, rec, judge)
                 row["seconds"] = round(time.perf_counter() - t0, 3)
                 if cot_eval and judge is not None and s.subtask == "report":

@@ -13,14 +13,14 @@ thread. Events (callbacks get no arguments, they read the state):
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
 from inference.ct_volume import CTVolume
 from inference.labels import LabelTable, merged_labels
 from inference.segmentation.organ_masks import OrganMasks
+from viewer.events import Events
 from viewer.label_boxes import LabelBoxes
 from viewer.roi_highlight import HIGHLIGHT_RGB, Roi, compute_roi
 from viewer.window_presets import DEFAULT_PRESET
@@ -28,35 +28,11 @@ from viewer.window_presets import DEFAULT_PRESET
 EVENTS = ("case", "cursor", "window_level", "labels", "highlight", "volume_rendering")
 
 
-class Events:
-    """Named callback lists; a minimal, Qt-free signal hub."""
-
-    def __init__(self) -> None:
-        self._subs: dict[str, list[Callable[[], None]]] = defaultdict(list)
-
-    def connect(self, name: str, callback: Callable[[], None]) -> None:
-        if name not in EVENTS:
-            raise ValueError(f"unknown scene event {name!r}; expected one of {EVENTS}")
-        self._subs[name].append(callback)
-
-    def disconnect(self, name: str, callback: Callable[[], None]) -> None:
-        subs = self._subs.get(name, [])
-        if callback in subs:
-            subs.remove(callback)
-
-    def emit(self, name: str) -> None:
-        for cb in list(self._subs.get(name, ())):
-            cb()
-
-    def count(self, name: str) -> int:
-        return len(self._subs.get(name, ()))
-
-
 class SceneState:
     """Case, labels, cursor, window/level and ROI highlight shown by every view."""
 
     def __init__(self) -> None:
-        self.events = Events()
+        self.events = Events(EVENTS, "scene")
         self.ct: CTVolume | None = None
         self.masks: OrganMasks | None = None
         self.table: LabelTable = merged_labels()

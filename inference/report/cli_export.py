@@ -93,7 +93,6 @@ def run_export(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 def _masks(args: argparse.Namespace, run, ct):
     """The run's masks again: the files it recorded (organs, parts and their label scheme, as the
     window or the CLI read them), else its segmentation backend; they must hash as run.json says."""
-    from inference.run_record import mask_hash
     from inference.segmentation.expert import make_expert
 
     details = run.segmentation.details if isinstance(run.segmentation.details, dict) else {}
@@ -118,7 +117,7 @@ def _masks(args: argparse.Namespace, run, ct):
         except ValueError as exc:
             raise InputError(args.run_json, f"cannot redo the run's segmentation: {exc}; pass --masks") from None
         masks = expert.segment(ct)
-    if mask_hash(masks.organs, masks.parts, masks.affine) != run.segmentation.mask_hash:
+    if masks.content_hash() != run.segmentation.mask_hash:
         used = run.segmentation.backend if given is None else f"{given}" + (f" with parts {parts}" if parts else "")
         raise InputError(args.run_json, f"the organ masks read from {used} are not the ones this run used (their "
                          "content differs from run.json's mask_hash); pass the run's files with --masks and "

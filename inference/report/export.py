@@ -28,7 +28,7 @@ from inference.errors import InputError, StorageError
 from inference.report.deidentify import Deidentifier
 from inference.report.review import Review, ReviewError, run_key
 from inference.report.traceable_report import TraceableReport, build_report
-from inference.run_record import RunRecord, mask_hash
+from inference.run_record import RunRecord
 from inference.segmentation.organ_masks import OrganMasks
 
 FORMATS = ("json", "html", "pdf", "dicom")
@@ -160,7 +160,7 @@ def _check_inputs(run: Any, review: Review, ct: CTVolume, masks: OrganMasks) -> 
         raise InputError(ct.source_path, "is not the CT this run analysed (its content hash differs from run.json's)")
     if masks.shape != ct.shape:
         raise InputError(None, f"the organ masks {masks.shape} are not on the CT grid {ct.shape}")
-    if mask_hash(masks.organs, masks.parts, masks.affine) != run.segmentation.mask_hash:
+    if masks.content_hash() != run.segmentation.mask_hash:
         raise InputError(None, f"the organ masks ({masks.backend}) are not the ones this run used "
                          "(their mask hash differs from run.json's)")
     try:

@@ -1,6 +1,7 @@
 """OrganMasks: the segmentation expert's answer, on the CT's own voxel grid."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,15 @@ class OrganMasks:
         if self.parts is not None and self.parts.shape != self.organs.shape:
             raise ValueError("OrganMasks.parts must have the organs' shape")
 
+    def content_hash(self) -> str:
+        """mask_hash() of these masks, computed once: a run's masks are matched by it (run.json's
+        segmentation.mask_hash), and the loader, the pipeline and the export all ask."""
+        cached = getattr(self, "_hash", None)
+        if cached is None:
+            cached = mask_hash(self.organs, self.parts, self.affine)
+            object.__setattr__(self, "_hash", cached)  # frozen; label maps are never edited in place
+        return cached
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.organs.shape)  # type: ignore[return-value]
@@ -53,3 +63,16 @@ class OrganMasks:
     def volume_ml(self, label_id: int) -> float:
         voxel_ml = abs(float(np.linalg.det(self.affine[:3, :3]))) / 1000.0
         return float(self.mask(label_id).sum()) * voxel_ml
+
+
+def mask_hash(organs: np.ndarray, parts: np.ndarray | None, affine: np.ndarray) -> str:
+    """SHA-256 over the organ and part label maps and their grid: the same masks, the same hash
+    (whatever their memory order)."""
+    h = hashlib.sha256()
+    h.update(str(tuple(organs.shape)).encode())
+    h.update(memoryview(np.ascontiguousarray(organs, dtype=np.uint8)).cast("B"))
+    if parts is not None:
+        h.update(b"parts")
+        h.update(memoryview(np.ascontiguousarray(parts, dtype=np.uint8)).cast("B"))
+    h.update(np.round(np.asarray(affine, dtype=np.float64), 4).tobytes())
+    return h.hexdigest()

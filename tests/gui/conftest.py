@@ -66,6 +66,17 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason="no X display and no Xvfb to start one"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def module_profile(tmp_path_factory):
+    """Each test module gets an empty profile of its own: settings a test saves, the geometry a
+    closed window leaves, recent cases and stored runs (which the demo case's windows would bring
+    back on opening) never reach another module's windows, whatever order the modules run in."""
+    from workstation_helpers import own_profile
+
+    with own_profile(tmp_path_factory.mktemp("profile")) as folder:
+        yield folder
+
+
 @pytest.fixture(scope="module")
 def viewer(qapp):
     """Four views shared by one test module (creating GL windows is the slow part)."""

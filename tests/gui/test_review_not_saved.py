@@ -75,7 +75,7 @@ def test_a_decision_the_disk_refuses_reverts_and_says_not_saved(panel, run, monk
         assert card2.editor.toPlainText() == "Pancreatic head lesion, 31 mm (my measurement)."
         assert card2.not_saved and not card2.agree.isChecked()
         assert c.review.current("round-2").decision == "pending"
-        assert c.drafts.get("round-2") == "Pancreatic head lesion, 31 mm (my measurement)."
+        assert c.model.drafts.get("round-2") == "Pancreatic head lesion, 31 mm (my measurement)."
 
     on_disk = load_review(c.store.review_path(run))
     assert on_disk.current("round-1").decision == "pending" and on_disk.current("round-2").decision == "pending"
@@ -87,7 +87,7 @@ def test_a_decision_the_disk_refuses_reverts_and_says_not_saved(panel, run, monk
     on_disk = load_review(c.store.review_path(run))
     assert on_disk.current("round-1").decision == "agreed"
     assert on_disk.current("round-2").text == "Pancreatic head lesion, 31 mm (my measurement)."
-    assert "round-2" not in c.drafts
+    assert "round-2" not in c.model.drafts
 
 
 def test_a_run_in_a_read_only_folder_is_still_shown_and_its_review_read_only(panel, run, tmp_path, monkeypatch):

@@ -14,20 +14,21 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from gui_helpers import ARTIFACTS, colour_mask
-from workstation_helpers import DEMO_CASE, PANCREAS, wait_idle
+from workstation_helpers import DEMO_CASE, PANCREAS, own_profile, wait_idle
 
 EDIT = "Pancreatic head mass, 33 mm, ill-defined <margins> & duct dilatation."
+SIGNER = "Dr Fixture Reader"
 
 
-@pytest.fixture(scope="module")
-def ws(qapp, workstation_model):
+def _open_demo(model) -> "object":
+    """The window as ``tumorchain-workstation --demo`` opens it, shown, loaded and idle."""
     if not (DEMO_CASE / "ct.nii.gz").exists():
         pytest.skip(f"demo case absent: {DEMO_CASE}")
     from PySide6.QtTest import QTest
 
     from app.main import build_window, parse_args
 
-    win = build_window(parse_args(["--demo", "--model", str(workstation_model), "--max-new-tokens", "40",
+    win = build_window(parse_args(["--demo", "--model", str(model), "--max-new-tokens", "40",
                                    "--max-rounds", "4"]))
     win.resize(1700, 1000)
     win.show()
@@ -35,8 +36,50 @@ def ws(qapp, workstation_model):
     win.wait_for_load()
     wait_idle(win)
     assert win.last_error is None, win.last_error
-    yield win
-    win.close()
+    return win
+
+
+@pytest.fixture
+def ws(qapp, workstation_model, tmp_path):
+    """A fresh window on the demo case with an empty profile of its own: nothing analyzed yet,
+    nothing stored to bring back, whatever ran before."""
+    with own_profile(tmp_path / "profile"):
+        win = _open_demo(workstation_model)
+        yield win
+        win.close()
+
+
+@pytest.fixture(scope="module")
+def signed_module_ws(qapp, workstation_model, tmp_path_factory):
+    """One window (own profile) on the demo case with a finished analysis: TNM of the pancreas,
+    every item agreed and the review signed. Built once for the module; the tests that use it
+    (through ``signed_ws``) keep its case, run and review as they found them, and check so."""
+    with own_profile(tmp_path_factory.mktemp("signed_profile")):
+        win = _open_demo(workstation_model)
+        c = win.controller
+        assert c.analyze("tnm", "pancreas")
+        wait_idle(win)
+        assert win.last_error is None, win.last_error
+        assert c.run is not None and c.run.task == "tnm" and len(c.run.rounds) >= 2
+        for key in c.review.keys:
+            assert c.decide(key, "agreed"), key
+        assert c.sign(SIGNER) and c.review.is_signed
+        yield win
+        win.close()
+
+
+@pytest.fixture
+def signed_ws(signed_module_ws):
+    """``signed_module_ws`` as each test finds it: idle, its signed run on screen, no message left
+    over from a test before."""
+    win, c = signed_module_ws, signed_module_ws.controller
+    wait_idle(win)
+    assert c.ct is not None and c.masks is not None and c.run is not None and c.run.task == "tnm"
+    assert c.review.is_signed and c.review.signed.reviewer == SIGNER
+    win.last_error = None
+    if win.error_box is not None:
+        win.error_box.close()
+    return win
 
 
 def _qimage(img) -> np.ndarray:
@@ -142,10 +185,10 @@ def test_analyze_stream_select_round_sign_off_and_export(ws, qtbot, tmp_path):
     qtbot.mouseClick(ctl.edit, Qt.MouseButton.LeftButton)
     assert not ctl.edit_area.isHidden() and ctl.editor.toPlainText() == run.rounds[1].text
     ctl.editor.setPlainText(EDIT)
-    assert c.drafts["round-2"] == EDIT  # typing is kept as a draft until saved
+    assert c.model.drafts["round-2"] == EDIT  # typing is kept as a draft until saved
     qtbot.mouseClick(ctl.save, Qt.MouseButton.LeftButton)
     assert review.effective("round-2").decision == "edited" and review.effective("round-2").text == EDIT
-    assert review.ai_text("round-2") == run.rounds[1].text and "round-2" not in c.drafts
+    assert review.ai_text("round-2") == run.rounds[1].text and "round-2" not in c.model.drafts
     assert card2.edited.isVisible() and EDIT in card2.edited.text().replace("\u200b", "")
     for i in sorted(panel.cards)[2:]:
         qtbot.mouseClick(panel.cards[i].controls.reject, Qt.MouseButton.LeftButton)
@@ -213,10 +256,10 @@ def test_analyze_stream_select_round_sign_off_and_export(ws, qtbot, tmp_path):
     assert load_review(c.store.review_path(run)).amendments[-1].reason == "re-read with the prior CT"
 
 
-def test_cancel_mid_analysis_keeps_the_previous_run(ws, qtbot):
+def test_cancel_mid_analysis_keeps_the_previous_run(signed_ws, qtbot):
     from inference.report.review import run_key
 
-    c, panel = ws.controller, ws.panel
+    c, panel = signed_ws.controller, signed_ws.panel
     before = c.run
     assert before is not None
     # cancel from inside round 1 (on the worker thread), so the run cannot finish first
@@ -226,60 +269,60 @@ def test_cancel_mid_analysis_keeps_the_previous_run(ws, qtbot):
     c.analysis.round_started.connect(cancel_now, Qt.ConnectionType.DirectConnection)
     try:
         assert c.analyze("report")
-        wait_idle(ws)
+        wait_idle(signed_ws)
     finally:
         c.analysis.round_started.disconnect(cancel_now)
     assert c.run is before and run_key(c.run) == run_key(before)
     assert sorted(panel.cards) == [r.index for r in before.rounds]
-    assert "cancelled" in ws.statusBar().currentMessage()
+    assert "cancelled" in signed_ws.statusBar().currentMessage()
     assert panel.bar.analyze.isEnabled()
 
 
-def test_no_model_or_a_broken_model_is_a_clear_message_and_keeps_the_case(ws, tmp_path):
-    c = ws.controller
+def test_no_model_or_a_broken_model_is_a_clear_message_and_keeps_the_case(signed_ws, tmp_path):
+    c = signed_ws.controller
     run, ct = c.run, c.ct
-    saved = ws.settings.model_dir
+    saved = signed_ws.settings.model_dir
     try:
-        ws.settings.model_dir = ""
+        signed_ws.settings_store.update(model_dir="")
         assert not c.analyze("tnm")
-        assert "Settings" in ws.last_error and "model" in ws.last_error.lower()
+        assert "Settings" in signed_ws.last_error and "model" in signed_ws.last_error.lower()
         empty = tmp_path / "not_a_model"
         empty.mkdir()
-        ws.settings.model_dir = str(empty)
+        signed_ws.settings_store.update(model_dir=str(empty))
         assert not c.analyze("tnm")
-        assert "not_a_model" in ws.last_error and "no TumorChain model" in ws.last_error
+        assert "not_a_model" in signed_ws.last_error and "no TumorChain model" in signed_ws.last_error
         (empty / "config.json").write_text("{}")  # looks like a model, fails when loading
         assert c.analyze("tnm")
-        wait_idle(ws)
-        assert "not_a_model" in ws.last_error and ws.error_box.windowTitle() == "Analysis failed"
+        wait_idle(signed_ws)
+        assert "not_a_model" in signed_ws.last_error and signed_ws.error_box.windowTitle() == "Analysis failed"
     finally:
-        ws.settings.model_dir = saved
-        if ws.error_box is not None:
-            ws.error_box.close()
+        signed_ws.settings_store.update(model_dir=saved)
+        if signed_ws.error_box is not None:
+            signed_ws.error_box.close()
     assert c.run is run and c.ct is ct and c.live_question is None
 
 
-def test_reopening_the_ct_alone_brings_back_the_run_its_masks_and_the_review(ws):
+def test_reopening_the_ct_alone_brings_back_the_run_its_masks_and_the_review(signed_ws):
     from inference.report.review import run_key
 
-    c = ws.controller
+    c = signed_ws.controller
     key = run_key(c.run)
     signed = c.review.to_dict()
-    ws.last_error = None
-    ws.open_path(DEMO_CASE / "ct.nii.gz")  # the CT without its masks: the run's mask file comes back
-    wait_idle(ws)
-    assert ws.last_error is None, ws.last_error
+    signed_ws.last_error = None
+    signed_ws.open_path(DEMO_CASE / "ct.nii.gz")  # the CT without its masks: the run's mask file comes back
+    wait_idle(signed_ws)
+    assert signed_ws.last_error is None, signed_ws.last_error
     assert run_key(c.run) == key and c.review.to_dict() == signed
     assert c.masks is not None and c.run_matches_masks()
-    assert ws.panel.progress_label.text().startswith("Signed by")
-    assert ws.panel.runs.count() >= 1 and ws.panel.runs.currentData() == key
+    assert signed_ws.panel.progress_label.text().startswith("Signed by")
+    assert signed_ws.panel.runs.count() >= 1 and signed_ws.panel.runs.currentData() == key
 
 
-def test_run_details_name_model_device_backend_and_timings(ws):
+def test_run_details_name_model_device_backend_and_timings(signed_ws):
     from app.run_details_dialog import RunDetailsDialog
 
-    run = ws.controller.run
-    assert ws.panel.details.isEnabled()
+    run = signed_ws.controller.run
+    assert signed_ws.panel.details.isEnabled()
     dlg = RunDetailsDialog(run, "/runs/here")
     text = dlg.browser.toPlainText()
     for fact in (run.model.name, run.model.device, run.model.dtype, run.model.llm_type, run.segmentation.backend,

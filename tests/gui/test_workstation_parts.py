@@ -53,16 +53,16 @@ def test_segmentation_gives_masks_with_progress_and_cancel_or_failure_keeps_them
     assert bar.segment.isVisible() and "No organ masks" in bar.status.text()
     seen = []
     c.job_progress.connect(lambda kind, f, m: seen.append((kind, f)))
-    win.settings.segmentation_backend = "synthetic"  # the cohort backend: organs.nii.gz beside ct.nii.gz
+    win.settings_store.update(segmentation_backend="synthetic")  # the cohort backend: organs.nii.gz beside ct.nii.gz
     try:
         bar.segment.click()
         assert c.busy_kinds() == ["segmentation"] and bar.cancel.isEnabled()
         wait_idle(win)
     finally:
-        win.settings.segmentation_backend = "totalsegmentator"
+        win.settings_store.update(segmentation_backend="totalsegmentator")
     assert not bar.segment.isVisible()
     assert c.masks is not None and LIVER in win.state.present_ids and LIVER in win.labels.items
-    assert ("segmentation", 1.0) in seen and c.mask_hash is not None
+    assert ("segmentation", 1.0) in seen and c.model.mask_hash == c.masks.content_hash()
     assert win.panel.bar.organ.findData("liver") > 0
     masks = c.masks
 
@@ -91,14 +91,17 @@ def test_segmentation_gives_masks_with_progress_and_cancel_or_failure_keeps_them
 
 def test_real_totalsegmentator_backend_without_weights_says_where_they_go(win, tmp_path):
     c = win.controller
+    win.open_path(win.case_dir)  # the case folder: the CT with its organ masks
+    wait_idle(win)
     masks = c.masks
+    assert c.ct is not None and masks is not None
     saved = win.settings.totalseg_weights_dir
-    win.settings.totalseg_weights_dir = str(tmp_path / "no_weights")
+    win.settings_store.update(totalseg_weights_dir=str(tmp_path / "no_weights"))
     try:
         assert c.segment("totalsegmentator")
         wait_idle(win, 60000)
     finally:
-        win.settings.totalseg_weights_dir = saved
+        win.settings_store.update(totalseg_weights_dir=saved)
     assert win.error_box.windowTitle() == "Segmentation failed"
     assert "no_weights" in win.last_error or ".venv-totalseg" in win.last_error, win.last_error
     assert c.masks is masks
@@ -164,6 +167,8 @@ def test_model_card_shows_what_the_model_is_its_training_and_evaluation(tmp_path
 def test_recent_cases_list_the_opened_case_first(win):
     from app import dialog_flows
 
+    win.open_path(win.case_dir / "ct.nii.gz")
+    wait_idle(win)
     entries = win.recent.entries()
     assert entries and entries[0].path == str((win.case_dir / "ct.nii.gz").resolve())
     dialog_flows.fill_recent_menu(win)

@@ -1,6 +1,8 @@
-"""Helpers for the workstation tests: the model they analyze with, the demo case, waiting."""
+"""Helpers for the workstation tests: the model they analyze with, the demo case, waiting, and a
+profile folder of their own."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -37,3 +39,17 @@ def build_test_model(folder: Path) -> Path:
 def wait_idle(win, timeout_ms: int = 180000) -> None:
     c = win.controller
     assert win.wait_until(lambda: not c.busy_kinds() and c.live_question is None, timeout_ms), c.busy_kinds()
+
+
+@contextlib.contextmanager
+def own_profile(folder: Path):
+    """Settings, saved window geometry, recent cases, runs and reviews under ``folder`` while inside
+    (what ``--profile`` does), the previous profile back afterwards. A window reads its profile when
+    it is built: one built inside finds only what was kept there, never another test's run or layout."""
+    import pytest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TUMORCHAIN_PROFILE_DIR", str(folder))
+        mp.setenv("TUMORCHAIN_REVIEW_DIR", str(folder / "reviews"))
+        yield folder
