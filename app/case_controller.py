@@ -67,7 +67,6 @@ class CaseController(QObject):
         self.settings_store = SettingsStore.of(settings)
         self.store = store or CaseStore(review_root())
         self.live_question: str | None = None
-        self.model_description = ""
         self._pending: tuple[AnalysisJob, AppSettings] | None = None
         self._refused: tuple | None = None  # the analysis refused as non-CT, for analyze_anyway()
         self._restore: RunRecord | None = None  # a reopened run whose masks come back after the load
@@ -90,7 +89,7 @@ class CaseController(QObject):
         self.analysis.round_started.connect(self.round_started)
         self.analysis.text.connect(self.round_text)
         self.analysis.round_done.connect(self.round_done)
-        self.analysis.model_loaded.connect(self._on_model_loaded)
+        self.analysis.model_loaded.connect(self.model_loaded)
         self.analysis.runner.succeeded.connect(self._on_analysis_done)
         self.analysis.runner.failed.connect(self._on_analysis_failed)
         self.analysis.runner.cancelled.connect(self._on_analysis_cancelled)
@@ -287,9 +286,6 @@ class CaseController(QObject):
         for worker in (self.analysis, self.segmenter, self.loader, self.exporter):
             worker.cancel()
 
-    def _on_model_loaded(self, description: str) -> None:
-        self.model_description = description
-        self.model_loaded.emit(description)
 
     def _on_analysis_done(self, record) -> None:
         if record is None:  # a preload finished

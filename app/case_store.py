@@ -22,8 +22,8 @@ from pathlib import Path
 
 from inference.atomic_write import atomic_write, sweep_stale_temps
 from inference.errors import InputError, StorageError
-from inference.report.review import Review, run_key
-from inference.report.review_store import ReviewAutosaver, open_review, save_review, user_review_path
+from inference.report.review import run_key
+from inference.report.review_store import ReviewAutosaver, open_review, user_review_path
 from inference.run_record import RunRecord
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,6 @@ class CaseStore:
         if save_new and not path.exists():
             saver.save()
         return saver
-
-    def replace_review(self, review: Review, run: RunRecord) -> Path:
-        return save_review(review, self.review_path(run))
 
     # -- drafts ------------------------------------------------------------------------------------
     def drafts_path(self, run: RunRecord) -> Path:

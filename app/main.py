@@ -12,8 +12,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from inference.vocabulary import DEVICES, TASKS
+
 DEMO_CASE = Path(__file__).resolve().parents[1] / "resources" / "demo_case"
-TASK_CHOICES = ("localization", "attributes", "tnm", "report")
+TASK_CHOICES = TASKS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,7 +26,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--screenshots", metavar="DIR",
                         help="after loading, save a PNG of each view to DIR and quit (reports, checks)")
     parser.add_argument("--model", metavar="DIR", help="model folder for this session (Settings keep theirs)")
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), help="device for this session")
+    parser.add_argument("--device", choices=DEVICES, help="device for this session")
     parser.add_argument("--max-rounds", type=int, help="IIR round limit for this session")
     parser.add_argument("--max-new-tokens", type=int, help="tokens per round for this session")
     parser.add_argument("--profile", metavar="DIR",

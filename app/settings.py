@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference.iir.prompts import TASKS
+from inference.vocabulary import DEFAULT_MAX_NEW_TOKENS, DEVICES, TASKS
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
@@ -23,12 +23,11 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = REPO / "resources" / "demo_model"
 ENV_PROFILE = "TUMORCHAIN_PROFILE_DIR"
-DEVICES = ("auto", "cuda", "cpu")
 SEGMENTATION_BACKENDS = ("totalsegmentator", "synthetic")
 TASK_TITLES = {"localization": "Lesion localization", "attributes": "Lesion attributes",
                "tnm": "TNM stage", "report": "CoT report"}
-TASK_ORDER = ("localization", "attributes", "tnm", "report")
-assert set(TASK_ORDER) == set(TASKS)
+TASK_ORDER = TASKS  # the order the window lists them
+assert set(TASK_TITLES) == set(TASKS)
 
 
 def default_model_dir() -> str:
@@ -46,7 +45,7 @@ class AppSettings:
     segmentation_backend: str = "totalsegmentator"
     totalseg_fast: bool = False
     max_rounds: int = 4
-    max_new_tokens: int = 256
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     default_task: str = "report"
     reviewer: str = ""
     deidentify_exports: bool = False

@@ -25,7 +25,8 @@ from inference.iir.generator import ModelRoundGenerator
 from inference.iir.loop import IIRLoop, IIRSettings, Matcher
 from inference.iir.prompts import task_question
 from inference.iir.rounds import Round
-from inference.run_record import CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo, model_weight_hash
+from inference.run_record import CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo
+from inference.weight_hash import model_weight_hash
 from inference.segmentation.organ_masks import OrganMasks
 
 ProgressFn = Callable[[float, str], None]

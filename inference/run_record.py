@@ -6,7 +6,6 @@ the conclusion and the timings. Reading validates every field and names the bad 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -17,7 +16,7 @@ from typing import Any
 from inference.atomic_write import atomic_write
 from inference.errors import InputError, read_json_file
 from inference.iir.conclusion import Conclusion
-from inference.iir.json_fields import field as _field, list_field as _list, need as _need
+from inference.json_fields import field as _field, list_field as _list, need as _need
 from inference.iir.rounds import Round
 
 SCHEMA = "tumorchain.run/1"
@@ -224,33 +223,3 @@ def _hex(value: str, where: str) -> str:
     if len(value) != 64 or any(ch not in "0123456789abcdef" for ch in value):
         raise ValueError(f"{where}: expected a 64-digit lowercase SHA-256, got {value[:80]!r}")
     return value
-
-
-# -- hashes --------------------------------------------------------------------------------------
-
-_WEIGHT_HASHES: dict[tuple, tuple[str, list[str]]] = {}
-
-
-def model_weight_hash(model_dir: str | Path) -> tuple[str, list[str]]:
-    """(SHA-256 over every *.safetensors file under ``model_dir``, their relative paths).
-
-    Each file contributes its relative path and its bytes, in sorted order, so renaming or
-    changing any weight file changes the hash. Remembered per (path, size, mtime) for the process:
-    a 7B model's 15 GB take a while to read.
-    """
-    root = Path(model_dir)
-    files = sorted(p for p in root.rglob("*.safetensors") if p.is_file())
-    if not files:
-        raise InputError(root, "no .safetensors weight files in the model folder")
-    rel = [p.relative_to(root).as_posix() for p in files]
-    key = (str(root.resolve()),) + tuple((r, p.stat().st_size, p.stat().st_mtime_ns) for r, p in zip(rel, files))
-    if key in _WEIGHT_HASHES:
-        return _WEIGHT_HASHES[key]
-    h = hashlib.sha256()
-    for r, p in zip(rel, files):
-        h.update(r.encode() + b"\0")
-        with p.open("rb") as fh:
-            while chunk := fh.read(8 << 20):
-                h.update(chunk)
-    _WEIGHT_HASHES[key] = (h.hexdigest(), rel)
-    return _WEIGHT_HASHES[key]

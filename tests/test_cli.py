@@ -10,7 +10,8 @@ import pytest
 
 from inference.cli import main
 from inference.ct_io import load_ct
-from inference.run_record import RunRecord, model_weight_hash
+from inference.run_record import RunRecord
+from inference.weight_hash import model_weight_hash
 
 from iir_fakes import one_torch_thread, write_case, write_tiny_model  # noqa: F401
 

@@ -10,8 +10,8 @@ import pytest
 from inference.errors import InputError
 from inference.iir.conclusion import parse_conclusion
 from inference.iir.rounds import ExaminedOrgan, Round, RoundTimings, SkippedOrgan
-from inference.run_record import (SCHEMA, CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo,
-                                  model_weight_hash)
+from inference.run_record import SCHEMA, CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo
+from inference.weight_hash import model_weight_hash
 from inference.segmentation.organ_masks import OrganMasks, mask_hash
 
 H = "a" * 64

@@ -81,14 +81,6 @@ class SceneState:
         self.cursor = ct.voxel_to_world((np.asarray(ct.shape) - 1) // 2)[0]
         self.events.emit("case")
 
-    def clear_case(self) -> None:
-        """Drop the case (views show nothing); releases the arrays."""
-        self.ct = self.masks = None
-        self._organ_boxes = self._part_boxes = None
-        self.present_ids, self.visible, self.colours = (), frozenset(), {}
-        self.highlight, self.roi, self._before_highlight = (), None, None
-        self.events.emit("case")
-
     @property
     def organ_boxes(self) -> LabelBoxes | None:
         return self._organ_boxes

@@ -22,13 +22,9 @@ PRESETS: tuple[WindowPreset, ...] = (
 
 DEFAULT_PRESET = PRESETS[0]
 _BY_KEY = {p.key: p for p in PRESETS}
-_BY_NAME = {p.name: p for p in PRESETS}
 
 
 def preset_for_key(key: str) -> WindowPreset | None:
     """The preset a number key selects, or None."""
     return _BY_KEY.get(key)
 
-
-def preset(name: str) -> WindowPreset:
-    return _BY_NAME[name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .json_fields import list_field as _list, need as _need, field as _field
+from inference.json_fields import list_field as _list, need as _need, field as _field
 
 
 @dataclass

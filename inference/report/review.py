@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from inference.iir.json_fields import field as _field, list_field as _list, need as _need
+from inference.json_fields import field as _field, list_field as _list, need as _need
 from inference.vocabulary import DECISIONS
 
 SCHEMA = "tumorchain.review/1"
