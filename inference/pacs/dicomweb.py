@@ -12,22 +12,27 @@ from inference.pacs.connection import PacsConnection, PacsError
 from inference.pacs.privacy import quiet_pynetdicom
 
 
-def client(conn: PacsConnection):
+def session(conn: PacsConnection):
+    """A requests Session whose every request times out after ``timeout_s`` and checks TLS."""
     import requests
-    from dicomweb_client.api import DICOMwebClient
-
-    quiet_pynetdicom()
 
     class _TimeoutAdapter(requests.adapters.HTTPAdapter):
         def send(self, request, **kwargs):
             kwargs["timeout"] = kwargs.get("timeout") or conn.timeout_s
             return super().send(request, **kwargs)
 
-    session = requests.Session()
-    session.mount("http://", _TimeoutAdapter())
-    session.mount("https://", _TimeoutAdapter())
-    session.verify = conn.tls_ca_file or True
-    return DICOMwebClient(url=conn.dicomweb_url.rstrip("/"), session=session)
+    s = requests.Session()
+    s.mount("http://", _TimeoutAdapter())
+    s.mount("https://", _TimeoutAdapter())
+    s.verify = conn.tls_ca_file or True
+    return s
+
+
+def client(conn: PacsConnection):
+    from dicomweb_client.api import DICOMwebClient
+
+    quiet_pynetdicom()
+    return DICOMwebClient(url=conn.dicomweb_url.rstrip("/"), session=session(conn))
 
 
 @contextmanager

@@ -81,9 +81,9 @@ def _why_not_established(conn: PacsConnection, assoc, elapsed: float) -> PacsErr
         rsp = getattr(assoc.acceptor, "primitive", None)
         reason = getattr(rsp, "reason_str", "") if rsp is not None else ""
         hint = ""
-        if rsp is not None and getattr(rsp, "diagnostic", None) == 7 and getattr(rsp, "source", None) == 1:
+        if rsp is not None and getattr(rsp, "diagnostic", None) == 7 and getattr(rsp, "result_source", None) == 1:
             hint = f" Check the called AE title ({conn.called_ae!r})."
-        elif rsp is not None and getattr(rsp, "diagnostic", None) == 3 and getattr(rsp, "source", None) == 1:
+        elif rsp is not None and getattr(rsp, "diagnostic", None) == 3 and getattr(rsp, "result_source", None) == 1:
             hint = f" The PACS does not accept our AE title ({conn.calling_ae!r}); ask for it to be registered."
         return PacsError("rejected", f"{conn.where()}: the PACS rejected the association"
                          f"{': ' + reason if reason else ''}.{hint}")

@@ -179,15 +179,21 @@ def _qido_filters(q: StudyQuery) -> dict:
 
 
 def _qido(conn: PacsConnection, level: str, filters: dict, keys, study_uid: str | None = None) -> list[Dataset]:
-    from inference.pacs.dicomweb import client, web_errors
+    """QIDO-RS with the query string written here: dicomweb-client percent-encodes '*' and '^',
+    which some servers (Orthanc's DICOMweb plugin 1.x) then match literally, so a wildcard
+    name search finds nothing. '*', '^', ',' and '-' go as they are, as OHIF sends them."""
+    from urllib.parse import quote
 
+    from inference.pacs.dicomweb import session, web_errors
+
+    base = conn.dicomweb_url.rstrip("/")
+    path = f"{base}/studies" if level == "studies" else f"{base}/studies/{quote(study_uid or '', safe='.')}/series"
+    params = [f"{k}={quote(str(v), safe='*^,-')}" for k, v in filters.items()]
+    params += [f"includefield={k}" for k in keys if k not in filters]
     with web_errors(conn, f"the {level} search"):
-        c = client(conn)
-        fields = [k for k in keys if k not in filters]
-        if level == "studies":
-            rows = c.search_for_studies(search_filters=filters, fields=fields)
-        else:
-            rows = c.search_for_series(study_uid, search_filters=filters, fields=fields)
+        rsp = session(conn).get(path + "?" + "&".join(params), headers={"Accept": "application/dicom+json"})
+        rsp.raise_for_status()
+        rows = rsp.json() if rsp.content.strip() else []
     return [Dataset.from_json(r) for r in rows]
 
 

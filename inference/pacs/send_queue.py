@@ -96,7 +96,7 @@ class SendQueue:
                 sop_class, sop_uid = str(ds.SOPClassUID), str(ds.SOPInstanceUID)
             except (OSError, AttributeError, Exception) as exc:  # pydicom raises several kinds
                 raise InputError(f, f"cannot be queued for sending: not a readable DICOM object ({type(exc).__name__})") from None
-            item = QueueItem(id=f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(4)}", connection=connection,
+            item = QueueItem(id=f"{time.time_ns():020d}-{secrets.token_hex(4)}", connection=connection,
                              sop_class_uid=sop_class, sop_instance_uid=sop_uid,
                              description=desc or f"{ds.get('Modality', '')} {ds.get('SeriesDescription', '')}".strip(),
                              created=_now())
