@@ -56,16 +56,26 @@ def new_ae(conn: PacsConnection):
 def association(conn: PacsConnection, ae, *, evt_handlers=None, ext_neg=None) -> Iterator:
     """An established association with the PACS (released afterwards, aborted on error);
     PacsError saying why otherwise. ``ae`` carries the requested contexts."""
+    from pynetdicom import evt
+    from pynetdicom.pdu import A_ASSOCIATE_RJ
+
     conn.checked()
     check_reachable(conn)
+    rejection = []  # the A-ASSOCIATE-RJ PDU itself: pynetdicom sometimes reports the close that
+    #                 follows a rejection as an abort, and the user must hear "AE title rejected"
+
+    def on_pdu(event):
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rejection.append(event.pdu)
     t0 = time.monotonic()
     try:
-        assoc = ae.associate(conn.host, int(conn.port), ae_title=conn.called_ae, evt_handlers=evt_handlers,
+        assoc = ae.associate(conn.host, int(conn.port), ae_title=conn.called_ae,
+                             evt_handlers=list(evt_handlers or []) + [(evt.EVT_PDU_RECV, on_pdu)],
                              ext_neg=ext_neg, tls_args=_tls_args(conn))
     except ssl.SSLError as exc:
         raise PacsError("tls", f"{conn.where()}: TLS failed ({exc.reason or exc})") from None
     if not assoc.is_established:
-        raise _why_not_established(conn, assoc, time.monotonic() - t0)
+        raise _why_not_established(conn, assoc, time.monotonic() - t0, rejection[0] if rejection else None)
     try:
         yield assoc
     except BaseException:
@@ -76,14 +86,16 @@ def association(conn: PacsConnection, ae, *, evt_handlers=None, ext_neg=None) ->
             assoc.release()
 
 
-def _why_not_established(conn: PacsConnection, assoc, elapsed: float) -> PacsError:
-    if assoc.is_rejected:
-        rsp = getattr(assoc.acceptor, "primitive", None)
+def _why_not_established(conn: PacsConnection, assoc, elapsed: float, rj=None) -> PacsError:
+    if assoc.is_rejected or rj is not None:
+        rsp = rj if rj is not None else getattr(assoc.acceptor, "primitive", None)
         reason = getattr(rsp, "reason_str", "") if rsp is not None else ""
+        source = getattr(rsp, "source", getattr(rsp, "result_source", None))
+        diagnostic = getattr(rsp, "reason_diagnostic", getattr(rsp, "diagnostic", None))
         hint = ""
-        if rsp is not None and getattr(rsp, "diagnostic", None) == 7 and getattr(rsp, "result_source", None) == 1:
+        if source == 1 and diagnostic == 7:
             hint = f" Check the called AE title ({conn.called_ae!r})."
-        elif rsp is not None and getattr(rsp, "diagnostic", None) == 3 and getattr(rsp, "result_source", None) == 1:
+        elif source == 1 and diagnostic == 3:
             hint = f" The PACS does not accept our AE title ({conn.calling_ae!r}); ask for it to be registered."
         return PacsError("rejected", f"{conn.where()}: the PACS rejected the association"
                          f"{': ' + reason if reason else ''}.{hint}")
