@@ -118,8 +118,9 @@ class OpenFromPacsDialog(QDialog):
         t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         t.verticalHeader().hide()
-        t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        t.horizontalHeader().setStretchLastSection(True)
+        header = t.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(columns.index("Description"), QHeaderView.ResizeMode.Stretch)
         return t
 
     @property
@@ -254,5 +255,6 @@ class OpenFromPacsDialog(QDialog):
         self.runner.cancel()
 
     def done(self, r: int) -> None:  # noqa: D401 (Qt)
-        self.cancel()
+        self._queued = None
+        self.runner.shutdown()  # its thread must end before the dialog (a running QThread destroyed aborts)
         super().done(r)

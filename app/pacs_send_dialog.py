@@ -136,6 +136,10 @@ class SendToPacsDialog(QDialog):
         self.status.setText(text)
         self.status.setStyleSheet(BAD_STYLE if bad else OK_STYLE if self.report and not bad else "")
 
+    def done(self, r: int) -> None:  # noqa: D401 (Qt)
+        self.runner.shutdown()  # a send in progress stops between objects; the rest stays queued
+        super().done(r)
+
     def _sync(self) -> None:
         busy = self.runner.busy
         self.send_button.setEnabled(not busy and self.conn is not None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QListWidget, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
@@ -66,8 +67,11 @@ class PacsConnectionsDialog(QDialog):
             self.form.addRow(label, w)
         test_row = QHBoxLayout()
         test_row.addWidget(self.test)
-        test_row.addWidget(self.result, 1)
+        test_row.addStretch(1)
         self.form.addRow("", test_row)
+        self.result.setMinimumHeight(48)
+        self.result.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.form.addRow(self.result)
         self.editor = QWidget()
         self.editor.setLayout(self.form)
 
@@ -191,5 +195,5 @@ class PacsConnectionsDialog(QDialog):
         return connections_to_json(self.connections)
 
     def done(self, r: int) -> None:  # noqa: D401 (Qt)
-        self.runner.cancel()
+        self.runner.shutdown()  # its thread must end before the dialog (a running QThread destroyed aborts)
         super().done(r)

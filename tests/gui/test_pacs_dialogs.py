@@ -66,7 +66,6 @@ def test_test_connection_says_ok_or_what_failed(qtbot, conn):
     from inference.pacs import connections_to_json
 
     dlg = PacsConnectionsDialog(connections_to_json([conn, replace(conn, name="Wrong AE", called_ae="NOTORTHANC")]))
-    qtbot.addWidget(dlg)
     dlg.show()
     qtbot.waitExposed(dlg)
     dlg.test.click()
@@ -92,6 +91,7 @@ def test_test_connection_says_ok_or_what_failed(qtbot, conn):
     from inference.pacs import connections_from_json
     names = [c.name for c in connections_from_json(dlg.connections_json())]
     assert names == ["Orthanc (test)", "Wrong AE"]
+    dlg.accept()
 
 
 def test_open_from_pacs_searches_retrieves_and_opens_the_series(qtbot, conn, tmp_path):
@@ -104,10 +104,8 @@ def test_open_from_pacs_searches_retrieves_and_opens_the_series(qtbot, conn, tmp
 
     with own_profile(tmp_path / "profile"):
         win = MainWindow(settings=AppSettings(pacs_connections=connections_to_json([conn])))
-        qtbot.addWidget(win)
         win.show()
         dlg = OpenFromPacsDialog([replace(conn, name="Down", port=free_port()), conn], pacs_flows.cache_dir(), win)
-        qtbot.addWidget(dlg)
         dlg.show()
         qtbot.waitExposed(dlg)
         dlg.search_button.click()  # the first connection: nobody listens there
@@ -152,7 +150,6 @@ def test_send_to_pacs_after_sign_off_gives_a_result_per_object(qtbot, qapp, work
     with own_profile(tmp_path / "profile"):
         win = MainWindow(settings=AppSettings(model_dir=str(workstation_model), max_new_tokens=8, max_rounds=2,
                                               pacs_connections=connections_to_json([conn])))
-        qtbot.addWidget(win)
         win.show()
         win.open_path(series, tmp_path / "organs.nii.gz")
         wait_idle(win)
@@ -166,15 +163,16 @@ def test_send_to_pacs_after_sign_off_gives_a_result_per_object(qtbot, qapp, work
         assert pacs_flows.send_problem(win) is None
         queue = pacs_flows.send_queue()
         down = SendToPacsDialog([replace(conn, name=conn.name, port=free_port())], queue, pacs_flows.objects_maker(win), win)
-        qtbot.addWidget(down)
+        down.show()
         down.send_button.click()
         _wait(qtbot, down.runner)
         assert down.report is not None and len(down.report.failed) == down.report.results.__len__() >= 3
         assert down.pending.rowCount() == len(down.report.results)  # kept in the queue, shown with the error
         assert "refused" in down.pending.item(0, 2).text()
-        down.close()
+        img = _shot(down, "pacs_send_failed_queue.png")
+        assert _has_colour(img, (0xf0, 0x8c, 0x7a)) > 20  # the failures in red
+        down.reject()
         dlg = SendToPacsDialog([conn], queue, pacs_flows.objects_maker(win), win)
-        qtbot.addWidget(dlg)
         dlg.show()
         qtbot.waitExposed(dlg)
         assert dlg.pending.rowCount() >= 3 and dlg.retry_button.isEnabled()
@@ -187,6 +185,7 @@ def test_send_to_pacs_after_sign_off_gives_a_result_per_object(qtbot, qapp, work
         _wait(qtbot, dlg.runner)
         assert dlg.pending.rowCount() == 0 and queue.pending() == []
         _shot(dlg, "pacs_send_dialog.png")
+        dlg.accept()
         # two exports went (the one first queued while the PACS was down, then this one): each has
         # its own SEG series and two SR series, in the CT's study
         mods = sorted(s.modality for s in find_series(conn, c.ct.study.study_instance_uid))
