@@ -34,7 +34,11 @@ class Orthanc:
     """``with Orthanc(folder, modalities={"TCWS": port}) as pacs:`` pacs.dicom_port, pacs.http_url."""
 
     def __init__(self, folder: Path, *, aet: str = "ORTHANC", modalities: dict[str, int] | None = None,
-                 scu_timeout: int = 10):
+                 scu_timeout: int = 10, nagle: bool = False):
+        """nagle: leave DCMTK's default (Nagle's algorithm on; each small DIMSE message then waits
+        ~40 ms for a delayed ACK). By default the environment's TCP_NODELAY=1 switches it off, as
+        an Orthanc deployment should (benchmarks/bench_pacs.py measures both)."""
+        self.nagle = nagle
         self.folder = Path(folder)
         self.aet = aet
         self.modalities = modalities or {}
@@ -72,8 +76,13 @@ class Orthanc:
         cfg = self.folder / "orthanc.json"
         cfg.write_text(json.dumps(self.config(), indent=1))
         self.log = open(self.folder / "orthanc.log", "wb")
+        import os
+
+        env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
+        if not self.nagle:
+            env["TCP_NODELAY"] = "1"  # read by DCMTK, Orthanc's DICOM layer
         self.proc = subprocess.Popen([ORTHANC, str(cfg)], stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

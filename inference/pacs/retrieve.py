@@ -272,7 +272,7 @@ def _c_get(conn: PacsConnection, study_uid: str, series_uid: str, counter: _Coun
 def _c_move(conn: PacsConnection, study_uid: str, series_uid: str, counter: _Counter) -> None:
     from pynetdicom import AE, evt
 
-    from inference.pacs.dimse import association, new_ae
+    from inference.pacs.dimse import association, new_ae, no_delay
     from inference.pacs.privacy import quiet_pynetdicom
 
     quiet_pynetdicom()
@@ -282,7 +282,7 @@ def _c_move(conn: PacsConnection, study_uid: str, series_uid: str, counter: _Cou
         scp.add_supported_context(uid, list(TRANSFER_SYNTAXES))
     try:
         server = scp.start_server((conn.move_bind, int(conn.move_port)), block=False,
-                                  evt_handlers=[(evt.EVT_C_STORE, counter.store_handler)])
+                                  evt_handlers=[(evt.EVT_C_STORE, counter.store_handler), (evt.EVT_CONN_OPEN, no_delay)])
     except OSError as exc:
         raise PacsError("config", f"cannot listen for C-MOVE on {conn.move_bind}:{conn.move_port} "
                         f"({exc.strerror or exc}); choose another port or use C-GET") from None
