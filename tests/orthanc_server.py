@@ -24,6 +24,15 @@ DICOMWEB_PLUGIN = next((p for p in ("/usr/share/orthanc/plugins/libOrthancDicomW
 SKIP_REASON = "the Orthanc binary is not installed (Debian packages orthanc, orthanc-dicomweb; installers/apt-packages.txt)"
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, made with the openssl command line."""
+    cert, key = Path(folder) / "pacs.crt", Path(folder) / "pacs.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -34,11 +43,12 @@ class Orthanc:
     """``with Orthanc(folder, modalities={"TCWS": port}) as pacs:`` pacs.dicom_port, pacs.http_url."""
 
     def __init__(self, folder: Path, *, aet: str = "ORTHANC", modalities: dict[str, int] | None = None,
-                 scu_timeout: int = 10, nagle: bool = False):
+                 scu_timeout: int = 10, nagle: bool = False, tls: tuple[Path, Path] | None = None):
         """nagle: leave DCMTK's default (Nagle's algorithm on; each small DIMSE message then waits
         ~40 ms for a delayed ACK). By default the environment's TCP_NODELAY=1 switches it off, as
         an Orthanc deployment should (benchmarks/bench_pacs.py measures both)."""
         self.nagle = nagle
+        self.tls = tls  # (certificate, private key): DICOM over TLS on the DICOM port
         self.folder = Path(folder)
         self.aet = aet
         self.modalities = modalities or {}
@@ -69,6 +79,9 @@ class Orthanc:
             "SaveJobs": False, "ConcurrentJobs": 2, "DicomAssociationCloseDelay": 0,
             "Plugins": [DICOMWEB_PLUGIN] if DICOMWEB_PLUGIN else [],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
+            **({"DicomTlsEnabled": True, "DicomTlsCertificate": str(self.tls[0]), "DicomTlsPrivateKey": str(self.tls[1]),
+                "DicomTlsTrustedCertificates": str(self.tls[0]), "DicomTlsRemoteCertificateRequired": False}
+               if self.tls else {}),
         }
 
     def start(self) -> "Orthanc":

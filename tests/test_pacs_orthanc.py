@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import threading
@@ -98,6 +99,23 @@ def test_echo_says_refused_timeout_and_which_ae_title_was_rejected(conn):
     with pytest.raises(PacsError) as e:
         echo(replace(conn, protocol="dicomweb", retrieve="wado", dicomweb_url=f"http://127.0.0.1:{free_port()}/dicom-web"))
     assert e.value.kind == "refused"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl (to make a test certificate) is not installed")
+def test_dicom_over_tls_with_the_ca_file_and_a_clear_error_without(tmp_path):
+    from orthanc_server import self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path)
+    with Orthanc(tmp_path / "orthanc", modalities={OUR_AE: free_port()}, tls=(cert, key)) as server:
+        c = PacsConnection(name="tls", host="127.0.0.1", port=server.dicom_port, called_ae=server.aet,
+                           calling_ae=OUR_AE, timeout_s=5, tls=True, tls_ca_file=str(cert))
+        assert echo(c).ok
+        with pytest.raises(PacsError) as e:
+            echo(replace(c, tls_ca_file=""))  # the system's CAs do not know this certificate
+        assert e.value.kind == "tls" and "not trusted" in str(e.value)
+        with pytest.raises(PacsError) as e:
+            echo(replace(c, tls=False))  # plain DICOM to a TLS port
+        assert e.value.kind in ("aborted", "timeout")
 
 
 def test_a_bad_configuration_is_named_before_any_network(conn):

@@ -28,10 +28,19 @@ def _tls_args(conn: PacsConnection):
 
 
 def check_reachable(conn: PacsConnection) -> None:
-    """PacsError('refused' | 'timeout' | 'unreachable') when no TCP connection opens."""
+    """PacsError('refused' | 'timeout' | 'unreachable') when no TCP connection opens; 'tls' when
+    the TLS handshake fails."""
     try:
-        with socket.create_connection((conn.host, int(conn.port)), timeout=conn.timeout_s):
-            pass
+        with socket.create_connection((conn.host, int(conn.port)), timeout=conn.timeout_s) as sock:
+            if conn.tls:  # the handshake too: a certificate problem is a TLS error, not an "abort"
+                ctx, host = _tls_args(conn)
+                with ctx.wrap_socket(sock, server_hostname=host):
+                    pass
+    except ssl.SSLCertVerificationError as exc:
+        raise PacsError("tls", f"{conn.where()}: the PACS's certificate is not trusted ({exc.verify_message}); "
+                        "set the CA file") from None
+    except ssl.SSLError as exc:
+        raise PacsError("tls", f"{conn.where()}: TLS handshake failed ({exc.reason or exc})") from None
     except ConnectionRefusedError:
         raise PacsError("refused", f"{conn.where()}: connection refused. Is the PACS running, and is "
                         f"{conn.port} its DICOM port?") from None

@@ -61,7 +61,7 @@ def _wait(qtbot, runner, timeout=60000):
     qtbot.waitUntil(lambda: not runner.busy, timeout=timeout)
 
 
-def test_test_connection_says_ok_or_what_failed(qtbot, conn):
+def test_test_connection_says_ok_or_what_failed(qtbot, conn, tmp_path):
     from app.pacs_settings_dialog import PacsConnectionsDialog
     from inference.pacs import connections_to_json
 
@@ -92,6 +92,16 @@ def test_test_connection_says_ok_or_what_failed(qtbot, conn):
     names = [c.name for c in connections_from_json(dlg.connections_json())]
     assert names == ["Orthanc (test)", "Wrong AE"]
     dlg.accept()
+    from app.settings import AppSettings, load_settings, save_settings
+    from app.settings_dialog import SettingsDialog
+
+    sd = SettingsDialog(AppSettings(), check_gpu=False)
+    sd.pacs_json = dlg.connections_json()
+    sd._show_pacs()
+    assert sd.pacs_note.text() == "Orthanc (test), Wrong AE"
+    with own_profile(tmp_path / "profile"):  # kept by QSettings (ini) and read back unchanged
+        save_settings(sd.settings())
+        assert connections_from_json(load_settings().pacs_connections) == connections_from_json(dlg.connections_json())
 
 
 def test_open_from_pacs_searches_retrieves_and_opens_the_series(qtbot, conn, tmp_path):
