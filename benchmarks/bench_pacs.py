@@ -66,6 +66,21 @@ def plain_c_get(conn, study_uid: str, series_uid: str, folder: Path) -> int:
     return n[0]
 
 
+def _renumbered(paths: list[Path], folder: Path) -> list[Path]:
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True)
+    series, out = generate_uid(), []
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SeriesInstanceUID = series
+        out.append(folder / p.name)
+        ds.save_as(out[-1], enforce_file_format=True)
+    return out
+
+
 def _retrieve_rounds(conn, study, series, n_files: int, mb: float, rounds: int, tmp: Path) -> None:
     from inference.pacs import retrieve_series
 
@@ -156,10 +171,11 @@ def main() -> None:
                     ts = []
                     for r in range(args.rounds):
                         q = SendQueue(tmp / f"queue-{label}-{r}")
-                        # a fresh export each round: the PACS would otherwise store the same instances again
-                        ex = export_report(run, review, ct, masks, tmp / f"export-{label}-{r}", formats={"dicom"})
+                        # new instances each round (the PACS would otherwise get the same ones again): the
+                        # export's files with fresh SOP instance and series UIDs
+                        paths = _renumbered([exported.paths[k] for k in kinds], tmp / f"send-{label}-{r}")
                         t = time.perf_counter()
-                        q.enqueue([ex.paths[k] for k in kinds], c.name, kinds)
+                        q.enqueue(paths, c.name, kinds)
                         rep = q.process(c)
                         ts.append(time.perf_counter() - t)
                         assert not rep.failed, rep.summary()
