@@ -4,7 +4,6 @@ form (DIMSE: host, port, AE titles, TLS; or a DICOMweb base URL; timeout; how to
 refused, timeout, AE title rejected, ..."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,

@@ -94,7 +94,7 @@ class SendQueue:
                 ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID", "Modality",
                                                                                  "SeriesDescription"])
                 sop_class, sop_uid = str(ds.SOPClassUID), str(ds.SOPInstanceUID)
-            except (OSError, AttributeError, Exception) as exc:  # pydicom raises several kinds
+            except Exception as exc:  # OSError, or any of the several errors pydicom raises on a non-DICOM file
                 raise InputError(f, f"cannot be queued for sending: not a readable DICOM object ({type(exc).__name__})") from None
             item = QueueItem(id=f"{time.time_ns():020d}-{secrets.token_hex(4)}", connection=connection,
                              sop_class_uid=sop_class, sop_instance_uid=sop_uid,
