@@ -317,3 +317,18 @@ def test_cli_echo_find_get_send(conn, pacs, tmp_path):
     p = _cli("send", *where[:2], "--port", str(free_port()), "--called-ae", "X", "--queue", str(tmp_path / "q2"),
              str(pacs.case_files[0]))
     assert p.returncode == 1 and "FAILED" in p.stdout and "1 in the queue" in p.stdout
+
+
+def test_a_wado_rs_stream_cut_mid_transfer_leaves_no_case(conn, pacs, tmp_path):
+    study, series = _study(conn)
+    cut = Proxy(pacs.http_port, cut_after=60_000)
+    try:
+        web = replace(conn, protocol="dicomweb", retrieve="wado", timeout_s=3,
+                      dicomweb_url=f"http://127.0.0.1:{cut.port}/dicom-web")
+        with pytest.raises(PacsError) as e:
+            retrieve_series(web, study.study_uid, series.series_uid, tmp_path, expected=24)
+    finally:
+        cut.close()
+    assert cut.cut.is_set()
+    assert e.value.kind in ("aborted", "timeout", "incomplete"), e.value
+    assert _leftovers(tmp_path) == []

@@ -302,8 +302,33 @@ def _wado(conn: PacsConnection, study_uid: str, series_uid: str, counter: _Count
     from inference.pacs.dicomweb import client, web_errors
 
     with web_errors(conn, "WADO-RS retrieval"):
-        for ds in client(conn).iter_series(study_uid, series_uid):
-            raise_if_cancelled(counter.cancel, "retrieval")
-            buf = io.BytesIO()
-            ds.save_as(buf, enforce_file_format=True)
-            counter.write(str(ds.SOPInstanceUID), buf.getvalue())
+        try:
+            for ds in client(conn).iter_series(study_uid, series_uid):
+                raise_if_cancelled(counter.cancel, "retrieval")
+                if not _complete(ds):
+                    raise ValueError("a truncated instance")
+                buf = io.BytesIO()
+                ds.save_as(buf, enforce_file_format=True)
+                counter.write(str(ds.SOPInstanceUID), buf.getvalue())
+        except (ValueError, AttributeError, KeyError, EOFError) as exc:
+            # dicomweb-client hands over whatever a cut multipart stream held; pydicom then fails on it
+            raise PacsError("aborted", f"{conn.where()}: the connection was dropped during WADO-RS retrieval "
+                            f"({type(exc).__name__}: {exc})") from None
+
+
+def _complete(ds: Dataset) -> bool:
+    """Whether a dataset from a multipart stream is whole: it has its SOP instance UID and, for
+    native pixel data, all of it (a cut stream ends in a short part that pydicom still parses)."""
+    if not ds.get("SOPInstanceUID"):
+        return False
+    if "PixelData" not in ds:
+        return True
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is not None and ts.is_encapsulated:
+        return True  # a cut encapsulated stream fails to parse instead
+    try:
+        need = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.get("NumberOfFrames", 1) or 1)
+                * int(ds.BitsAllocated)) // 8
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return len(ds.PixelData) >= need
