@@ -19,6 +19,7 @@ import os
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -142,7 +143,7 @@ class SendQueue:
     def process(self, conn: PacsConnection, *, force: bool = False,
                 progress: Callable[[float, str], None] | None = None, cancel: threading.Event | None = None) -> SendReport:
         """Send what is due for ``conn`` (everything pending with ``force``); result per object."""
-        with self._lock:
+        with self._lock, self._folder_lock():
             items = self.pending(conn.name) if force else self.due(conn.name)
             report = SendReport()
             if not items:
@@ -162,6 +163,27 @@ class SendQueue:
                 report.results.append(SendResult(item, ok, message))
             log.info("send to %s: %s", conn.name, report.summary())
             return report
+
+    @contextmanager
+    def _folder_lock(self):
+        """One sender per queue folder, across threads and processes (the window's retry timer, the
+        Send dialog, the CLI): an object is never sent twice at once or recorded by two writers."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: the in-process lock only
+            yield
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fh = open(self.folder / ".lock", "a+b")
+        except OSError as exc:
+            raise StorageError(self.folder, f"cannot use the send queue: {exc.strerror or exc}") from None
+        with fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _record(self, item: QueueItem, ok: bool, message: str) -> None:
         item.attempts += 1
