@@ -165,10 +165,12 @@ class Orthanc:
 class Proxy:
     """A TCP proxy on 127.0.0.1 to ``target_port``. ``stall``: accept, then never forward (a PACS
     that does not answer). ``cut_after``: close both sides once this many bytes went from the
-    server to the client (a connection dropped mid-transfer)."""
+    server to the client, or with ``upstream`` from the client to the server (a connection
+    dropped mid-transfer)."""
 
-    def __init__(self, target_port: int, *, stall: bool = False, cut_after: int | None = None):
-        self.target_port, self.stall, self.cut_after = target_port, stall, cut_after
+    def __init__(self, target_port: int, *, stall: bool = False, cut_after: int | None = None, upstream: bool = False):
+        """upstream: count the bytes from the client to the server instead (a send cut mid-object)."""
+        self.target_port, self.stall, self.cut_after, self.upstream = target_port, stall, cut_after, upstream
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -191,8 +193,10 @@ class Proxy:
             server = socket.create_connection(("127.0.0.1", self.target_port))
             self._conns.append(server)
             sent = [0]
-            threading.Thread(target=self._pump, args=(client, server, None), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, sent), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, server, sent if self.upstream else None),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None if self.upstream else sent),
+                             daemon=True).start()
 
     def _pump(self, src, dst, counted) -> None:
         try:

@@ -257,6 +257,28 @@ def test_a_failed_send_stays_queued_on_disk_and_goes_when_the_pacs_answers(conn,
     assert stored and stored[0]["Type"] == "Instance"  # Orthanc has it
 
 
+def test_a_send_cut_mid_object_keeps_the_unacknowledged_objects(conn, pacs, tmp_path):
+    from dicom_factory import phantom, write_series
+
+    hu = np.tile(phantom((256, 256, 1)), (1, 1, 3))
+    files = write_series(tmp_path / "s", hu, np.eye(4), extra={"PatientID": "CUTSEND"}, shuffle=False)
+    queue = SendQueue(tmp_path / "queue")
+    items = queue.enqueue(files, conn.name, ["first", "second", "third"])
+    cut = Proxy(conn.port, cut_after=200_000, upstream=True)  # ~1.5 of the three 131 kB objects
+    try:
+        report = queue.process(replace(conn, port=cut.port, timeout_s=3))
+    finally:
+        cut.close()
+    assert cut.cut.is_set()
+    assert [r.ok for r in report.results] == [True, False, False], [r.message for r in report.results]
+    assert all(("dropped" in r.message or "no answer" in r.message) for r in report.failed)
+    assert [i.id for i in queue.pending()] == [i.id for i in items[1:]]
+    again = queue.process(conn, force=True)
+    assert [r.ok for r in again.results] == [True, True] and queue.pending() == []
+    (study,) = find_studies(conn, StudyQuery(patient_id="CUTSEND"))
+    assert find_series(conn, study.study_uid)[0].n_instances == 3  # each object once in the PACS
+
+
 def test_send_over_stow_rs(conn, pacs, tmp_path):
     from dicom_factory import phantom, write_series
 
