@@ -17,7 +17,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFrame, QGridLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
                                QVBoxLayout, QWidget)
 
-from app import dialog_flows
+from app import dialog_flows, pacs_flows
 from app.case_controller import CaseController
 from app.label_list import LabelList
 from app.patient_banner import PatientBanner
@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         c.exported.connect(lambda result: dialog_flows.show_export_result(self, result))
         self.panel.export_requested.connect(lambda: dialog_flows.export_report(self))
         self.panel.details_requested.connect(lambda: dialog_flows.show_run_details(self))
+        self.pacs_retrier = pacs_flows.QueueRetrier(self)  # the send queue goes out while the window is open
 
     @property
     def settings(self) -> AppSettings:
@@ -146,10 +147,12 @@ class MainWindow(QMainWindow):
         a(f, "Open &DICOM or Case Folder...", lambda: dialog_flows.choose_folder(self), "Ctrl+Shift+O")
         a(f, "Open Organ &Masks...", lambda: dialog_flows.choose_masks(self), "Ctrl+M")
         a(f, "Open Demo &Case", self.open_demo)
+        a(f, "Open from &PACS...", lambda: pacs_flows.open_from_pacs(self), "Ctrl+Shift+P")
         self.recent_menu = f.addMenu("&Recent Cases")
         self.recent_menu.aboutToShow.connect(lambda: dialog_flows.fill_recent_menu(self))
         f.addSeparator()
         self.export_action = a(f, "&Export Report...", lambda: dialog_flows.export_report(self), "Ctrl+E")
+        a(f, "Send to PAC&S...", lambda: pacs_flows.send_to_pacs(self))
         a(f, "Save &Screenshots...", lambda: dialog_flows.choose_screenshot_folder(self), "Ctrl+Shift+S")
         f.addSeparator()
         a(f, "&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -352,6 +355,7 @@ class MainWindow(QMainWindow):
         self.store.setValue("window/state", self.saveState())
         self.store.sync()
         self.controller.shutdown()
+        self.pacs_retrier.shutdown()
         for v in self.views.values():
             v.detach()
         self.labels.detach()

@@ -50,6 +50,8 @@ class AppSettings:
     reviewer: str = ""
     deidentify_exports: bool = False
     export_dir: str = ""
+    pacs_connections: str = "[]"  # JSON list of inference.pacs.PacsConnection (Edit > Settings > PACS)
+    pacs_default: str = ""  # the connection File > Open from PACS and Send to PACS start with
 
     def validated(self) -> "AppSettings":
         """A copy with out-of-range values replaced by the defaults (a hand-edited ini never crashes)."""

@@ -72,6 +72,12 @@ class SettingsDialog(QDialog):
         self.deid.setChecked(settings.deidentify_exports)
         self.card = QPushButton("Model card…")
         self.card.clicked.connect(self.show_model_card)
+        self.pacs_json = settings.pacs_connections
+        self.pacs_button = QPushButton("PACS connections…")
+        self.pacs_button.clicked.connect(self.edit_pacs)
+        self.pacs_note = QLabel()
+        self.pacs_note.setObjectName("cardMeta")
+        self._show_pacs()
 
         form = QFormLayout()
         model_row = _folder_row(self.model_dir, "Model folder", self)
@@ -88,6 +94,10 @@ class SettingsDialog(QDialog):
         form.addRow("Default task", self.task)
         form.addRow("Reviewer", self.reviewer)
         form.addRow("", self.deid)
+        pacs_row = QHBoxLayout()
+        pacs_row.addWidget(self.pacs_button)
+        pacs_row.addWidget(self.pacs_note, 1)
+        form.addRow("PACS", pacs_row)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -109,7 +119,22 @@ class SettingsDialog(QDialog):
                        totalseg_weights_dir=self.weights.text().strip(), segmentation_backend=self.backend.currentData(),
                        totalseg_fast=self.fast.isChecked(), max_rounds=self.rounds.value(),
                        max_new_tokens=self.tokens.value(), default_task=self.task.currentData(),
-                       reviewer=self.reviewer.text().strip(), deidentify_exports=self.deid.isChecked()).validated()
+                       reviewer=self.reviewer.text().strip(), deidentify_exports=self.deid.isChecked(),
+                       pacs_connections=self.pacs_json).validated()
+
+    def edit_pacs(self) -> None:
+        from app.pacs_settings_dialog import PacsConnectionsDialog
+
+        dlg = PacsConnectionsDialog(self.pacs_json, self)
+        if dlg.exec():
+            self.pacs_json = dlg.connections_json()
+            self._show_pacs()
+
+    def _show_pacs(self) -> None:
+        from inference.pacs.connection import connections_from_json
+
+        names = [c.name for c in connections_from_json(self.pacs_json)]
+        self.pacs_note.setText(", ".join(names) if names else "none configured")
 
     def show_model_card(self) -> None:
         from app.model_card_dialog import ModelCardDialog

@@ -3,6 +3,7 @@
     tumorchain analyze CT [--masks FILE] --model DIR (--question TEXT | --task TASK) --out run.json
     tumorchain batch (FOLDER | CASES.csv) --model DIR (--question TEXT | --task TASK) --out-dir DIR
     tumorchain export RUN.json ...        (inference/report/cli_export.py)
+    tumorchain pacs echo|find|get|send ...  (inference/pacs/cli.py)
     tumorchain evaluate --model DIR --manifest test.jsonl --out results/   (added by training/, see
                                           the "tumorchain.subcommands" entry points in pyproject.toml)
 
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     from inference.report.cli_export import add_export_subcommand  # light: imports nothing heavy
 
     add_export_subcommand(sub)
+    from inference.pacs.cli import add_pacs_subcommand  # light: pynetdicom loads only when a command runs
+
+    add_pacs_subcommand(sub)
     _add_plugin_subcommands(sub)
     return p
 

@@ -7,7 +7,9 @@
     out_dir/report.html         self-contained (images inline)
     out_dir/report.pdf
     out_dir/seg_organs.dcm      DICOM SEG (and seg_parts.dcm when the case has substructures)
-    out_dir/sr.dcm              DICOM Comprehensive 3D SR referencing the SEG segments and CT slices
+    out_dir/sr.dcm              DICOM Comprehensive 3D SR (TID 2000 text) referencing the SEG segments and CT slices
+    out_dir/sr_measurements.dcm TID 1500 measurement report: per examined organ volume, long axis, the
+                                AI-stated size, P(abnormal), the radiologist's decision (dicom_measurements.py)
 
 DICOM objects are written only when the CT came from a DICOM series; otherwise the result
 carries a note saying why. ``deidentify=True`` removes patient identifiers from every file
@@ -142,6 +144,14 @@ def _export_dicom(report: TraceableReport, run: Any, ct: CTVolume, masks: OrganM
         deid.dataset(sr, remap_uids=False)
     result.paths["sr"] = _write_dicom(out / "sr.dcm", sr)
     result.timings_ms["dicom_sr_ms"] = _ms(t)
+    t = time.perf_counter()
+    from inference.report.dicom_measurements import build_measurement_report
+
+    tid1500 = build_measurement_report(report, masks, sources, segs, software_version=version, organization=organization)
+    if deid:
+        deid.dataset(tid1500, remap_uids=False)
+    result.paths["sr_tid1500"] = _write_dicom(out / "sr_measurements.dcm", tid1500)
+    result.timings_ms["dicom_sr_tid1500_ms"] = _ms(t)
     if deid:  # the SEG and SR reference CT UIDs that exist only here: write that CT beside them
         from inference.report.dicom_ct_series import ct_slice_datasets
 
