@@ -79,6 +79,18 @@ class AnalysisBar(QWidget):
         if i >= 0 and i != self.task.currentIndex():
             self.task.setCurrentIndex(i)
 
+    def show_request(self, task: str | None, organ: str | None, question: str | None) -> None:
+        """Show what the run on screen asked (a scripted run, a stored run chosen): the boxes never
+        show another task than the cards below them."""
+        if question is not None:
+            self.set_task(QUESTION)
+            self.question.setText(question)
+            return
+        if task is not None:
+            self.set_task(task)
+        i = self.organ.findData(organ) if organ else 0
+        self.organ.setCurrentIndex(max(i, 0))
+
     def set_organs(self, displays: list[str]) -> None:
         current = self.organ.currentText()
         self.organ.clear()

@@ -54,15 +54,17 @@ class TokenBatcher:
 
 @dataclass(frozen=True)
 class AnalysisJob:
-    """What to analyse: the case in memory and the question (already the task's text)."""
+    """What to analyse: the case in memory and the typed question, or the task (and organ) whose
+    questions the model card declares."""
 
     ct: object  # CTVolume
     masks: object  # OrganMasks
-    question: str
+    question: str | None  # a typed question; None: the task's questions from the model card
     task: str | None
     case_id: str | None
     mask_source: str | None
     allow_non_ct: bool = False  # the reader confirmed analyzing a volume that does not look like CT
+    organ: str | None = None  # narrows the task (display or label name)
 
 
 def model_problem(settings: AppSettings) -> str | None:
@@ -152,7 +154,8 @@ class AnalysisWorker(QObject):
 
         callbacks = Callbacks(progress=progress, on_round_start=self.round_started.emit,
                               on_text=batcher.add, on_round=on_round)
-        record = self._pipeline.analyze_volume(job.ct, job.masks, job.question, task=job.task, case_id=job.case_id,
+        record = self._pipeline.analyze_volume(job.ct, job.masks, job.question, task=job.task, organ=job.organ,
+                                               case_id=job.case_id,
                                                mask_source=job.mask_source, callbacks=callbacks, cancel=cancel,
                                                allow_non_ct=job.allow_non_ct, settings=iir)
         batcher.flush()

@@ -122,8 +122,17 @@ class ReasoningPanel(QWidget):
         self.cards.clear()
         self.selected = None
 
-    def _add_card(self, index: int, prompt: str) -> RoundCard:
-        card = RoundCard(index, prompt, self.c.state.colour)
+    def _display(self, name: str) -> str:
+        table = self.c.state.table
+        return table.by_name(name).display if name in table else name.replace("_", " ")
+
+    def _unseen(self, rnd, rounds) -> list[str]:
+        from inference.iir.unseen import unseen_in
+
+        return unseen_in(rnd, list(rounds))
+
+    def _add_card(self, index: int, prompt: str, step: str = "") -> RoundCard:
+        card = RoundCard(index, prompt, self.c.state.colour, display_of=self._display, step=step)
         card.selected.connect(self.select_round)
         card.organ_clicked.connect(lambda lid: self.c.state.set_highlight([lid]))
         card.controls.decided.connect(self._decided)
@@ -154,9 +163,17 @@ class ReasoningPanel(QWidget):
             self.refresh_review()
             return
         for rnd in run.rounds:
-            self._add_card(rnd.index, rnd.prompt).set_round(rnd)
+            self._add_card(rnd.index, rnd.prompt, _step_title(run, rnd)).set_round(rnd, self._unseen(rnd, run.rounds))
         self.conclusion.set_run(run)
+        self.bar.show_request(run.task, _run_organ(run, self._display), None if run.task else run.question)
         self.refresh_review()
+        QTimer.singleShot(0, self.show_conclusion)
+
+    def show_conclusion(self) -> None:
+        """Scroll so that the conclusion's title and its Agree / Edit / Reject are in view."""
+        if self.conclusion.isVisible():
+            self.scroll.ensureWidgetVisible(self.conclusion.controls, 8, 8)
+            self.scroll.ensureWidgetVisible(self.conclusion.title, 8, 8)
 
     def _finish_live(self, run) -> None:
         self.conclusion.set_run(run)
@@ -167,6 +184,7 @@ class ReasoningPanel(QWidget):
         for card in self.cards.values():
             card.controls.show()
         self.refresh_review()
+        QTimer.singleShot(0, self.show_conclusion)
 
     def _fill_runs(self) -> None:
         self.runs.clear()
@@ -225,6 +243,8 @@ class ReasoningPanel(QWidget):
         self.conclusion.hide()
         self.placeholder.hide()
         self.question.setText(f"Q: {question}")
+        if self.c.live_request is not None:
+            self.bar.show_request(*self.c.live_request)
         for w in (self.sign, self.export, self.details):
             w.setEnabled(False)
         self.progress_label.setText("Analyzing…")
@@ -240,7 +260,10 @@ class ReasoningPanel(QWidget):
 
     def _on_round_done(self, rnd) -> None:
         card = self.cards.get(rnd.index) or self._add_card(rnd.index, rnd.prompt)
-        card.set_round(rnd)
+        if rnd.step:
+            card.title.setText(f"Round {rnd.index} · {rnd.step}")
+        done = [c.round for c in self.cards.values() if c.round is not None] + [rnd]
+        card.set_round(rnd, self._unseen(rnd, done))
         card.controls.hide()  # reviewable once the run is complete
 
     # -- interaction -------------------------------------------------------------------------------
@@ -314,3 +337,21 @@ class ReasoningPanel(QWidget):
         st = self.c.state
         self.bar.set_organs([st.label_name(i) for i in st.present_ids if i < 100])
         self.bar.set_needs_masks(st.ct is not None and st.masks is None)
+
+
+def _step_title(run, rnd) -> str:
+    """The task step a round answers, as the card's title shows it ("T stage")."""
+    for st in run.steps:
+        if st.get("id") == rnd.step:
+            return str(st.get("title") or rnd.step)
+    return rnd.step
+
+
+def _run_organ(run, display) -> str | None:
+    """The organ a task run was narrowed to, for the organ box (None when the run found it itself)."""
+    if any(st.get("id") == "organ" for st in run.steps):
+        return None
+    for st in run.steps:
+        if st.get("organ"):
+            return display(st["organ"])
+    return None

@@ -29,18 +29,20 @@ class RoundCard(QFrame):
     selected = Signal(int)  # round index
     organ_clicked = Signal(int)  # mask label id
 
-    def __init__(self, index: int, prompt: str, colour_of: ColourOf, parent=None):
+    def __init__(self, index: int, prompt: str, colour_of: ColourOf, parent=None, display_of=None, step: str = ""):
         super().__init__(parent)
         self.setObjectName("roundCard")
         self.index = index
         self.key = f"round-{index}"
         self.colour_of = colour_of
+        # label name -> the name the chips show ("colorectum" -> "colon"): one name per organ on the card
+        self.display_of = display_of or (lambda name: name.replace("_", " "))
         self.round = None
         self.text = ""
         self.setProperty("live", True)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
 
-        self.title = QLabel(f"Round {index}")
+        self.title = QLabel(f"Round {index}" + (f" · {step}" if step else ""))
         self.title.setObjectName("cardTitle")
         self.meta = QLabel("streaming…")
         self.meta.setObjectName("cardMeta")
@@ -68,6 +70,11 @@ class RoundCard(QFrame):
         self.next.setObjectName("cardMeta")
         self.next.setWordWrap(True)
         self.next.hide()
+        self.unseen = QLabel()  # organs the text names without a mask: not findings
+        self.unseen.setObjectName("unseenNote")
+        self.unseen.setStyleSheet("QLabel#unseenNote { color: #ffb36b; }")
+        self.unseen.setWordWrap(True)
+        self.unseen.hide()
         self.controls = ReviewControls(self.key)
         self.controls.hide()
 
@@ -78,10 +85,11 @@ class RoundCard(QFrame):
         lay.addWidget(self.prompt)
         lay.addWidget(self.chips)
         lay.addWidget(self.body)
+        lay.addWidget(self.unseen)
         lay.addWidget(self.edited)
         lay.addWidget(self.next)
         lay.addWidget(self.controls)
-        for w in (self.prompt, self.body, self.edited, self.next):
+        for w in (self.prompt, self.body, self.edited, self.next, self.unseen):
             w.setTextFormat(Qt.TextFormat.PlainText)  # model text is never markup
         for w in (self.title, self.meta, self.prompt, self.body, self.edited, self.next, self.chips):
             w.installEventFilter(self)
@@ -100,8 +108,9 @@ class RoundCard(QFrame):
         """While streaming: the organs this round examines, before their probabilities are known."""
         self._set_chips([(display, lid, None, None) for display, lid in organs])
 
-    def set_round(self, rnd) -> None:
-        """The finished Round (iir.rounds.Round)."""
+    def set_round(self, rnd, unseen: list[str] = ()) -> None:
+        """The finished Round (iir.rounds.Round); ``unseen``: label names its text names that have
+        no mask in this case (inference/iir/unseen.py), marked under the text."""
         self.round = rnd
         self.text = rnd.text
         self.body.setText(wrappable(rnd.text))
@@ -114,11 +123,15 @@ class RoundCard(QFrame):
                              f"organ tokens {t.organ_tokens_ms:.0f} ms; context {t.context_tokens} tokens; "
                              f"stopped on {rnd.stop_reason or '?'}")
         notes = []
+        name = self.display_of
         if rnd.next_organs:
-            notes.append("Next round examines: " + ", ".join(n.replace("_", " ") for n in rnd.next_organs))
+            notes.append("Next round examines: " + ", ".join(name(n) for n in rnd.next_organs))
         if rnd.skipped_organs:
-            notes.append("Not examined: " + "; ".join(f"{s.name.replace('_', ' ')} ({s.reason})"
+            notes.append("Not examined: " + "; ".join(f"{name(s.name)} ({_display_reason(s.reason, name)})"
                                                        for s in rnd.skipped_organs))
+        from inference.iir.unseen import unseen_note
+        self.unseen.setText(("⚠ " + unseen_note(unseen, name) + ".") if unseen else "")
+        self.unseen.setVisible(bool(unseen))
         self.next.setText("\n".join(notes))
         self.next.setVisible(bool(notes))
         self.setProperty("live", False)
@@ -173,3 +186,8 @@ class RoundCard(QFrame):
         if ev.type() == QEvent.Type.MouseButtonPress and ev.button() == Qt.MouseButton.LeftButton:
             self.selected.emit(self.index)
         return False
+
+
+def _display_reason(reason: str, name) -> str:
+    """A skip reason with label names as the chips show them ("no colorectum mask" -> "no colon mask")."""
+    return re.sub(r"\b(no|the) ([a-z0-9_]+) mask", lambda m: f"{m.group(1)} {name(m.group(2))} mask", reason)

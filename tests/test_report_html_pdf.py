@@ -149,10 +149,13 @@ def test_html_is_one_file_with_every_rounds_text_and_image(case, exported):
     page = exported.paths["html"].read_text(encoding="utf-8")
     for text in ROUND_TEXTS:
         assert html.escape(text) in page
-    srcs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    srcs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="Round', page)
     assert len(srcs) == 3
     for i, src in enumerate(srcs, start=1):
         assert base64.b64decode(src) == (exported.out_dir / "key_images" / f"round{i}_key.png").read_bytes()
+    organs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+) key image"', page)
+    examined = exported.report.organ_images
+    assert [alt for _src, alt in organs if not alt.startswith("Round")] == [o.display for o in examined]
     assert html.escape(EDIT) in page and "<b>not bold</b>" not in page  # reviewer text is escaped
     assert PATIENT["id"] in page and "Signed by <b>Dr Ada Reader</b>" in page
     assert "spleen not assessed" in page
@@ -164,10 +167,10 @@ def test_pdf_holds_every_rounds_text_and_one_image_per_round(case, exported):
     for t in ROUND_TEXTS + [EDIT, "pancreatic head cancer, M0", PATIENT["id"]]:
         assert _norm(t) in text, t
     images = [im for p in reader.pages for im in p.images]
-    assert len(images) == 3
+    files = [f"round{i}_key.png" for i in (1, 2, 3)] + [o.key_image.file for o in exported.report.organ_images]
+    assert len(images) == len(files)
     sizes = sorted(im.image.size for im in images)
-    expected = sorted(Image.open(io.BytesIO((exported.out_dir / "key_images" / f"round{i}_key.png").read_bytes())).size
-                      for i in (1, 2, 3))
+    expected = sorted(Image.open(io.BytesIO((exported.out_dir / "key_images" / f).read_bytes())).size for f in files)
     assert sizes == expected
 
 
