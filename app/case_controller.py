@@ -260,7 +260,8 @@ class CaseController(QObject):
         typed = bool(question and question.strip())
         job = AnalysisJob(self.ct, self.masks, text if typed else None, None if typed else task,
                           case_id_for(Path(self.ct.source_path)), self.model.mask_source,
-                          allow_non_ct=allow_non_ct and not check.looks_like_ct, organ=None if typed else organ or None)
+                          allow_non_ct=allow_non_ct and not check.looks_like_ct, organ=None if typed else organ or None,
+                          keep=lambda record, reviewer=settings.reviewer: self._keep_run(record, reviewer))
         self.live_request = (None if typed else task, None if typed else organ or None, text if typed else None)
         self.live_question = text
         self.run_started.emit(text)
@@ -297,11 +298,8 @@ class CaseController(QObject):
         if record is None:  # a preload finished
             return
         self._end_live(notify=False)
-        problem = None
-        try:
-            self.store.save_run(record)
-        except InputError as exc:  # StorageError: the run is shown all the same, read-only
-            problem = str(exc)
+        problem = self.analysis.storage_problem  # the worker stored it (see _keep_run)
+        if problem:
             self.error.emit("Could not keep the run", problem)
         if self.ct is not None and record.case.content_hash == self.ct.content_hash():
             self._show(record, storage_problem=problem)
@@ -309,6 +307,14 @@ class CaseController(QObject):
             self.message.emit(f"Analysis finished: {len(record.rounds)} rounds in {secs:.1f} s.")
         else:
             self.live_run_ended.emit()
+
+    def _keep_run(self, record: RunRecord, reviewer: str) -> None:
+        """On the analysis worker thread: the run, its new review and the case's current run, on disk
+        before the run reaches the screen (atomic files: the GUI thread reads old or new, never half)."""
+        self.store.save_run(record)
+        saver = self.store.open_review(record, reviewer=reviewer, save_new=False)
+        if not saver.path.exists():
+            saver.save()
 
     def _on_analysis_failed(self, message: str) -> None:
         if self.live_question is None:  # a preload failed: say so quietly, Analyze will say it again

@@ -93,6 +93,7 @@ class MainWindow(QMainWindow):
 
         self.probe_label = QLabel("")
         self.progress = QProgressBar(maximumWidth=260, minimum=0, maximum=100, textVisible=True)
+        _keep_place_when_hidden(self.progress)  # showing it must not resize the views (a VTK re-render each)
         self.progress.hide()
         self.model_label = QLabel("")
         self.model_label.setObjectName("cardMeta")
@@ -370,3 +371,10 @@ class MainWindow(QMainWindow):
         for v in self.views.values():
             v.Finalize()
         super().closeEvent(ev)
+
+
+def _keep_place_when_hidden(widget) -> None:
+    """A widget that comes and goes during work keeps its space, so its layout does not change."""
+    policy = widget.sizePolicy()
+    policy.setRetainSizeWhenHidden(True)
+    widget.setSizePolicy(policy)

@@ -181,8 +181,10 @@ class ReasoningPanel(QWidget):
         self.details.setEnabled(True)
         self.details.show()
         self._fill_runs()
-        for card in self.cards.values():
+        for i, card in self.cards.items():
             card.controls.show()
+            if card.round is not None and card.round.step:  # live cards knew the step's id only
+                card.title.setText(f"Round {i} · {_step_title(run, card.round)}")
         self.refresh_review()
         QTimer.singleShot(0, self.show_conclusion)
 

@@ -25,6 +25,28 @@ def _tidy_prompt(prompt: str) -> str:
     return " ".join(prompt.replace("<organ_feature>", " ⟨organ tokens⟩ ").replace("<ct>", "⟨CT tokens⟩ ").split())
 
 
+class _CardLayout(QVBoxLayout):
+    """The card's layout, remembering its height per width until something inside it changes.
+
+    While a round streams, each batch of text relayouts the whole panel, and Qt asks every card
+    for its height at the panel's width, several times per pass; a finished card answers from here
+    instead of word-wrapping its labels again (the relayout grew with every finished card)."""
+
+    def __init__(self, parent=None):
+        self._hfw: dict[int, int] = {}
+        super().__init__(parent)
+
+    def invalidate(self) -> None:
+        self._hfw.clear()
+        super().invalidate()
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt)
+        h = self._hfw.get(width)
+        if h is None:
+            h = self._hfw[width] = super().heightForWidth(width)
+        return h
+
+
 class RoundCard(QFrame):
     selected = Signal(int)  # round index
     organ_clicked = Signal(int)  # mask label id
@@ -78,7 +100,7 @@ class RoundCard(QFrame):
         self.controls = ReviewControls(self.key)
         self.controls.hide()
 
-        lay = QVBoxLayout(self)
+        lay = _CardLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
         lay.setSpacing(4)
         lay.addLayout(head)
