@@ -163,16 +163,16 @@ class AnalysisWorker(QObject):
                                                mask_source=job.mask_source, callbacks=callbacks, cancel=cancel,
                                                allow_non_ct=job.allow_non_ct, settings=iir)
         batcher.flush()
+        record.timings["model_load_ms"] = load_ms
+        if batcher.first_token_at is not None:
+            record.timings["first_token_ms"] = (batcher.first_token_at - t0) * 1000.0
+        record.timings["analysis_ms"] = (time.perf_counter() - t0) * 1000.0
         self.storage_problem = None
         if job.keep is not None:
             try:
                 job.keep(record)
             except InputError as exc:  # StorageError: the run is shown all the same, read-only
                 self.storage_problem = str(exc)
-        record.timings["model_load_ms"] = load_ms
-        if batcher.first_token_at is not None:
-            record.timings["first_token_ms"] = (batcher.first_token_at - t0) * 1000.0
-        record.timings["analysis_ms"] = (time.perf_counter() - t0) * 1000.0
         return record
 
     def shutdown(self) -> None:
