@@ -15,6 +15,8 @@ from app.conclusion_view import ConclusionView
 from app.round_card import RoundCard
 from inference.report.review import CONCLUSION, round_key
 
+# run.json warnings about the question itself (inference/pipeline.py), shown under it
+QUESTION_WARNINGS = ("The question is not one of the forms", "Model card:")
 DISCLAIMER = "Research software, not a medical device: every statement needs the radiologist's review."
 
 
@@ -32,6 +34,13 @@ class ReasoningPanel(QWidget):
         self.question = QLabel()
         self.question.setWordWrap(True)
         self.question.setStyleSheet("font-weight: bold;")
+        # what the reader must know before reading the cards: a typed question the model was not
+        # trained on, a model folder without a card (the window's banner says the domain)
+        self.question_warning = QLabel()
+        self.question_warning.setObjectName("questionWarning")
+        self.question_warning.setStyleSheet("QLabel#questionWarning { color: #ffb36b; }")
+        self.question_warning.setWordWrap(True)
+        self.question_warning.hide()
         self.runs = QComboBox()
         self.runs.setToolTip("Earlier analyses of this case")
         self.details = QPushButton("Run details…")
@@ -76,6 +85,7 @@ class ReasoningPanel(QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.bar)
         lay.addWidget(self.question)
+        lay.addWidget(self.question_warning)
         lay.addLayout(head)
         lay.addWidget(self.scroll, 1)
         lay.addLayout(foot)
@@ -156,6 +166,7 @@ class ReasoningPanel(QWidget):
         self.conclusion.setVisible(run is not None)
         self.placeholder.setVisible(run is None)
         self.question.setText(f"Q: {run.question}" if run else "")
+        self._show_question_warning(run)
         self.details.setEnabled(run is not None)
         self.details.setVisible(run is not None)
         self._fill_runs()
@@ -175,7 +186,13 @@ class ReasoningPanel(QWidget):
             self.scroll.ensureWidgetVisible(self.conclusion.controls, 8, 8)
             self.scroll.ensureWidgetVisible(self.conclusion.title, 8, 8)
 
+    def _show_question_warning(self, run) -> None:
+        notes = [w for w in (run.warnings if run else []) if w.startswith(QUESTION_WARNINGS)]
+        self.question_warning.setText("⚠ " + "\n⚠ ".join(notes) if notes else "")
+        self.question_warning.setVisible(bool(notes))
+
     def _finish_live(self, run) -> None:
+        self._show_question_warning(run)
         self.conclusion.set_run(run)
         self.conclusion.show()
         self.details.setEnabled(True)
@@ -245,6 +262,7 @@ class ReasoningPanel(QWidget):
         self.conclusion.hide()
         self.placeholder.hide()
         self.question.setText(f"Q: {question}")
+        self._show_question_warning(None)
         if self.c.live_request is not None:
             self.bar.show_request(*self.c.live_request)
         for w in (self.sign, self.export, self.details):

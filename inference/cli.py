@@ -149,6 +149,8 @@ def _analyze(args, out: TextIO) -> int:
     record.save(args.out)
     c = record.conclusion
     answer = c.answer if c.found else "(the last answer has no 'Thus, the answer is' sentence)"
+    for w in record.warnings:  # the training domain, a question outside the trained forms, unseen organs
+        print(f"Warning: {w}", file=out)
     print(f"Conclusion: {answer}", file=out)
     print(f"{len(record.rounds)} round(s), stopped: {record.stop_reason.replace('_', ' ')}; "
           f"total {record.timings.get('total_ms', 0.0) / 1000:.1f} s. Wrote {args.out}", file=out)

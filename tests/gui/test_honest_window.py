@@ -247,3 +247,26 @@ def test_one_command_analyzes_dumps_and_takes_the_readme_pictures(workstation_mo
     shot = Image.open(out / "workstation.png")
     assert shot.width >= 1000  # the whole 1700-wide window (scaled at most a little to stay small)
     shutil.copytree(out, ARTIFACTS / "readme_pictures", dirs_exist_ok=True)
+
+
+@pytest.mark.slow
+def test_a_typed_question_outside_the_trained_forms_is_said_in_the_panel(win):
+    from inference.model.model_card import load_model_card
+
+    c, panel = win.controller, win.panel
+    assert c.analyze(None, None, "Is anything wrong with the pancreas?")
+    wait_idle(win)
+    run = c.run
+    assert run.question_check["typed"] and run.question_check["trained"] is False or \
+        load_model_card(win.settings.model_dir).is_default
+    assert panel.question_warning.isVisible()
+    assert "not one of the forms the model was trained on" in panel.question_warning.text() or \
+        "Model card:" in panel.question_warning.text()
+    img = _rgb(panel.grab().toImage())
+    g = panel.question_warning.geometry()
+    assert colour_mask(img[g.top(): g.bottom(), g.left(): g.right()], UNSEEN_FG, 40).sum() > 30
+    # a question of a trained form: no such warning
+    assert c.analyze(None, None, "How many focal lesions are seen in the pancreas?")
+    wait_idle(win)
+    if not load_model_card(win.settings.model_dir).is_default:
+        assert c.run.question_check["trained"] and not panel.question_warning.isVisible()
