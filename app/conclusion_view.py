@@ -79,12 +79,17 @@ class ConclusionView(QFrame):
             self.chain.addWidget(head)
             self.chain.addWidget(body)
         self.answer.setText(f"Answer: {wrappable(c.answer)}" if c.found else "The model gave no final answer sentence.")
+        from inference.iir.unseen import unseen_in
+
+        unseen = unseen_in(run.rounds[-1], run.rounds) if run.rounds else []
+        note = (f"\n⚠ Its round names {', '.join(n.replace('_', ' ') for n in unseen)}, which has no mask in this "
+                "case: not seen, not a finding.") if unseen else ""
         if len(run.steps) > 1:
             self.footer.setText(f"Composed from {len(run.steps)} questions the model was trained on "
-                                f"({len(run.rounds)} rounds).")
+                                f"({len(run.rounds)} rounds)." + note)
         else:
             self.footer.setText(f"From round {run.rounds[-1].index} of {len(run.rounds)}; stopped: "
-                                f"{STOP_REASONS.get(run.stop_reason, run.stop_reason)}.")
+                                f"{STOP_REASONS.get(run.stop_reason, run.stop_reason)}." + note)
 
     def set_review(self, decision, signed: bool, draft: str | None, ai_text: str) -> None:
         self.controls.set_state(ai_text, decision, signed, draft)

@@ -14,6 +14,7 @@ from app.case_controller import CaseController
 from app.conclusion_view import ConclusionView
 from app.round_card import RoundCard
 from inference.report.review import CONCLUSION, round_key
+from inference.vocabulary import TASKS
 
 # run.json warnings about the question itself (inference/pipeline.py), shown under it
 QUESTION_WARNINGS = ("The question is not one of the forms", "Model card:")
@@ -43,6 +44,10 @@ class ReasoningPanel(QWidget):
         self.question_warning.hide()
         self.runs = QComboBox()
         self.runs.setToolTip("Earlier analyses of this case")
+        # its entries (long questions) must never widen the panel: a wider dock shrinks the views,
+        # and re-rendering them (software OpenGL) held the GUI thread ~150 ms when the first run ended
+        self.runs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.runs.setMinimumContentsLength(16)
         self.details = QPushButton("Run details…")
         self.details.setToolTip("Model, device, segmentation backend, settings and timings of this run")
         head = QHBoxLayout()
@@ -192,6 +197,7 @@ class ReasoningPanel(QWidget):
         self.question_warning.setVisible(bool(notes))
 
     def _finish_live(self, run) -> None:
+        self.question.setText(f"Q: {run.question}")  # the questions asked, as run.json has them
         self._show_question_warning(run)
         self.conclusion.set_run(run)
         self.conclusion.show()
@@ -200,7 +206,7 @@ class ReasoningPanel(QWidget):
         self._fill_runs()
         for i, card in self.cards.items():
             card.controls.show()
-            if card.round is not None and card.round.step:  # live cards knew the step's id only
+            if card.round is not None and _step_title(run, card.round):  # live cards knew the step's id only
                 card.title.setText(f"Round {i} · {_step_title(run, card.round)}")
         self.refresh_review()
         QTimer.singleShot(0, self.show_conclusion)
@@ -280,7 +286,7 @@ class ReasoningPanel(QWidget):
 
     def _on_round_done(self, rnd) -> None:
         card = self.cards.get(rnd.index) or self._add_card(rnd.index, rnd.prompt)
-        if rnd.step:
+        if rnd.step and rnd.step not in TASKS and rnd.step != "question":  # a step of several (T, N, M)
             card.title.setText(f"Round {rnd.index} · {rnd.step}")
         done = [c.round for c in self.cards.values() if c.round is not None] + [rnd]
         card.set_round(rnd, self._unseen(rnd, done))
@@ -360,7 +366,10 @@ class ReasoningPanel(QWidget):
 
 
 def _step_title(run, rnd) -> str:
-    """The task step a round answers, as the card's title shows it ("T stage")."""
+    """The task step a round answers, as the card's title shows it ("T stage"); "" when the task was
+    one question."""
+    if len(run.steps) <= 1:
+        return ""
     for st in run.steps:
         if st.get("id") == rnd.step:
             return str(st.get("title") or rnd.step)

@@ -304,8 +304,10 @@ def test_a_round_naming_an_organ_without_a_mask_is_marked_not_seen(honest, expor
     _run, exp = honest
     rep = json.loads(exp.paths["report_json"].read_text())
     assert [r["unseen"] for r in rep["rounds"]] == [[], [], ["esophagus"]]
+    assert rep["conclusion"]["unseen"] == ["esophagus"]  # the answer's round names it
     page = exp.paths["html"].read_text(encoding="utf-8")
     assert page.count("Not seen: the text names esophagus") == 1
+    assert "Not seen: its round names esophagus" in page
     text = _norm(" ".join(p.extract_text() for p in pypdf.PdfReader(exp.paths["pdf"]).pages))
     assert "Not seen: the text names esophagus" in text
     assert "Not seen" not in exported.paths["html"].read_text(encoding="utf-8")

@@ -147,6 +147,8 @@ def render_pdf(report: TraceableReport) -> bytes:
     story += [_p("Conclusion", st["h2"]),
               Paragraph(f"<b>AI answer</b> (read from round {c.from_round})<br/>"
                         f"{escape(c.answer or '(no answer sentence found)')}", st["ai"]),
+              *([_p(f"Not seen: its round names {', '.join(c.unseen)}, which has no mask in this case; what it "
+                     "says about it is not a finding.", st["small"])] if c.unseen else []),
               _decision(c, st["rad"], "answer"),
               _p("Rests on rounds " + ", ".join(map(str, c.chain))
                  + (f"; global view only (no organ tokens): {', '.join(map(str, c.global_rounds))}" if c.global_rounds else "")

@@ -115,6 +115,7 @@ class ConclusionEntry:
     chain: list[int]  # every round it rests on
     regions: list[tuple[int, int]]  # (round index, mask label) whose organ tokens are behind it
     global_rounds: list[int] = field(default_factory=list)  # rounds that saw the global view only
+    unseen: list[str] = field(default_factory=list)  # organs its round names without a mask: not findings
 
 
 @dataclass
@@ -262,7 +263,8 @@ def build_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, *,
         signed_decision=_signed(review, CONCLUSION, deid),
         from_round=run.rounds[-1].index, chain=[r.index for r in run.rounds],
         regions=[(r.index, o.mask_label) for r in rounds for o in r.organs],
-        global_rounds=[r.index for r in rounds if not r.organs])
+        global_rounds=[r.index for r in rounds if not r.organs],
+        unseen=unseen_in(run.rounds[-1], run.rounds))
     run_dict = run.to_dict()
     if deid:
         run_dict = deid.run_dict(run_dict)

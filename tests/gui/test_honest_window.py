@@ -95,7 +95,12 @@ def test_a_scripted_run_shows_its_task_organ_and_steps(win):
     c, bar = win.controller, win.panel.bar
     bar.set_task("report")
     bar.organ.setCurrentIndex(0)
+    assert c.run is None  # the case's first run: the run list appears
+    sizes = {name: view.size() for name, view in win.views.items()}
     assert autopilot(win, parse_args(["--demo", "--analyze", "tnm", "--organ", "pancreas"])) is None
+    # nothing the run adds to the panel resizes the views (each resize re-renders them: ~150 ms of
+    # software OpenGL on the GUI thread)
+    assert {name: view.size() for name, view in win.views.items()} == sizes
     run = c.run
     assert run is not None and run.task == "tnm"
     assert bar.task.currentData() == "tnm" and bar.organ.currentData() == "pancreas"
@@ -270,3 +275,20 @@ def test_a_typed_question_outside_the_trained_forms_is_said_in_the_panel(win):
     wait_idle(win)
     if not load_model_card(win.settings.model_dir).is_default:
         assert c.run.question_check["trained"] and not panel.question_warning.isVisible()
+
+
+def test_the_conclusion_says_when_its_round_names_an_organ_without_a_mask(qapp):
+    from types import SimpleNamespace
+
+    from app.conclusion_view import ConclusionView
+    from inference.iir.conclusion import parse_conclusion
+    from inference.iir.rounds import SkippedOrgan
+
+    text = "Reasoning Process: a 58 mm lesion of the esophagus. Summary: esophageal cancer. Thus, the answer is T3."
+    first = _round(index=1, text="The esophagus.", named_organs=["esophagus"],
+                   skipped_organs=[SkippedOrgan("esophagus", "no esophagus mask in this case", 15, "no_mask")])
+    last = _round(index=2, text=text, named_organs=["esophagus"])
+    view = ConclusionView()
+    view.set_run(SimpleNamespace(conclusion=parse_conclusion(text), rounds=[first, last], steps=[],
+                                 stop_reason="no_new_organ"))
+    assert "names esophagus, which has no mask in this case: not seen" in view.footer.text()
