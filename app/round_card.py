@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.organ_chip import FlowLayout, OrganChip
@@ -23,6 +23,21 @@ def wrappable(text: str, run: int = 30) -> str:
 
 def _tidy_prompt(prompt: str) -> str:
     return " ".join(prompt.replace("<organ_feature>", " ⟨organ tokens⟩ ").replace("<ct>", "⟨CT tokens⟩ ").split())
+
+
+class _SelectableText(QLabel):
+    """A label whose text can be selected with the mouse (so it takes the press) and that still
+    tells the card it was pressed. Only mousePressEvent is overridden: an event filter would call
+    into Python for every event of every label of every card (paint, layout...), and each such call
+    waits for the GIL while the analysis thread runs Python, which made relayouts grow with the
+    number of cards during analysis."""
+
+    pressed = Signal()
+
+    def mousePressEvent(self, ev) -> None:  # noqa: N802 (Qt)
+        if ev.button() == Qt.MouseButton.LeftButton:
+            self.pressed.emit()
+        super().mousePressEvent(ev)
 
 
 class _CardLayout(QVBoxLayout):
@@ -79,11 +94,11 @@ class RoundCard(QFrame):
         self.chips = QWidget()
         self.chip_layout = FlowLayout(self.chips)
         self.chips.hide()
-        self.body = QLabel()
+        self.body = _SelectableText()
         self.body.setObjectName("aiText")
         self.body.setWordWrap(True)
         self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.edited = QLabel()
+        self.edited = _SelectableText()
         self.edited.setObjectName("editedText")
         self.edited.setWordWrap(True)
         self.edited.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -113,8 +128,9 @@ class RoundCard(QFrame):
         lay.addWidget(self.controls)
         for w in (self.prompt, self.body, self.edited, self.next, self.unseen):
             w.setTextFormat(Qt.TextFormat.PlainText)  # model text is never markup
-        for w in (self.title, self.meta, self.prompt, self.body, self.edited, self.next, self.chips):
-            w.installEventFilter(self)
+        # a click on the card's other labels reaches mousePressEvent below (they ignore presses)
+        for w in (self.body, self.edited):
+            w.pressed.connect(lambda: self.selected.emit(self.index))
 
     # -- content -----------------------------------------------------------------------------------
     def set_prompt(self, prompt: str) -> None:
@@ -204,10 +220,6 @@ class RoundCard(QFrame):
             self.selected.emit(self.index)
         super().mousePressEvent(ev)
 
-    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 (Qt): a click on the text also selects
-        if ev.type() == QEvent.Type.MouseButtonPress and ev.button() == Qt.MouseButton.LeftButton:
-            self.selected.emit(self.index)
-        return False
 
 
 def _display_reason(reason: str, name) -> str:
