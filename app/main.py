@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.analyze and args.question:
         parser.error("give --analyze or --question, not both")
+    if args.size is not None:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+            assert w > 0 and h > 0
+        except (ValueError, AssertionError):
+            parser.error(f"--size takes WIDTHxHEIGHT in pixels, e.g. 1700x1000; got {args.size!r}")
+        args.size = (w, h)
     return args
 
 
@@ -99,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     scripted_run = bool(args.analyze or args.question or args.script)
     window = build_window(args, preload_model=not (args.screenshots or args.dump_state) or scripted_run)
     if args.size:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-        window.resize(w, h)
+        window.resize(*args.size)
     window.show()
     if splash is not None:
         splash.finish(window)
