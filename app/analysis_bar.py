@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
-                               QVBoxLayout, QWidget)
+                               QSizePolicy, QVBoxLayout, QWidget)
 
 from app.settings import TASK_ORDER, TASK_TITLES
 
@@ -39,10 +39,15 @@ class AnalysisBar(QWidget):
         self.segment.hide()
         self._idle_text = ""
         self.progress = QProgressBar(minimum=0, maximum=100, textVisible=True)
+        # while a run streams, nothing above the cards may change height: that would relayout and
+        # repaint the whole panel on every progress message
+        policy = self.progress.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.progress.setSizePolicy(policy)
         self.progress.hide()
         self.status = QLabel()
         self.status.setObjectName("cardMeta")
-        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)  # one line, never wider
 
         grid = QGridLayout()
         grid.setContentsMargins(0, 0, 0, 0)
@@ -78,6 +83,18 @@ class AnalysisBar(QWidget):
         i = self.task.findData(task)
         if i >= 0 and i != self.task.currentIndex():
             self.task.setCurrentIndex(i)
+
+    def show_request(self, task: str | None, organ: str | None, question: str | None) -> None:
+        """Show what the run on screen asked (a scripted run, a stored run chosen): the boxes never
+        show another task than the cards below them."""
+        if question is not None:
+            self.set_task(QUESTION)
+            self.question.setText(question)
+            return
+        if task is not None:
+            self.set_task(task)
+        i = self.organ.findData(organ) if organ else 0
+        self.organ.setCurrentIndex(max(i, 0))
 
     def set_organs(self, displays: list[str]) -> None:
         current = self.organ.currentText()
@@ -116,3 +133,4 @@ class AnalysisBar(QWidget):
         self.progress.setValue(int(round(fraction * 100)))
         self.progress.setFormat(f"{KIND_NAMES.get(kind, kind)}: %p%")
         self.status.setText(message)
+        self.status.setToolTip(message)

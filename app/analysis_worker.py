@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.job_runner import JobRunner
 from app.settings import AppSettings
-from inference.errors import ModelError
+from inference.errors import InputError, ModelError
 
 STREAM_INTERVAL_S = 0.05
 
@@ -54,15 +54,20 @@ class TokenBatcher:
 
 @dataclass(frozen=True)
 class AnalysisJob:
-    """What to analyse: the case in memory and the question (already the task's text)."""
+    """What to analyse: the case in memory and the typed question, or the task (and organ) whose
+    questions the model card declares."""
 
     ct: object  # CTVolume
     masks: object  # OrganMasks
-    question: str
+    question: str | None  # a typed question; None: the task's questions from the model card
     task: str | None
     case_id: str | None
     mask_source: str | None
     allow_non_ct: bool = False  # the reader confirmed analyzing a volume that does not look like CT
+    organ: str | None = None  # narrows the task (display or label name)
+    # stores the finished run (and its new review) on the worker thread: three fsynced writes that
+    # held the GUI thread 30-100 ms at the end of every analysis; raises StorageError when it cannot
+    keep: Callable[[object], None] | None = None
 
 
 def model_problem(settings: AppSettings) -> str | None:
@@ -93,6 +98,7 @@ class AnalysisWorker(QObject):
         self._pipeline = None
         self._pipeline_key: tuple | None = None
         self._lock = threading.Lock()  # the pipeline is only touched on the worker thread; guards swaps
+        self.storage_problem: str | None = None  # why the last run could not be stored (read when it ends)
 
     @property
     def busy(self) -> bool:
@@ -152,7 +158,8 @@ class AnalysisWorker(QObject):
 
         callbacks = Callbacks(progress=progress, on_round_start=self.round_started.emit,
                               on_text=batcher.add, on_round=on_round)
-        record = self._pipeline.analyze_volume(job.ct, job.masks, job.question, task=job.task, case_id=job.case_id,
+        record = self._pipeline.analyze_volume(job.ct, job.masks, job.question, task=job.task, organ=job.organ,
+                                               case_id=job.case_id,
                                                mask_source=job.mask_source, callbacks=callbacks, cancel=cancel,
                                                allow_non_ct=job.allow_non_ct, settings=iir)
         batcher.flush()
@@ -160,6 +167,12 @@ class AnalysisWorker(QObject):
         if batcher.first_token_at is not None:
             record.timings["first_token_ms"] = (batcher.first_token_at - t0) * 1000.0
         record.timings["analysis_ms"] = (time.perf_counter() - t0) * 1000.0
+        self.storage_problem = None
+        if job.keep is not None:
+            try:
+                job.keep(record)
+            except InputError as exc:  # StorageError: the run is shown all the same, read-only
+                self.storage_problem = str(exc)
         return record
 
     def shutdown(self) -> None:

@@ -28,7 +28,7 @@ from app.segmentation_worker import SegmentationWorker, SegmentedMasks
 from app.settings import AppSettings, review_root
 from app.settings_store import SettingsStore
 from inference.errors import InputError, StorageError
-from inference.iir.prompts import task_question
+from inference.iir.prompts import task_question, task_title
 from inference.report.review import ReviewError
 from inference.report.review_store import ReviewAutosaver
 from inference.run_record import RunRecord
@@ -67,6 +67,7 @@ class CaseController(QObject):
         self.settings_store = SettingsStore.of(settings)
         self.store = store or CaseStore(review_root())
         self.live_question: str | None = None
+        self.live_request: tuple | None = None  # (task, organ, typed question) of the live run
         self._pending: tuple[AnalysisJob, AppSettings] | None = None
         self._refused: tuple | None = None  # the analysis refused as non-CT, for analyze_anyway()
         self._restore: RunRecord | None = None  # a reopened run whose masks come back after the load
@@ -216,11 +217,14 @@ class CaseController(QObject):
 
     # -- analysis --------------------------------------------------------------------------------
     def question_for(self, task: str | None, organ: str | None = None, question: str | None = None) -> str:
+        """What the panel shows as the run's question: the typed one, or the task's title (its
+        questions are the model card's, asked one by one)."""
         if question is not None and question.strip():
             return question.strip()
         if task is None:
             raise InputError(None, "choose a task or type a question")
-        return task_question(task, organ or None)
+        task_question(task)  # an unknown task fails here
+        return f"{task_title(task)}" + (f" of the {organ}" if organ else "") + ": the questions the model was trained on"
 
     def analyze(self, task: str | None, organ: str | None = None, question: str | None = None,
                 allow_non_ct: bool = False) -> bool:
@@ -253,9 +257,12 @@ class CaseController(QObject):
             return False
         from inference.pipeline import case_id_for
 
-        job = AnalysisJob(self.ct, self.masks, text, None if question and question.strip() else task,
+        typed = bool(question and question.strip())
+        job = AnalysisJob(self.ct, self.masks, text if typed else None, None if typed else task,
                           case_id_for(Path(self.ct.source_path)), self.model.mask_source,
-                          allow_non_ct=allow_non_ct and not check.looks_like_ct)
+                          allow_non_ct=allow_non_ct and not check.looks_like_ct, organ=None if typed else organ or None,
+                          keep=lambda record, reviewer=settings.reviewer: self._keep_run(record, reviewer))
+        self.live_request = (None if typed else task, None if typed else organ or None, text if typed else None)
         self.live_question = text
         self.run_started.emit(text)
         self.busy_changed.emit()
@@ -291,11 +298,8 @@ class CaseController(QObject):
         if record is None:  # a preload finished
             return
         self._end_live(notify=False)
-        problem = None
-        try:
-            self.store.save_run(record)
-        except InputError as exc:  # StorageError: the run is shown all the same, read-only
-            problem = str(exc)
+        problem = self.analysis.storage_problem  # the worker stored it (see _keep_run)
+        if problem:
             self.error.emit("Could not keep the run", problem)
         if self.ct is not None and record.case.content_hash == self.ct.content_hash():
             self._show(record, storage_problem=problem)
@@ -303,6 +307,14 @@ class CaseController(QObject):
             self.message.emit(f"Analysis finished: {len(record.rounds)} rounds in {secs:.1f} s.")
         else:
             self.live_run_ended.emit()
+
+    def _keep_run(self, record: RunRecord, reviewer: str) -> None:
+        """On the analysis worker thread: the run, its new review and the case's current run, on disk
+        before the run reaches the screen (atomic files: the GUI thread reads old or new, never half)."""
+        self.store.save_run(record)
+        saver = self.store.open_review(record, reviewer=reviewer, save_new=False)
+        if not saver.path.exists():
+            saver.save()
 
     def _on_analysis_failed(self, message: str) -> None:
         if self.live_question is None:  # a preload failed: say so quietly, Analyze will say it again
@@ -406,6 +418,22 @@ class CaseController(QObject):
                 self.message.emit(f"Could not keep the unsaved edit: {exc}")
 
     # -- highlight -------------------------------------------------------------------------------
+    def domain_problems(self) -> tuple[list[str], str]:
+        """(why the CT on screen lies outside the model card's training domain, the model's name);
+        ([], name) inside it or when the card declares nothing. A run on screen answers with what it recorded."""
+        from inference.model.model_card import domain_check, load_model_card
+
+        run = self.run
+        if run is not None and run.domain and self.ct is not None and run.case.content_hash == self.ct.content_hash():
+            return list(run.domain.get("reasons", [])), run.model_card.get("name", "")
+        if self.ct is None or not self.settings.model_dir:
+            return [], ""
+        try:
+            card = load_model_card(self.settings.model_dir)
+        except InputError as exc:
+            return [str(exc)], ""
+        return domain_check(card, self.ct), card.name
+
     def round_labels(self, rnd) -> list[int]:
         """Mask labels a round's ROI covers: the same rule the report's key images use."""
         from inference.report.traceable_report import roi_labels

@@ -39,6 +39,7 @@ class StoredRun:
 class CaseStore:
     def __init__(self, root: str | Path, sweep: bool = True):
         self.root = Path(root)
+        self._parsed: dict[tuple, RunRecord] = {}
         if sweep:
             self.sweep_stale_temps()
 
@@ -66,13 +67,25 @@ class CaseStore:
         folder = self.folder(content_hash)
         for path in sorted(folder.glob("*.run.json")) if folder.is_dir() else ():
             try:
-                run = RunRecord.load(path)
+                run = self._load_run(path)
             except InputError as exc:
                 log.warning("skipping a stored run: %s", exc)
                 continue
             if run.case.content_hash == content_hash:
                 found.append(StoredRun(run_key(run), run, path))
         return sorted(found, key=lambda s: (s.run.created, s.path.name))
+
+    def _load_run(self, path: Path) -> RunRecord:
+        """A stored run, parsed once per file version: the run list is refreshed at the end of every
+        analysis, on the GUI thread, and re-reading every earlier run there cost 10-20 ms each time."""
+        try:
+            st = path.stat()
+        except OSError:
+            return RunRecord.load(path)  # gone meanwhile: the loader names the file
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        if key not in self._parsed:
+            self._parsed[key] = RunRecord.load(path)
+        return self._parsed[key]
 
     def current(self, content_hash: str) -> StoredRun | None:
         """The run that was on screen when the case was left (else the newest)."""

@@ -10,6 +10,7 @@ from app.review_controls import ReviewControls
 from app.round_card import wrappable
 from inference.report.review import CONCLUSION
 
+NOT_STATED = "(not stated by the model)"
 STOP_REASONS = {"no_new_organ": "no new organ to examine", "round_limit": "round limit reached"}
 
 
@@ -39,11 +40,12 @@ class ConclusionView(QFrame):
         lay.setContentsMargins(10, 8, 10, 8)
         lay.setSpacing(5)
         lay.addWidget(self.title)
-        lay.addLayout(self.chain)
         lay.addWidget(self.answer)
         lay.addWidget(self.edited)
-        lay.addWidget(self.footer)
+        # the decision right under the answer: in view without scrolling past a long report
         lay.addWidget(self.controls)
+        lay.addLayout(self.chain)
+        lay.addWidget(self.footer)
         self.sections: dict[str, str] = {}
 
     def set_run(self, run) -> None:
@@ -54,13 +56,16 @@ class ConclusionView(QFrame):
             if w is not None:
                 w.deleteLater()
         s = c.sections
-        if s is not None:
-            parts = [("Preamble", s.preamble), ("Findings", s.findings), ("Impression", s.impression),
-                     ("Pathology", s.pathology)]
-            parts = [(t, v) for t, v in parts if v]
+        if len(run.steps) > 1:  # a task asked as several trained questions: each part and its rounds
+            parts = [("Parts", "\n".join(_step_line(st) for st in run.steps))]
+        elif s is not None:
+            # the text before "Findings:" is the last round's evidence, shown on its card: not repeated.
+            # Every section is listed, so a missing pathology is visible as such
+            parts = [("Findings", s.findings or NOT_STATED), ("Impression", s.impression or NOT_STATED),
+                     ("Pathology", s.pathology or NOT_STATED)]
         else:
             parts = [("Reasoning", c.reasoning)] if c.reasoning else []
-        if c.summary:
+        if c.summary and len(run.steps) <= 1:
             parts.append(("Summary", c.summary))
         self.sections = dict(parts)
         for i, (title, text) in enumerate(parts):
@@ -74,8 +79,17 @@ class ConclusionView(QFrame):
             self.chain.addWidget(head)
             self.chain.addWidget(body)
         self.answer.setText(f"Answer: {wrappable(c.answer)}" if c.found else "The model gave no final answer sentence.")
-        self.footer.setText(f"From round {run.rounds[-1].index} of {len(run.rounds)}; stopped: "
-                            f"{STOP_REASONS.get(run.stop_reason, run.stop_reason)}.")
+        from inference.iir.unseen import unseen_in
+
+        unseen = unseen_in(run.rounds[-1], run.rounds) if run.rounds else []
+        note = (f"\n⚠ Its round names {', '.join(n.replace('_', ' ') for n in unseen)}, which has no mask in this "
+                "case: not seen, not a finding.") if unseen else ""
+        if len(run.steps) > 1:
+            self.footer.setText(f"Composed from {len(run.steps)} questions the model was trained on "
+                                f"({len(run.rounds)} rounds)." + note)
+        else:
+            self.footer.setText(f"From round {run.rounds[-1].index} of {len(run.rounds)}; stopped: "
+                                f"{STOP_REASONS.get(run.stop_reason, run.stop_reason)}." + note)
 
     def set_review(self, decision, signed: bool, draft: str | None, ai_text: str) -> None:
         self.controls.set_state(ai_text, decision, signed, draft)
@@ -87,3 +101,10 @@ class ConclusionView(QFrame):
         self.edited.setVisible(bool(text))
         rejected = decision.decision == "rejected"
         self.answer.setStyleSheet("color: #8a8a8a; text-decoration: line-through;" if rejected else "")
+
+
+def _step_line(step: dict) -> str:
+    a, b = (step.get("rounds") or [0, 0])[:2]
+    where = f"round {a}" if a == b else f"rounds {a}-{b}"
+    value = step.get("value") or f"no answer read from \"{step.get('answer', '')}\""
+    return f"{step.get('title', step.get('id', '?'))}: {value} ({where})"

@@ -32,6 +32,7 @@ def _paused(view, state):
 def capture_key_images(window, controller, run) -> dict[int, object]:
     """{round index: inference.report.KeyImage} for every round whose ROI has a mask on screen."""
     from inference.report.key_images import choose_slice, screenshot_key_image
+    from inference.report.traceable_report import round_provenance
 
     st = controller.state
     ct, masks = controller.ct, controller.masks
@@ -43,12 +44,13 @@ def capture_key_images(window, controller, run) -> dict[int, object]:
                 labels = controller.round_labels(rnd)
                 if not labels or st.set_highlight(labels) is None:
                     continue
-                st.set_cursor(choose_slice(ct, masks, labels).world_mm)
+                # through the flagged organ (roi_labels puts the highest P(abnormal) first)
+                st.set_cursor(choose_slice(ct, masks, labels, labels[0]).world_mm)
                 png = _side_by_side([grab(v.GetRenderWindow()) for v in (window.axial, window.coronal)])
-                names = ", ".join(st.label_name(lid) for lid in labels)
+                what = round_provenance(rnd, [st.label_name(lid) for lid in labels])
                 images[rnd.index] = screenshot_key_image(
-                    png, ct, masks, labels, round_index=rnd.index,
-                    caption=f"Round {rnd.index}: {names} (axial | coronal, workstation view)")
+                    png, ct, masks, labels, round_index=rnd.index, focus=labels[0],
+                    caption=f"Round {rnd.index}: {what} (axial | coronal, workstation view)")
         finally:
             st.clear_highlight()
             if before[0]:

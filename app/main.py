@@ -24,7 +24,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--masks", help="organ label NIfTI (TotalSegmentator 'total' or merged scheme)")
     parser.add_argument("--demo", action="store_true", help=f"open the demo case ({DEMO_CASE})")
     parser.add_argument("--screenshots", metavar="DIR",
-                        help="after loading, save a PNG of each view to DIR and quit (reports, checks)")
+                        help="once the case is open (and --analyze/--question/--script are done), save PNGs of "
+                        "each view, the window, the reasoning panel, the export dialog and the model card to DIR, "
+                        "then quit (the README's pictures)")
+    parser.add_argument("--size", metavar="WxH", default=None,
+                        help="window size, e.g. 1700x1000 (the README's pictures)")
     parser.add_argument("--model", metavar="DIR", help="model folder for this session (Settings keep theirs)")
     parser.add_argument("--device", choices=DEVICES, help="device for this session")
     parser.add_argument("--max-rounds", type=int, help="IIR round limit for this session")
@@ -45,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.analyze and args.question:
         parser.error("give --analyze or --question, not both")
+    if args.size is not None:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+            assert w > 0 and h > 0
+        except (ValueError, AssertionError):
+            parser.error(f"--size takes WIDTHxHEIGHT in pixels, e.g. 1700x1000; got {args.size!r}")
+        args.size = (w, h)
     return args
 
 
@@ -92,20 +103,27 @@ def main(argv: list[str] | None = None) -> int:
         from app.startup import preimport, with_splash
 
         _, splash = with_splash(app, preimport)
-    window = build_window(args, preload_model=not (args.screenshots or args.dump_state))
+    scripted_run = bool(args.analyze or args.question or args.script)
+    window = build_window(args, preload_model=not (args.screenshots or args.dump_state) or scripted_run)
+    if args.size:
+        window.resize(*args.size)
     window.show()
     if splash is not None:
         splash.finish(window)
     if args.screenshots:
+        from app.readme_pictures import save_pictures
+        from app.script_hook import autopilot
+
         window.wait_for_load()
-        if window.last_error:
+        if window.last_error and window.controller.ct is None:
             print(window.last_error, file=sys.stderr)
             return 1
-        window.volume.build_visible_now()
-        app.processEvents()
-        for name, path in window.save_screenshots(args.screenshots).items():
+        code = autopilot(window, args)  # --analyze, --script and --dump-state, in that order
+        if code not in (None, 0):
+            window.close()
+            return code
+        for name, path in save_pictures(window, args.screenshots).items():
             print(f"{name}: {path}")
-        print(f"window: {window.save_window_png(Path(args.screenshots) / 'window.png')}")
         window.close()
         return 0
     if args.analyze or args.question or args.script or args.dump_state or args.quit_after:

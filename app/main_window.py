@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (QDockWidget, QFrame, QGridLayout, QLabel, QMainWi
 from app import dialog_flows, pacs_flows
 from app.case_controller import CaseController
 from app.label_list import LabelList
+from app.domain_banner import DomainBanner
 from app.patient_banner import PatientBanner
 from inference.case_folder import CT_NAMES, resolve_case
 from app.reasoning_panel import ReasoningPanel
@@ -78,6 +79,8 @@ class MainWindow(QMainWindow):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(0)
         outer.addWidget(self.banner)
+        self.domain_banner = DomainBanner()
+        outer.addWidget(self.domain_banner)
         outer.addLayout(grid, 1)
         self.setCentralWidget(central)
 
@@ -90,6 +93,7 @@ class MainWindow(QMainWindow):
 
         self.probe_label = QLabel("")
         self.progress = QProgressBar(maximumWidth=260, minimum=0, maximum=100, textVisible=True)
+        _keep_place_when_hidden(self.progress)  # showing it must not resize the views (a VTK re-render each)
         self.progress.hide()
         self.model_label = QLabel("")
         self.model_label.setObjectName("cardMeta")
@@ -103,6 +107,7 @@ class MainWindow(QMainWindow):
         c = self.controller
         c.case_opened.connect(self._on_case_opened)
         c.model.events.connect("masks", lambda: self.banner.show_case(self.state.ct))
+        c.model.events.connect("run", self.show_domain)
         self.settings_store.events.connect("changed", self._on_settings_changed)
         c.error.connect(lambda title, msg: self.show_error(msg, title))
         c.non_ct_refused.connect(self._confirm_non_ct)
@@ -237,6 +242,7 @@ class MainWindow(QMainWindow):
         name = case.ct.series_description or Path(case.ct.source_path).name
         self.setWindowTitle(f"{name} - {TITLE}")
         self.banner.show_case(case.ct)
+        self.show_domain()
         note = f"Loaded {name} in {case.seconds:.1f} s"
         if case.warnings:
             note += " - " + "; ".join(case.warnings)
@@ -251,6 +257,11 @@ class MainWindow(QMainWindow):
         # a loaded model's description stays until another model is chosen
         if (old.model_dir, old.device) != (new.model_dir, new.device):
             self._show_model_setting()
+            self.show_domain()
+
+    def show_domain(self, *_args) -> None:
+        """The training-domain banner for the CT on screen and the model (card) in use."""
+        self.domain_banner.show_reasons(*self.controller.domain_problems())
 
     def _show_model_setting(self) -> None:
         folder = self.settings.model_dir
@@ -364,3 +375,10 @@ class MainWindow(QMainWindow):
         for v in self.views.values():
             v.Finalize()
         super().closeEvent(ev)
+
+
+def _keep_place_when_hidden(widget) -> None:
+    """A widget that comes and goes during work keeps its space, so its layout does not change."""
+    policy = widget.sizePolicy()
+    policy.setRetainSizeWhenHidden(True)
+    widget.setSizePolicy(policy)

@@ -49,6 +49,7 @@ def model_card_markdown(folder: str | Path) -> str:
             f"- weights: {weights / 1e6:.1f} MB of safetensors", ""]
     else:
         lines += [f"No readable config.json in {folder}.", ""]
+    lines += card_section(folder)
     lines += ["## What it was trained on", ""]
     if summary:
         cohort = summary.get("cohort") or {}
@@ -94,6 +95,36 @@ def model_card_markdown(folder: str | Path) -> str:
     if extra.strip() and not held:
         lines += ["## EVAL.md", "", extra.strip(), ""]
     return "\n".join(lines) + "\n"
+
+
+def card_section(folder: Path) -> list[str]:
+    """The folder's model_card.json (inference/model/model_card.py): intended use, training domain,
+    and the questions each task asks; or why there is none."""
+    from inference.errors import InputError
+    from inference.model.model_card import load_model_card
+
+    try:
+        card = load_model_card(folder)
+    except InputError as exc:
+        return ["## Tasks and training domain", "", f"The model card cannot be read: {exc}", ""]
+    lines = ["## Tasks and training domain", ""]
+    if card.is_default:
+        return lines + [f"No model_card.json: {card.note}.", ""]
+    d = card.domain
+    if card.intended_use:
+        lines += [f"**Intended use.** {card.intended_use}", ""]
+    grids = "; ".join(f"{' x '.join(map(str, g.shape))} voxels at {' x '.join(f'{v:g}' for v in g.spacing_mm)} mm"
+                      for g in d.grids) or "not declared"
+    lines += [f"**Training domain:** {d.source.replace('_', ' ')}. {d.description}", "",
+              f"- sampling grids: {grids} (spacing within {d.spacing_tolerance:.0%})"]
+    if d.field_of_view_mm:
+        lines.append(f"- field of view: {' x '.join(f'{v:g}' for v in d.field_of_view_mm)} mm")
+    lines += ["", "A CT outside this domain gets a banner in the window and a warning in run.json and the report.",
+              "", "Each task asks these questions, in order (one reasoning chain each):", "",
+              "| task | step | question |", "| --- | --- | --- |"]
+    for task, steps in card.tasks.items():
+        lines += [f"| {task if i == 0 else ''} | {s.title} | {s.template} |" for i, s in enumerate(steps)]
+    return lines + [""]
 
 
 class ModelCardDialog(QDialog):

@@ -53,6 +53,8 @@ class FlowLayout(QLayout):
     """Left to right, wrapping to the next line (Qt's flow layout example, trimmed)."""
 
     def __init__(self, parent=None, spacing: int = 4):
+        self._heights: dict[int, int] = {}  # heightForWidth, per width, until the chips change
+        self._placed = None  # the rect the chips were last placed in
         super().__init__(parent)
         self._items = []
         self._spacing = spacing
@@ -60,6 +62,7 @@ class FlowLayout(QLayout):
 
     def addItem(self, item) -> None:  # noqa: N802 (Qt)
         self._items.append(item)
+        self._heights.clear()
 
     def count(self) -> int:
         return len(self._items)
@@ -68,7 +71,13 @@ class FlowLayout(QLayout):
         return self._items[i] if 0 <= i < len(self._items) else None
 
     def takeAt(self, i):  # noqa: N802
+        self._heights.clear()
         return self._items.pop(i) if 0 <= i < len(self._items) else None
+
+    def invalidate(self) -> None:
+        self._heights.clear()
+        self._placed = None
+        super().invalidate()
 
     def expandingDirections(self):  # noqa: N802
         return Qt.Orientation(0)
@@ -77,11 +86,18 @@ class FlowLayout(QLayout):
         return True
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802
-        return self._place(QRect(0, 0, width, 0), move=False)
+        # Qt asks this several times per relayout of the panel, for every card, and each streamed
+        # batch of text relayouts the panel: answer from the cache until the chips change
+        h = self._heights.get(width)
+        if h is None:
+            h = self._heights[width] = self._place(QRect(0, 0, width, 0), move=False)
+        return h
 
     def setGeometry(self, rect) -> None:  # noqa: N802
         super().setGeometry(rect)
-        self._place(rect, move=True)
+        if self._placed != rect:
+            self._place(rect, move=True)
+            self._placed = QRect(rect)
 
     def sizeHint(self):  # noqa: N802
         return self.minimumSize()

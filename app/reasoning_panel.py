@@ -14,7 +14,10 @@ from app.case_controller import CaseController
 from app.conclusion_view import ConclusionView
 from app.round_card import RoundCard
 from inference.report.review import CONCLUSION, round_key
+from inference.vocabulary import TASKS
 
+# run.json warnings about the question itself (inference/pipeline.py), shown under it
+QUESTION_WARNINGS = ("The question is not one of the forms", "Model card:")
 DISCLAIMER = "Research software, not a medical device: every statement needs the radiologist's review."
 
 
@@ -32,8 +35,19 @@ class ReasoningPanel(QWidget):
         self.question = QLabel()
         self.question.setWordWrap(True)
         self.question.setStyleSheet("font-weight: bold;")
+        # what the reader must know before reading the cards: a typed question the model was not
+        # trained on, a model folder without a card (the window's banner says the domain)
+        self.question_warning = QLabel()
+        self.question_warning.setObjectName("questionWarning")
+        self.question_warning.setStyleSheet("QLabel#questionWarning { color: #ffb36b; }")
+        self.question_warning.setWordWrap(True)
+        self.question_warning.hide()
         self.runs = QComboBox()
         self.runs.setToolTip("Earlier analyses of this case")
+        # its entries (long questions) must never widen the panel: a wider dock shrinks the views,
+        # and re-rendering them (software OpenGL) held the GUI thread ~150 ms when the first run ended
+        self.runs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.runs.setMinimumContentsLength(16)
         self.details = QPushButton("Run details…")
         self.details.setToolTip("Model, device, segmentation backend, settings and timings of this run")
         head = QHBoxLayout()
@@ -76,6 +90,7 @@ class ReasoningPanel(QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.bar)
         lay.addWidget(self.question)
+        lay.addWidget(self.question_warning)
         lay.addLayout(head)
         lay.addWidget(self.scroll, 1)
         lay.addLayout(foot)
@@ -122,8 +137,17 @@ class ReasoningPanel(QWidget):
         self.cards.clear()
         self.selected = None
 
-    def _add_card(self, index: int, prompt: str) -> RoundCard:
-        card = RoundCard(index, prompt, self.c.state.colour)
+    def _display(self, name: str) -> str:
+        table = self.c.state.table
+        return table.by_name(name).display if name in table else name.replace("_", " ")
+
+    def _unseen(self, rnd, rounds) -> list[str]:
+        from inference.iir.unseen import unseen_in
+
+        return unseen_in(rnd, list(rounds))
+
+    def _add_card(self, index: int, prompt: str, step: str = "") -> RoundCard:
+        card = RoundCard(index, prompt, self.c.state.colour, display_of=self._display, step=step)
         card.selected.connect(self.select_round)
         card.organ_clicked.connect(lambda lid: self.c.state.set_highlight([lid]))
         card.controls.decided.connect(self._decided)
@@ -147,6 +171,7 @@ class ReasoningPanel(QWidget):
         self.conclusion.setVisible(run is not None)
         self.placeholder.setVisible(run is None)
         self.question.setText(f"Q: {run.question}" if run else "")
+        self._show_question_warning(run)
         self.details.setEnabled(run is not None)
         self.details.setVisible(run is not None)
         self._fill_runs()
@@ -154,19 +179,37 @@ class ReasoningPanel(QWidget):
             self.refresh_review()
             return
         for rnd in run.rounds:
-            self._add_card(rnd.index, rnd.prompt).set_round(rnd)
+            self._add_card(rnd.index, rnd.prompt, _step_title(run, rnd)).set_round(rnd, self._unseen(rnd, run.rounds))
         self.conclusion.set_run(run)
+        self.bar.show_request(run.task, _run_organ(run, self._display), None if run.task else run.question)
         self.refresh_review()
+        QTimer.singleShot(0, self.show_conclusion)
+
+    def show_conclusion(self) -> None:
+        """Scroll so that the conclusion's title and its Agree / Edit / Reject are in view."""
+        if self.conclusion.isVisible():
+            self.scroll.ensureWidgetVisible(self.conclusion.controls, 8, 8)
+            self.scroll.ensureWidgetVisible(self.conclusion.title, 8, 8)
+
+    def _show_question_warning(self, run) -> None:
+        notes = [w for w in (run.warnings if run else []) if w.startswith(QUESTION_WARNINGS)]
+        self.question_warning.setText("⚠ " + "\n⚠ ".join(notes) if notes else "")
+        self.question_warning.setVisible(bool(notes))
 
     def _finish_live(self, run) -> None:
+        self.question.setText(f"Q: {run.question}")  # the questions asked, as run.json has them
+        self._show_question_warning(run)
         self.conclusion.set_run(run)
         self.conclusion.show()
         self.details.setEnabled(True)
         self.details.show()
         self._fill_runs()
-        for card in self.cards.values():
+        for i, card in self.cards.items():
             card.controls.show()
+            if card.round is not None and _step_title(run, card.round):  # live cards knew the step's id only
+                card.title.setText(f"Round {i} · {_step_title(run, card.round)}")
         self.refresh_review()
+        QTimer.singleShot(0, self.show_conclusion)
 
     def _fill_runs(self) -> None:
         self.runs.clear()
@@ -225,6 +268,9 @@ class ReasoningPanel(QWidget):
         self.conclusion.hide()
         self.placeholder.hide()
         self.question.setText(f"Q: {question}")
+        self._show_question_warning(None)
+        if self.c.live_request is not None:
+            self.bar.show_request(*self.c.live_request)
         for w in (self.sign, self.export, self.details):
             w.setEnabled(False)
         self.progress_label.setText("Analyzing…")
@@ -240,7 +286,10 @@ class ReasoningPanel(QWidget):
 
     def _on_round_done(self, rnd) -> None:
         card = self.cards.get(rnd.index) or self._add_card(rnd.index, rnd.prompt)
-        card.set_round(rnd)
+        if rnd.step and rnd.step not in TASKS and rnd.step != "question":  # a step of several (T, N, M)
+            card.title.setText(f"Round {rnd.index} · {rnd.step}")
+        done = [c.round for c in self.cards.values() if c.round is not None] + [rnd]
+        card.set_round(rnd, self._unseen(rnd, done))
         card.controls.hide()  # reviewable once the run is complete
 
     # -- interaction -------------------------------------------------------------------------------
@@ -314,3 +363,24 @@ class ReasoningPanel(QWidget):
         st = self.c.state
         self.bar.set_organs([st.label_name(i) for i in st.present_ids if i < 100])
         self.bar.set_needs_masks(st.ct is not None and st.masks is None)
+
+
+def _step_title(run, rnd) -> str:
+    """The task step a round answers, as the card's title shows it ("T stage"); "" when the task was
+    one question."""
+    if len(run.steps) <= 1:
+        return ""
+    for st in run.steps:
+        if st.get("id") == rnd.step:
+            return str(st.get("title") or rnd.step)
+    return rnd.step
+
+
+def _run_organ(run, display) -> str | None:
+    """The organ a task run was narrowed to, for the organ box (None when the run found it itself)."""
+    if any(st.get("id") == "organ" for st in run.steps):
+        return None
+    for st in run.steps:
+        if st.get("organ"):
+            return display(st["organ"])
+    return None

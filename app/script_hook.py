@@ -63,9 +63,18 @@ def panel_state(win) -> dict:
     for key, ctl in [(card.key, card.controls) for card in panel.cards.values()] + [("conclusion", panel.conclusion.controls)]:
         items[key] = {"decision": ctl.decision, "text": ctl.current_text, "badge": ctl.badge.text(),
                       "draft": ctl.editor.toPlainText() if not ctl.edit_area.isHidden() else None}
-    return {"question": c.run.question if c.run else None, "rounds": len(panel.cards), "items": items,
+    run = c.run
+    return {"question": run.question if run else None, "rounds": len(panel.cards), "items": items,
             "review_progress": panel.progress_label.text(),
-            "signed": bool(c.review and c.review.is_signed)}
+            "signed": bool(c.review and c.review.is_signed),
+            "task_box": panel.bar.task.currentData(), "organ_box": panel.bar.organ.currentData(),
+            "card_titles": {k: card.title.text() for k, card in panel.cards.items()},
+            "card_notes": {k: card.next.text() for k, card in panel.cards.items()},
+            "unseen_notes": {k: card.unseen.text() for k, card in panel.cards.items() if card.unseen.text()},
+            "conclusion": {"answer": panel.conclusion.answer.text(), "sections": dict(panel.conclusion.sections)},
+            "steps": list(run.steps) if run else [],
+            "domain_banner": win.domain_banner.text() if win.domain_banner.isVisible() else "",
+            "warnings": list(run.warnings) if run else []}
 
 
 def autopilot(win, args) -> int | None:

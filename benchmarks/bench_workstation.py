@@ -2,7 +2,7 @@
 long an export takes; and the README's screenshots.
 
     xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python benchmarks/bench_workstation.py \
-        [--model DIR] [--screenshots resources/screenshots]
+        [--model DIR] [--profile-stalls]
 
 Measures, on the demo case in the real main window (worker threads, real event loop):
 - start-up as ``python -m app.main`` does it: heavy imports behind the splash screen, the window,
@@ -14,6 +14,8 @@ Measures, on the demo case in the real main window (worker threads, real event l
 - export: key-image capture on the GUI thread, then the worker's export (JSON, HTML, PDF), and the
   timer's worst delay meanwhile.
 The model is resources/demo_model when present, else a tiny random model (say so in the figures).
+``--profile-stalls`` samples where the GUI thread is whenever the timer is late (benchmarks/gui_stalls.py).
+The README's pictures come from ``python -m app.main ... --screenshots`` (README, "Workstation").
 """
 from __future__ import annotations
 
@@ -151,87 +153,13 @@ def review_and_export(win, out: Path) -> dict:
             "files": sorted(p.name for k, p in res.paths.items() if not k.startswith("key_image"))}
 
 
-def save_small_png(image, path: Path, max_bytes: int = 290_000) -> Path:
-    """Save a PIL image as PNG under ``max_bytes`` (fewer colours first, then smaller)."""
-    import io
-
-    from PIL import Image
-
-    img = image.convert("RGB")
-    for attempt in range(8):
-        candidate = img if attempt == 0 else img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        buf = io.BytesIO()
-        candidate.save(buf, format="PNG", optimize=True)
-        if buf.tell() <= max_bytes:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(buf.getvalue())
-            return path
-        if attempt >= 1:
-            img = img.resize((int(img.width * 0.88), int(img.height * 0.88)), Image.Resampling.LANCZOS)
-    raise SystemExit(f"{path}: could not get it under {max_bytes} bytes")
-
-
-def grab_widget(widget):
-    from PIL import Image
-
-    from PySide6.QtCore import QBuffer, QIODevice
-
-    buf = QBuffer()
-    buf.open(QIODevice.OpenModeFlag.WriteOnly)
-    widget.grab().save(buf, "PNG")
-    import io
-
-    return Image.open(io.BytesIO(bytes(buf.data())))
-
-
-def screenshots(win, folder: Path) -> list[Path]:
-    from PIL import Image
-
-    from app.export_dialog import ExportDialog
-    from app.model_card_dialog import ModelCardDialog
-
-    saved = []
-    panel, c = win.panel, win.controller
-    c.settings_store.update(max_new_tokens=256)  # whole answers for the pictures
-    panel.bar.set_task("report")
-    analyze_once(win, "report", None)
-    panel.cards[1].controls.agree.click()
-    if 2 in panel.cards:
-        ctl = panel.cards[2].controls
-        ctl.edit.click()
-        ctl.editor.setPlainText(ctl.editor.toPlainText().strip() + " Confirmed on the portal venous phase.")
-        ctl.save.click()
-    panel.select_round(2 if 2 in panel.cards else 1)
-    win.volume.build_visible_now()
-    wait_signal_loop(win, lambda: True, 1)
-    tmp = Path(tempfile.mkdtemp()) / "window.png"
-    win.save_window_png(tmp)
-    saved.append(save_small_png(Image.open(tmp), folder / "workstation.png"))
-    bar = panel.scroll.verticalScrollBar()
-    bar.setValue(bar.maximum())  # the panel picture ends on the conclusion
-    wait_signal_loop(win, lambda: True, 1)
-    saved.append(save_small_png(grab_widget(panel), folder / "reasoning_panel.png"))
-    dlg = ExportDialog(Path.home() / "TumorChain exports" / "demo_case", "the CT did not come from DICOM", False, win)
-    dlg.show()
-    wait_signal_loop(win, lambda: True, 1)
-    saved.append(save_small_png(grab_widget(dlg), folder / "export_dialog.png"))
-    dlg.close()
-    if (Path(win.settings.model_dir) / "config.json").is_file():
-        card = ModelCardDialog(win.settings.model_dir, win)
-        card.resize(860, 700)
-        card.show()
-        wait_signal_loop(win, lambda: True, 1)
-        saved.append(save_small_png(grab_widget(card), folder / "model_card.png"))
-        card.close()
-    return saved
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="model folder (default: resources/demo_model, else a tiny random model)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3, help="warm analyses")
-    p.add_argument("--screenshots", type=Path, help="save the README screenshots here (e.g. resources/screenshots)")
+    p.add_argument("--profile-stalls", action="store_true",
+                   help="sample where the GUI thread is whenever the timer is late (benchmarks/gui_stalls.py)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_workstation_"))
     from app.settings import use_profile
@@ -274,9 +202,30 @@ def main() -> int:
           f"(load average {os.getloadavg()[0]:.1f}), max {args.max_new_tokens} new tokens/round, "
           f"{win.settings.max_rounds} rounds max")
     idle = idle_baseline(win)
+    profiler = None
+    if args.profile_stalls:
+        from PySide6.QtCore import QTimer
+
+        from gui_stalls import EventStalls, StallProfiler
+
+        profiler = StallProfiler()
+        events = EventStalls(app)
+        events.start()
+        beat = QTimer(interval=5)
+        beat.timeout.connect(profiler.tick)
+        beat.start()
+        profiler.start()
     first = analyze_once(win, "tnm", "pancreas")
     warm = [analyze_once(win, task, organ) for task, organ in
             [("tnm", "pancreas"), ("report", None), ("localization", "liver")][: args.repeats]]
+    if profiler is not None:
+        profiler.stop()
+        beat.stop()
+        events.stop()
+        print("\nWhere the GUI thread was while the timer was late (analyses), Python side:")
+        print(profiler.report())
+        print("Event being delivered before each stall (C++ side included):")
+        print(events.report())
     select = select_round_cost(win)
     exp = review_and_export(win, work / "export")
     print(f"\nStart-up imports behind the splash screen: {startup_s:.1f} s; window shown to case open and "
@@ -306,9 +255,6 @@ def main() -> int:
     print(f"  export on the worker            {exp['wall_ms']:7.0f} ms  (report {t.get('report_ms', 0):.0f}, "
           f"html {t.get('html_ms', 0):.0f}, pdf {t.get('pdf_ms', 0):.0f}, json {t.get('json_ms', 0):.0f} ms)")
     print(f"  files: {', '.join(exp['files'])}")
-    if args.screenshots:
-        for path in screenshots(win, args.screenshots):
-            print(f"screenshot: {path} ({path.stat().st_size / 1000:.0f} KB)")
     win.close()
     app.processEvents()
     return 0

@@ -153,7 +153,13 @@ def _analyze(args, out: TextIO) -> int:
     record.save(args.out)
     c = record.conclusion
     answer = c.answer if c.found else "(the last answer has no 'Thus, the answer is' sentence)"
-    print(f"Conclusion: {answer}", file=out)
+    for w in record.warnings:  # the training domain, a question outside the trained forms, unseen organs
+        print(f"Warning: {w}", file=out)
+    from inference.iir.unseen import unseen_in
+
+    unseen = unseen_in(record.rounds[-1], record.rounds)
+    note = f" (not seen: no {', '.join(unseen)} mask in this case, so not a finding)" if unseen else ""
+    print(f"Conclusion: {answer}{note}", file=out)
     print(f"{len(record.rounds)} round(s), stopped: {record.stop_reason.replace('_', ' ')}; "
           f"total {record.timings.get('total_ms', 0.0) / 1000:.1f} s. Wrote {args.out}", file=out)
     return EXIT_OK

@@ -24,6 +24,9 @@ from inference.iir.features import GridMasks, ModelCaseFeatures
 from inference.iir.generator import ModelRoundGenerator
 from inference.iir.loop import IIRLoop, IIRSettings, Matcher
 from inference.iir.prompts import task_question
+from inference.iir.task_plan import run_task
+from inference.iir.unseen import unseen_warnings
+from inference.model.model_card import ModelCard, domain_check, load_model_card
 from inference.iir.rounds import Round
 from inference.run_record import CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo
 from inference.weight_hash import model_weight_hash
@@ -68,7 +71,8 @@ class AnalysisRequest:
         return cls(ct_path=case.ct, masks_path=case.organs, parts_path=case.parts, mask_scheme=case.scheme,
                    **kwargs)
 
-    def question_text(self) -> str:
+    def question_text(self) -> str | None:
+        """The typed question, or None for a task (its model card's questions are asked)."""
         if self.question is not None and self.task is not None:
             raise InputError(None, "give a question or a task, not both")
         if self.question is not None:
@@ -77,7 +81,8 @@ class AnalysisRequest:
             return self.question.strip()
         if self.task is None:
             raise InputError(None, "give a question or a task")
-        return task_question(self.task, self.organ)
+        task_question(self.task)  # an unknown task fails here
+        return None
 
 
 @dataclass
@@ -112,6 +117,7 @@ class Pipeline:
         self._encodings: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
         self._encodings_kept = encodings_kept
         self._model_info: ModelInfo | None = None
+        self._card: ModelCard | None = None
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path, settings: IIRSettings = IIRSettings(),
@@ -133,7 +139,8 @@ class Pipeline:
         _check(cancel)
         masks, mask_source = self.segment(ct, request, callbacks, cancel)
         t_seg = time.perf_counter()
-        record = self.analyze_volume(ct, masks, question, task=request.task, case_id=request.case_id,
+        record = self.analyze_volume(ct, masks, question, task=request.task, organ=request.organ,
+                                     case_id=request.case_id,
                                      mask_source=mask_source, callbacks=callbacks, cancel=cancel,
                                      allow_non_ct=request.allow_non_ct, settings=settings)
         record.timings = {"load_ct_ms": (t_load - t0) * 1000.0, "segmentation_ms": (t_seg - t_load) * 1000.0,
@@ -155,12 +162,13 @@ class Pipeline:
             source = None
         return expert.segment(ct, sub, cancel), source
 
-    def analyze_volume(self, ct: CTVolume, masks: OrganMasks, question: str, *, task: str | None = None,
-                       case_id: str | None = None, mask_source: str | None = None,
+    def analyze_volume(self, ct: CTVolume, masks: OrganMasks, question: str | None, *, task: str | None = None,
+                       organ: str | None = None, case_id: str | None = None, mask_source: str | None = None,
                        callbacks: Callbacks | None = None, cancel: threading.Event | None = None,
                        allow_non_ct: bool = False, settings: IIRSettings | None = None) -> RunRecord:
         """The model part for a CT and masks already in memory (the GUI has both); ``settings``
-        default to the pipeline's.
+        default to the pipeline's. ``question`` None: the ``task`` (narrowed to ``organ``) is asked
+        as the questions the model card declares (inference/iir/task_plan.py), each its own chain.
 
         allow_non_ct: analyze even when the volume does not look like CT (the user's override,
         recorded in run.json); otherwise such a volume raises NotCTError before any work."""
@@ -192,21 +200,51 @@ class Pipeline:
         _check(cancel)
         features = ModelCaseFeatures(self.model, encoding, GridMasks(model_input.organs, model_input.parts),
                                      volume=model_input)
-        generator = ModelRoundGenerator.for_model(self.model, sampling=s.sampling, cache_mode=s.cache_mode)
-        loop = IIRLoop(generator, features, s, matcher=self.matcher, table=masks.table,
-                       tokenizer=self.model.tokenizer)
-        n = s.max_rounds
+        card = self.card
+        rounds: list[Round] = []
+        n_steps = len(card.steps(task)) + 1 if question is None and task else 1
+        n = s.max_rounds * n_steps
 
         def on_round(rnd: Round) -> None:
             _progress(callbacks, "iir", rnd.index / n, f"round {rnd.index} done")
             if callbacks.on_round is not None:
                 callbacks.on_round(rnd)
 
+        def ask(step_id: str, text: str):
+            """One chain with a fresh context; its rounds continue the run's numbering."""
+            offset = len(rounds)
+            generator = ModelRoundGenerator.for_model(self.model, sampling=s.sampling, cache_mode=s.cache_mode)
+            loop = IIRLoop(generator, features, s, matcher=self.matcher, table=masks.table,
+                           tokenizer=self.model.tokenizer)
+
+            def renumbered(rnd: Round) -> None:
+                rnd.index += offset
+                rnd.step = step_id
+                rounds.append(rnd)
+                on_round(rnd)
+
+            start = (lambda i, p: callbacks.on_round_start(i + offset, p)) if callbacks.on_round_start else None
+            stream = (lambda i, d: callbacks.on_text(i + offset, d)) if callbacks.on_text else None
+            return loop.run(text, on_round_start=start, on_text=stream, on_round=renumbered, cancel=cancel)
+
         _progress(callbacks, "iir", 0.0, "reasoning")
-        result = loop.run(question, on_round_start=callbacks.on_round_start, on_text=callbacks.on_text,
-                          on_round=on_round, cancel=cancel)
+        present = [masks.table.by_id(i).name for i in masks.present_ids() if i in masks.table]
+        if question is None:
+            if task is None:
+                raise InputError(None, "give a question or a task")
+            outcome = run_task(card, task, organ, ask, masks.table, present)
+            question_text, steps, conclusion, stop_reason = (outcome.question, outcome.steps, outcome.conclusion,
+                                                             outcome.stop_reason)
+            form = {"typed": False, "form": None, "trained": not card.is_default}
+        else:
+            result = ask("question", question)
+            question_text, steps, conclusion, stop_reason = question, [], result.conclusion, result.stop_reason
+            matched = card.match_question(question)
+            form = {"typed": True, "form": matched or None, "trained": bool(matched)}
+        question_warnings = _question_warnings(card, question, form)
         t_iir = time.perf_counter()
         _progress(callbacks, "iir", 1.0, "done")
+        domain = domain_check(card, ct)
         return RunRecord(
             case=_case_info(ct, case_id, allow_non_ct),
             segmentation=SegmentationInfo(
@@ -215,21 +253,26 @@ class Pipeline:
                 details=_jsonable(masks.details),
             ),
             model=self.model_info(),
-            question=question,
+            question=question_text,
             task=task,
             settings=RunSettings(
                 max_rounds=s.max_rounds, include_negated=s.include_negated,
                 max_new_tokens=s.sampling.max_new_tokens, temperature=s.sampling.temperature,
                 top_p=s.sampling.top_p, top_k=s.sampling.top_k, seed=s.sampling.seed, cache_mode=s.cache_mode,
             ),
-            rounds=result.rounds,
-            stop_reason=result.stop_reason,
-            conclusion=result.conclusion,
+            rounds=rounds,
+            stop_reason=stop_reason,
+            conclusion=conclusion,
             # a case encoded before (same CT and masks) shows preprocess_ms and encode_ms near 0
             timings={"preprocess_ms": (t_pre - t0) * 1000.0, "encode_ms": (t_enc - t_pre) * 1000.0,
                      "iir_ms": (t_iir - t_enc) * 1000.0},
-            warnings=_run_warnings(ct, masks, model_input, allow_non_ct),
+            warnings=_run_warnings(ct, masks, model_input, allow_non_ct) + question_warnings
+            + [f"Outside the model's training domain: {r}" for r in domain] + unseen_warnings(rounds),
             tool_version=_tool_version(),
+            steps=[st.to_dict() for st in steps],
+            model_card=card.summary(),
+            domain={"in_domain": not domain, "reasons": domain, "declared": card.domain.source},
+            question_check=form,
         )
 
     # -- pieces --------------------------------------------------------------------------------
@@ -240,6 +283,13 @@ class Pipeline:
             return self.model.encode_case(model_input.volume)
         except torch.OutOfMemoryError as exc:
             raise ModelError(f"out of memory while encoding the CT: {exc}") from None
+
+    @property
+    def card(self) -> ModelCard:
+        """The model folder's card (or the documented default), read once."""
+        if self._card is None:
+            self._card = load_model_card(self.model_dir)
+        return self._card
 
     def model_info(self) -> ModelInfo:
         if self._model_info is None:
@@ -274,6 +324,15 @@ def _run_warnings(ct: CTVolume, masks: OrganMasks, model_input, allow_non_ct: bo
                    + "; ".join(check.reasons))
     out += list(getattr(model_input, "warnings", ()))
     return list(dict.fromkeys(out))  # once each, in order
+
+
+def _question_warnings(card: ModelCard, question: str | None, form: dict) -> list[str]:
+    if card.is_default:
+        return [f"Model card: {card.note}"] if card.note else []
+    if question is not None and not form["trained"]:
+        return ["The question is not one of the forms the model was trained on (see its model card): "
+                "its answer is unreliable"]
+    return []
 
 
 def _case_info(ct: CTVolume, case_id: str | None, allow_non_ct: bool = False) -> CaseInfo:

@@ -89,6 +89,14 @@ class RunRecord:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     tool_version: str = ""
     schema: str = SCHEMA
+    # issue 19 (absent from older records): the task's questions as the model card declares them
+    # (inference/iir/task_plan.StepResult dicts), the card the run used, the CT against the card's
+    # training domain {"in_domain", "reasons", "declared"}, and whether a typed question follows a
+    # trained form {"typed", "form", "trained"}
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    model_card: dict[str, Any] = field(default_factory=dict)
+    domain: dict[str, Any] = field(default_factory=dict)
+    question_check: dict[str, Any] = field(default_factory=dict)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -108,6 +116,10 @@ class RunRecord:
             "conclusion": self.conclusion.to_dict(),
             "timings": dict(self.timings),
             "warnings": list(self.warnings),
+            "steps": [dict(st) for st in self.steps],
+            "model_card": dict(self.model_card),
+            "domain": dict(self.domain),
+            "question_check": dict(self.question_check),
         }
         return d
 
@@ -216,6 +228,10 @@ class RunRecord:
             created=_field(d, "created", str, "record", default=""),
             tool_version=_field(d, "tool_version", str, "record", default=""),
             schema=schema,
+            steps=[_need(st, dict, "steps[]") for st in _list(d, "steps", "record")],
+            model_card=_field(d, "model_card", dict, "record", default={}),
+            domain=_field(d, "domain", dict, "record", default={}),
+            question_check=_field(d, "question_check", dict, "record", default={}),
         )
 
 

@@ -149,10 +149,13 @@ def test_html_is_one_file_with_every_rounds_text_and_image(case, exported):
     page = exported.paths["html"].read_text(encoding="utf-8")
     for text in ROUND_TEXTS:
         assert html.escape(text) in page
-    srcs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    srcs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="Round', page)
     assert len(srcs) == 3
     for i, src in enumerate(srcs, start=1):
         assert base64.b64decode(src) == (exported.out_dir / "key_images" / f"round{i}_key.png").read_bytes()
+    organs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+) key image"', page)
+    examined = exported.report.organ_images
+    assert [alt for _src, alt in organs if not alt.startswith("Round")] == [o.display for o in examined]
     assert html.escape(EDIT) in page and "<b>not bold</b>" not in page  # reviewer text is escaped
     assert PATIENT["id"] in page and "Signed by <b>Dr Ada Reader</b>" in page
     assert "spleen not assessed" in page
@@ -164,10 +167,10 @@ def test_pdf_holds_every_rounds_text_and_one_image_per_round(case, exported):
     for t in ROUND_TEXTS + [EDIT, "pancreatic head cancer, M0", PATIENT["id"]]:
         assert _norm(t) in text, t
     images = [im for p in reader.pages for im in p.images]
-    assert len(images) == 3
+    files = [f"round{i}_key.png" for i in (1, 2, 3)] + [o.key_image.file for o in exported.report.organ_images]
+    assert len(images) == len(files)
     sizes = sorted(im.image.size for im in images)
-    expected = sorted(Image.open(io.BytesIO((exported.out_dir / "key_images" / f"round{i}_key.png").read_bytes())).size
-                      for i in (1, 2, 3))
+    expected = sorted(Image.open(io.BytesIO((exported.out_dir / "key_images" / f).read_bytes())).size for f in files)
     assert sizes == expected
 
 
@@ -253,3 +256,89 @@ def test_the_export_command_finds_the_review_beside_run_json(case, tmp_path, cap
     code = main(["export", str(run_json), "--out", str(tmp_path / "o2"), "--masks", str(tmp_path / "nope.nii.gz")])
     err = capsys.readouterr().err
     assert code == 2 and "nope.nii.gz" in err and err.count("\n") == 1
+
+
+# -- issue 19: what the report says of the model's domain, the organs it saw and did not see -------
+
+@pytest.fixture(scope="module")
+def honest(case, tmp_path_factory):
+    """The fixture run, outside the model's training domain, its round 3 naming an organ the case has
+    no mask for (the esophagus), exported."""
+    import copy
+
+    from inference.iir.rounds import SkippedOrgan
+
+    ct, masks, run, review = case
+    assert not masks.mask(15).any()  # no esophagus mask in this case
+    run = copy.deepcopy(run)
+    run.domain = {"in_domain": False, "declared": "synthetic_phantom",
+                  "reasons": ["the model was trained on synthetic phantoms only and this CT is not one of them"]}
+    run.model_card = {"name": "TumorChain demo model", "source": "model_card.json"}
+    run.rounds[2].named_organs = run.rounds[2].named_organs + ["esophagus"]
+    run.rounds[2].skipped_organs = [SkippedOrgan("esophagus", "no esophagus mask in this case", 15, "no_mask")]
+    out = tmp_path_factory.mktemp("honest")
+    return run, export_report(run, Review.for_run(run), ct, masks, out, formats={"json", "html", "pdf"})
+
+
+def test_the_domain_warning_is_on_every_report_page(honest):
+    _run, exp = honest
+    warning = "Outside the training domain of TumorChain demo model: the model was trained on synthetic phantoms only"
+    reader = pypdf.PdfReader(exp.paths["pdf"])
+    assert len(reader.pages) >= 2
+    for i, page in enumerate(reader.pages):
+        assert _norm(warning) in _norm(page.extract_text()), f"PDF page {i + 1} has no domain warning"
+    page = exp.paths["html"].read_text(encoding="utf-8")
+    assert page.count('class="domain') == 2 and page.index('id="domain-warning"') < page.index("<h1>")
+    rep = json.loads(exp.paths["report_json"].read_text())
+    assert rep["domain_warning"].startswith(warning) and rep["domain"]["in_domain"] is False
+
+
+def test_an_in_domain_report_carries_no_domain_warning(exported):
+    page = exported.paths["html"].read_text(encoding="utf-8")
+    assert 'class="domain' not in page
+    text = " ".join(p.extract_text() for p in pypdf.PdfReader(exported.paths["pdf"]).pages)
+    assert "Outside the training domain" not in text
+
+
+def test_a_round_naming_an_organ_without_a_mask_is_marked_not_seen(honest, exported):
+    _run, exp = honest
+    rep = json.loads(exp.paths["report_json"].read_text())
+    assert [r["unseen"] for r in rep["rounds"]] == [[], [], ["esophagus"]]
+    assert rep["conclusion"]["unseen"] == ["esophagus"]  # the answer's round names it
+    page = exp.paths["html"].read_text(encoding="utf-8")
+    assert page.count("Not seen: the text names esophagus") == 1
+    assert "Not seen: its round names esophagus" in page
+    text = _norm(" ".join(p.extract_text() for p in pypdf.PdfReader(exp.paths["pdf"]).pages))
+    assert "Not seen: the text names esophagus" in text
+    assert "Not seen" not in exported.paths["html"].read_text(encoding="utf-8")
+
+
+def test_key_images_per_examined_organ_flagged_first_through_that_organ(case, exported):
+    ct, masks, _run, _ = case
+    rep = json.loads(exported.paths["report_json"].read_text())
+    organs = rep["organ_images"]
+    # examined: pancreas 0.91 (round 2), pancreatic head 0.88 (round 3), liver 0.07 (round 3)
+    assert [(o["label_id"], o["flagged"], o["rounds"]) for o in organs] == [
+        (PANCREAS, True, [2]), (PANCREAS_HEAD, True, [3]), (LIVER, False, [3])]
+    for o in organs:
+        largest = int(np.argmax(masks.mask(o["label_id"]).sum(axis=(0, 1))))
+        assert o["key_image"]["slice_index"] == largest and o["key_image"]["labels"] == [o["label_id"]]
+        png = (exported.out_dir / "key_images" / o["key_image"]["file"]).read_bytes()
+        assert hashlib.sha256(png).hexdigest() == o["key_image"]["sha256"]
+        img = Image.open(io.BytesIO(png)).convert("RGB")
+        colour = np.array(masks.table.by_id(o["label_id"]).colour, dtype=np.uint8)
+        assert np.all(np.asarray(img) == colour, axis=-1).sum() > 20  # that organ outlined on it
+    # round 3 examined the head (0.88) and the liver (0.07): its image is cut through the head
+    r3 = rep["rounds"][2]["key_image"]
+    assert r3["labels"][0] == PANCREAS_HEAD
+    assert r3["slice_index"] == int(np.argmax(masks.mask(PANCREAS_HEAD).sum(axis=(0, 1))))
+
+
+def test_provenance_matches_what_each_round_examined(exported):
+    rep = json.loads(exported.paths["report_json"].read_text())
+    assert rep["rounds"][0]["provenance"].startswith("global view (no organ tokens)")
+    assert rep["rounds"][1]["provenance"] == "organ tokens of pancreas (P(abnormal) 0.91)"
+    c = rep["conclusion"]
+    assert c["global_rounds"] == [1] and all(ri != 1 for ri, _lid in c["regions"])
+    page = exported.paths["html"].read_text(encoding="utf-8")
+    assert "global view only (no organ tokens): round 1" in page and "(round 1, label" not in page

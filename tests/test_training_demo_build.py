@@ -36,6 +36,10 @@ def test_demo_build_end_to_end_on_a_tiny_patch_token_recipe(tmp_path):
     assert saved["train"]["global_step"] == summary["train"]["global_step"] > 0
     assert len(saved["visual_pretraining"]["loss"]) == 1
     assert (tmp_path / "model" / "EVAL.md").read_text().startswith("# Demo model")
+    from inference.model.model_card import load_model_card  # the export writes the card (issue 19)
+
+    card = load_model_card(tmp_path / "model")
+    assert not card.is_default and [s.id for s in card.steps("tnm")] == ["T", "N", "M"]
 
 
 

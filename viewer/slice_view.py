@@ -90,6 +90,7 @@ class SliceView(OffscreenVtkWidget):
     def before_render(self) -> None:
         if self.geometry is not None and (self._dirty_slice or self._dirty_overlay or self._dirty_grey):
             self._refresh_image()
+        self.annotation.fit(self.renderer)  # corner texts of one edge never run into each other
 
     def resizeEvent(self, ev) -> None:  # noqa: N802 (Qt)
         super().resizeEvent(ev)

@@ -157,19 +157,61 @@ class CornerText:
             t.VisibilityOff()  # an empty corner costs nothing to draw
             self.actors[corner] = t
         self._enabled = True
+        self._full: dict[int, str] = {}
+        self._fitted_for: tuple | None = None
 
     def add_to(self, renderer) -> None:
         for t in self.actors.values():
             renderer.AddViewProp(t)
 
+    GAP_PX = 12  # between the two texts of one edge
+
     def SetText(self, corner: int, text: str) -> None:  # noqa: N802 (VTK naming)
         t = self.actors[corner]
-        if t.GetInput() != text:
+        if self._full.get(corner) != text:
+            self._full[corner] = text
             t.SetInput(text)
+            self._fitted_for = None
         t.SetVisibility(self._enabled and bool(text))
 
     def GetText(self, corner: int) -> str:  # noqa: N802
+        """The full text of a corner (what is drawn may be shortened to fit, see ``fit``)."""
+        return self._full.get(corner, "")
+
+    def shown_text(self, corner: int) -> str:
         return self.actors[corner].GetInput() or ""
+
+    def fit(self, renderer) -> None:
+        """Shorten the right-hand text of each edge (ROI list, probe) with "…" until it no longer
+        reaches the left-hand one (slice position, window/level), for the viewport's width now.
+        Measured with the actors' own font, only when a text or the width changed."""
+        width = renderer.GetSize()[0]
+        key = (width, tuple(sorted(self._full.items())))
+        if width <= 0 or key == self._fitted_for:
+            return
+        self._fitted_for = key
+        size = [0.0, 0.0]
+        for left, right in ((2, 3), (0, 1)):
+            full = self._full.get(right, "")
+            if not full:
+                continue
+            lt = self.actors[left]
+            lw = 0.0
+            if self._full.get(left):
+                lt.GetSize(renderer, size)
+                lw = size[0]
+            room = width * (1 - 2 * 0.008) - lw - self.GAP_PX
+            rt = self.actors[right]
+            text = full
+            rt.SetInput(text)
+            rt.GetSize(renderer, size)
+            while size[0] > room and len(text) > 1:
+                text = text[: max(1, int(len(text) * max(room, 0) / size[0]) - 1)] if size[0] > 2 * room \
+                    else text[:-2]
+                rt.SetInput(text.rstrip(" ,") + "…")
+                rt.GetSize(renderer, size)
+            if text != full and room <= 0:
+                rt.SetInput("")
 
     def VisibilityOff(self) -> None:  # noqa: N802
         self._enabled = False

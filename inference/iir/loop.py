@@ -135,7 +135,7 @@ class IIRLoop:
             picks, skipped = self._plan(named, considered, used_masks, next_round=r + 1)
             last = r == self.settings.max_rounds
             if last and picks:
-                skipped += [SkippedOrgan(self.table.by_id(p.label_id).name, "round limit reached", p.label_id)
+                skipped += [SkippedOrgan(self.table.by_id(p.label_id).name, "round limit reached", p.label_id, "round_limit")
                             for p in picks]
             rnd = Round(
                 index=r,
@@ -203,7 +203,7 @@ class IIRLoop:
                 continue
             considered.add(lid)
             if lid not in self.table:
-                skipped.append(SkippedOrgan(f"label {lid}", "not in the label table", lid))
+                skipped.append(SkippedOrgan(f"label {lid}", "not in the label table", lid, "not_in_table"))
                 continue
             lab = self.table.by_id(lid)
             voxels = self.features.mask_voxels(lid)
@@ -213,14 +213,14 @@ class IIRLoop:
                 pvox = self.features.mask_voxels(parent.id) if parent is not None else 0
                 if parent is None or pvox == 0:
                     why = f"no {lab.name} mask in this case" + (f" and no {parent.name} mask to fall back on" if parent else "")
-                    skipped.append(SkippedOrgan(lab.name, why, lid))
+                    skipped.append(SkippedOrgan(lab.name, why, lid, "no_mask"))
                     continue
                 mask_label, voxels = parent.id, pvox
                 fallback = f"no {lab.name} mask in this case; used the {parent.name} mask"
             if mask_label in taken:
                 owner = self.table.by_id(mask_label).name
                 skipped.append(SkippedOrgan(
-                    lab.name, f"its tokens come from the {owner} mask, examined in round {taken[mask_label]}", lid))
+                    lab.name, f"its tokens come from the {owner} mask, examined in round {taken[mask_label]}", lid, "shared_mask"))
                 continue
             taken[mask_label] = next_round
             picks.append(_Pick(lid, mask_label, fallback, int(voxels)))

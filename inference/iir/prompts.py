@@ -172,3 +172,10 @@ def _read_json(file: Path) -> dict:
     if not isinstance(data, dict):
         raise InputError(file, "prompt file must hold a JSON object")
     return data
+
+
+def task_title(task: str) -> str:
+    """The task's title as the window lists it ("TNM stage prediction")."""
+    if task not in TASKS:
+        raise InputError(None, f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return _tasks()[task].get("title", task)

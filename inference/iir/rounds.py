@@ -35,6 +35,7 @@ class SkippedOrgan:
     name: str
     reason: str
     label_id: int | None = None
+    kind: str = ""  # no_mask | round_limit | shared_mask | not_in_table ("" in records before issue 19)
 
 
 @dataclass
@@ -66,6 +67,8 @@ class Round:
     named_organs:   label names the matcher found in this round's text (and the question, round 1).
     next_organs:    label names the next round examines.
     skipped_organs: names this round's text or the question named that will not be examined, with why.
+    step:           the task step this round answers (e.g. "T" of a TNM run); each step starts at a
+                    round 1 of its own chain (global view, no organ tokens).
     """
 
     index: int
@@ -78,6 +81,7 @@ class Round:
     next_organs: list[str] = field(default_factory=list)
     skipped_organs: list[SkippedOrgan] = field(default_factory=list)
     timings: RoundTimings = field(default_factory=RoundTimings)
+    step: str = ""  # the task step (model card) whose chain this round belongs to; "" for one question
 
     @property
     def mask_labels(self) -> list[int]:
@@ -111,6 +115,7 @@ class Round:
                 name=_field(s, "name", str, f"{where}.skipped_organs[{i}]"),
                 reason=_field(s, "reason", str, f"{where}.skipped_organs[{i}]"),
                 label_id=_field(s, "label_id", (int, type(None)), f"{where}.skipped_organs[{i}]", default=None),
+                kind=_field(s, "kind", str, f"{where}.skipped_organs[{i}]", default=""),
             )
             for i, s in enumerate(_list(data, "skipped_organs", where))
         ]
@@ -133,4 +138,5 @@ class Round:
             next_organs=[_need(v, str, f"{where}.next_organs") for v in _list(data, "next_organs", where)],
             skipped_organs=skipped,
             timings=timings,
+            step=_field(data, "step", str, where, default=""),
         )

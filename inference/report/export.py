@@ -88,6 +88,8 @@ def export_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, out
     if "json" in formats or "html" in formats:
         for r in report.rounds:
             result.paths[f"key_image_{r.index}"] = _write(out / "key_images" / r.key_image.file, r.image.png)
+        for o in report.organ_images:
+            result.paths[f"key_image_organ_{o.name}"] = _write(out / "key_images" / o.key_image.file, o.image.png)
     if "json" in formats:
         t = time.perf_counter()
         run_d = deid.run_dict(run.to_dict()) if deid else run.to_dict()

@@ -26,4 +26,6 @@ def _env() -> Environment:
 def render_html(report: TraceableReport) -> str:
     """The whole report as an HTML string (UTF-8), one <img> data URI per round."""
     images = {r.index: "data:image/png;base64," + base64.b64encode(r.image.png).decode("ascii") for r in report.rounds}
-    return _env().get_template("report.html.j2").render(r=report, images=images)
+    organ_images = {o.label_id: "data:image/png;base64," + base64.b64encode(o.image.png).decode("ascii")
+                    for o in report.organ_images}
+    return _env().get_template("report.html.j2").render(r=report, images=images, organ_images=organ_images)

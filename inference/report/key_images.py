@@ -86,8 +86,10 @@ def display_axes(affine: np.ndarray) -> tuple[int, int, int, bool, bool]:
     return axis, h, v, bool(r[0, h] > 0), bool(r[1, v] > 0)
 
 
-def choose_slice(ct: CTVolume, masks: OrganMasks, labels: list[int]) -> SliceChoice:
-    """The axial slice where the union of ``labels`` has its largest cross-section.
+def choose_slice(ct: CTVolume, masks: OrganMasks, labels: list[int], focus: int | None = None) -> SliceChoice:
+    """The axial slice where the union of ``labels`` has its largest cross-section; with ``focus``
+    (one of them, e.g. the organ with the highest P(abnormal)), where that organ alone has it, so
+    a small flagged organ is not lost behind a large neighbour.
 
     Labels without voxels are ignored; with none left, the slice with the most organ voxels
     (an overview); with no organ at all, the middle slice.
@@ -103,9 +105,12 @@ def choose_slice(ct: CTVolume, masks: OrganMasks, labels: list[int]) -> SliceCho
     if not present:
         roi = masks.organs > 0
     other = tuple(a for a in range(3) if a != axis)
-    counts = np.count_nonzero(roi, axis=other)
+    target = roi
+    if focus is not None and focus in present:
+        target = masks.mask(focus)
+    counts = np.count_nonzero(target, axis=other)
     index = int(np.argmax(counts)) if counts.any() else ct.shape[axis] // 2
-    sl = np.take(roi, index, axis=axis)
+    sl = np.take(target, index, axis=axis)
     sp = ct.spacing
     if sl.any():
         centre2d = np.argwhere(sl).mean(axis=0)
@@ -144,14 +149,14 @@ def label_slice(masks: OrganMasks, label_id: int, c: SliceChoice) -> np.ndarray:
 
 def render_key_image(ct: CTVolume, masks: OrganMasks, labels: list[int], *, round_index: int = 0,
                      size: int = 512, window: tuple[float, float] = SOFT_TISSUE, outline_px: int = 2,
-                     caption: str = "") -> KeyImage:
+                     caption: str = "", focus: int | None = None) -> KeyImage:
     """Render the key image of ``labels`` (mask label ids) as a PNG.
 
     The CT area is ``size`` pixels on its longer physical side, square millimetres kept; below
     it a legend band lists each outlined label in its colour. Orientation letters and a scale
     bar are drawn on the image.
     """
-    c = choose_slice(ct, masks, labels)
+    c = choose_slice(ct, masks, labels, focus)
     sp = ct.spacing
     hu2d = oriented_slice(ct.hu, c).astype(np.float32)
     n_v, n_h = hu2d.shape
@@ -195,7 +200,7 @@ def render_key_image(ct: CTVolume, masks: OrganMasks, labels: list[int], *, roun
 
 
 def screenshot_key_image(png: bytes | str | Path, ct: CTVolume, masks: OrganMasks, labels: list[int], *,
-                         round_index: int = 0, caption: str = "") -> KeyImage:
+                         round_index: int = 0, caption: str = "", focus: int | None = None) -> KeyImage:
     """Wrap a caller's picture (PNG bytes or a file) as a round's key image; the geometry cited
     with it is the same slice choice a rendered image would use."""
     from inference.errors import InputError
@@ -215,7 +220,7 @@ def screenshot_key_image(png: bytes | str | Path, ct: CTVolume, masks: OrganMask
             size = im.size
     except (OSError, ValueError) as exc:
         raise InputError(where, f"the key image for round {round_index} is not a readable picture ({exc})") from None
-    return KeyImage(round_index, source, choose_slice(ct, masks, labels), size, "screenshot", caption)
+    return KeyImage(round_index, source, choose_slice(ct, masks, labels, focus), size, "screenshot", caption)
 
 
 def _font(px: int):

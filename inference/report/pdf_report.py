@@ -101,6 +101,25 @@ def render_pdf(report: TraceableReport) -> bytes:
     t.setStyle(TableStyle([("TEXTCOLOR", (0, 0), (0, -1), colors.grey), ("TEXTCOLOR", (2, 0), (2, -1), colors.grey),
                            ("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 1)]))
     story += [t, _p("Question", st["h2"]), _p(report.question, st["body"])]
+    if len(report.steps) > 1:
+        story.append(_p("Questions asked (the model card's, each its own chain)", st["h2"]))
+        story += [_p(f"{x.get('title')}: {x.get('value') or 'no answer read'} (rounds "
+                     f"{'-'.join(map(str, x.get('rounds', [])))}) - {x.get('question')}", st["small"])
+                  for x in report.steps]
+    if report.organ_images:
+        story.append(_p("Key images by organ (highest P(abnormal) first)", st["h2"]))
+        cells = []
+        for o in report.organ_images:
+            w, h = _png_size(o.image.png)
+            cells.append([Image(io.BytesIO(o.image.png), width=55 * mm, height=55 * mm * h / w),
+                          _p(("FLAGGED · " if o.flagged else "") + f"{o.display}: P(abnormal) {o.abnormal_prob:.2f}, "
+                             f"rounds {', '.join(map(str, o.rounds))}, axial slice {o.key_image.slice_index}",
+                             st["small"])])
+        rows = [cells[i:i + 3] for i in range(0, len(cells), 3)]
+        rows = [r + [""] * (3 - len(r)) for r in rows]
+        grid = Table(rows, colWidths=[60 * mm] * 3)
+        grid.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+        story.append(grid)
     story.append(_p("Reasoning rounds", st["h2"]))
     for r in report.rounds:
         k = r.key_image
@@ -110,7 +129,8 @@ def render_pdf(report: TraceableReport) -> bytes:
         organs = [f"{o.display}: mask {o.region.name} ({o.mask_label}), P(abnormal) {o.abnormal_prob:.2f}, "
                   f"{o.region.volume_ml:.1f} ml" + (f", box {_box(o.region.bbox_mm)} mm" if o.region.bbox_mm else "")
                   + (f" [{o.fallback}]" if o.fallback else "") for o in r.organs]
-        facts = [f"<b>Round {r.index}</b>",
+        facts = [f"<b>Round {r.index}</b>" + (f" ({escape(r.step)})" if r.step else "")
+                 + f": {escape(r.provenance)}",
                  f"Key image ({escape(k.source)}): axial slice {k.slice_index} (voxel axis {k.slice_axis}), "
                  f"ROI centre RAS ({', '.join(f'{v:.1f}' for v in k.world_mm)}) mm; patient right on image left."]
         facts += [escape(x) for x in organs] or ["No organ tokens in this round."]
@@ -119,14 +139,21 @@ def render_pdf(report: TraceableReport) -> bytes:
         row.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
         story.append(KeepTogether([_p(f"Round {r.index}", st["h2"]), row]))
         story.append(Paragraph(f"<b>AI text</b><br/>{escape(r.ai_text).replace(chr(10), '<br/>')}", st["ai"]))
+        if r.unseen:
+            story.append(_p(f"Not seen: the text names {', '.join(r.unseen)}, which has no mask in this case; no local "
+                            "view was examined, so what it says about it is not a finding.", st["small"]))
         story.append(_decision(r, st["rad"], "text"))
     c = report.conclusion
     story += [_p("Conclusion", st["h2"]),
               Paragraph(f"<b>AI answer</b> (read from round {c.from_round})<br/>"
                         f"{escape(c.answer or '(no answer sentence found)')}", st["ai"]),
+              *([_p(f"Not seen: its round names {', '.join(c.unseen)}, which has no mask in this case; what it "
+                     "says about it is not a finding.", st["small"])] if c.unseen else []),
               _decision(c, st["rad"], "answer"),
-              _p("Rests on rounds " + ", ".join(map(str, c.chain)) + "; regions: "
-                 + "; ".join(f"{report.regions[lid].display} (round {ri}, label {lid})" for ri, lid in c.regions),
+              _p("Rests on rounds " + ", ".join(map(str, c.chain))
+                 + (f"; global view only (no organ tokens): {', '.join(map(str, c.global_rounds))}" if c.global_rounds else "")
+                 + ("; organ tokens: " + "; ".join(f"{report.regions[lid].display} (round {ri}, label {lid})"
+                                                    for ri, lid in c.regions) if c.regions else ""),
                  st["small"]),
               _p("Sign-off", st["h2"])]
     if report.signed:
@@ -149,7 +176,8 @@ def render_pdf(report: TraceableReport) -> bytes:
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm,
                             bottomMargin=15 * mm, title="TumorChain traceable report", author="TumorChain Workstation",
                             subject="AI-assisted CT report", creator="TumorChain Workstation")
-    doc.build(story, onFirstPage=_footer, onLaterPages=_footer, canvasmaker=_canvas_dated(report.generated))
+    page = _page_marks(report.domain_warning)
+    doc.build(story, onFirstPage=page, onLaterPages=page, canvasmaker=_canvas_dated(report.generated))
     return buf.getvalue()
 
 
@@ -171,6 +199,20 @@ def _canvas_dated(generated: str):
             stamp.tzname = "UTC"
 
     return DatedCanvas
+
+
+def _page_marks(domain_warning: str):
+    """Footer on every page, and above it, when the CT lies outside the model's training domain, that warning."""
+    def marks(canvas, doc) -> None:
+        _footer(canvas, doc)
+        if domain_warning:
+            canvas.saveState()
+            canvas.setFont(_fonts()[0], 7)
+            canvas.setFillColor(colors.HexColor("#a05a00"))
+            text = domain_warning if len(domain_warning) < 190 else domain_warning[:187] + "..."
+            canvas.drawString(15 * mm, A4[1] - 9 * mm, text)
+            canvas.restoreState()
+    return marks
 
 
 def _footer(canvas, doc) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from inference.ct_volume import CTVolume, StudyInfo
 from inference.iir.rounds import Round
+from inference.iir.unseen import unseen_in
 from inference.report.deidentify import Deidentifier
 from inference.report.key_images import KeyImage, render_key_image, screenshot_key_image
 from inference.report.review import CONCLUSION, Decision, Review, round_key
@@ -81,6 +82,25 @@ class RoundEntry:
     next_organs: list[str]
     key_image: KeyImageRef
     image: KeyImage = field(repr=False, compare=False)
+    # what the round examined, in words: "global view (no organ tokens)" or "organ tokens of ..."
+    provenance: str = ""
+    unseen: list[str] = field(default_factory=list)  # organs its text names that have no mask (not findings)
+    step: str = ""  # the task step (model card question) this round answers
+
+
+@dataclass
+class OrganImage:
+    """A key image per examined organ, cut through that organ's largest cross-section; the report
+    lists them by P(abnormal), highest (the flagged organ) first."""
+
+    label_id: int  # the mask label
+    name: str
+    display: str
+    abnormal_prob: float  # highest over the rounds that examined it
+    rounds: list[int]
+    flagged: bool  # P(abnormal) >= 0.5
+    key_image: KeyImageRef
+    image: KeyImage = field(repr=False, compare=False)
 
 
 @dataclass
@@ -93,7 +113,9 @@ class ConclusionEntry:
     signed_decision: Decision | None
     from_round: int  # the round whose text the answer was read from
     chain: list[int]  # every round it rests on
-    regions: list[tuple[int, int]]  # (round index, mask label) behind it
+    regions: list[tuple[int, int]]  # (round index, mask label) whose organ tokens are behind it
+    global_rounds: list[int] = field(default_factory=list)  # rounds that saw the global view only
+    unseen: list[str] = field(default_factory=list)  # organs its round names without a mask: not findings
 
 
 @dataclass
@@ -115,6 +137,20 @@ class TraceableReport:
     amendments: list[dict[str, Any]]
     warnings: list[str]
     regions: dict[int, Region]
+    organ_images: list[OrganImage] = field(default_factory=list)
+    # the CT against the model card's training domain (run.json's "domain"); every page says so
+    domain: dict[str, Any] = field(default_factory=dict)
+    model_card: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def domain_warning(self) -> str:
+        """One line for every report page; "" inside the training domain (or none declared)."""
+        reasons = self.domain.get("reasons") or []
+        if not reasons:
+            return ""
+        who = self.model_card.get("name") or "the model"
+        return f"Outside the training domain of {who}: " + "; ".join(reasons) + ". Its answers here are not meaningful."
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -131,6 +167,9 @@ class TraceableReport:
             "review": {"reviewer": self.reviewer, "signed": self.signed, "amendments": self.amendments},
             "regions": {str(k): asdict(v) for k, v in self.regions.items()},
             "warnings": self.warnings,
+            "organ_images": [{k: v for k, v in asdict(o).items() if k != "image"} for o in self.organ_images],
+            "domain": self.domain, "domain_warning": self.domain_warning, "model_card": self.model_card,
+            "steps": self.steps,
         }
         return d
 
@@ -139,8 +178,9 @@ def roi_labels(rnd: Round, masks: OrganMasks, present: set[int] | None = None) -
     """Mask labels a round's key image shows: the organs whose tokens it examined; for a round
     without organ tokens (round 1), the organs its text named that have a mask (a substructure
     without its own mask falls back to its parent organ)."""
-    if rnd.organs:
-        return list(dict.fromkeys(o.mask_label for o in rnd.organs))
+    if rnd.organs:  # the flagged organ (highest P(abnormal)) first: its slice is the one shown
+        ranked = sorted(rnd.organs, key=lambda o: -o.abnormal_prob)
+        return list(dict.fromkeys(o.mask_label for o in ranked))
     present = set(masks.present_ids()) if present is None else present
     out: list[int] = []
     for name in list(rnd.next_organs) + list(rnd.named_organs):
@@ -194,18 +234,17 @@ def build_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, *,
             if lid not in regions:
                 regions[lid] = region_of(lid, ct, masks)
         given = (key_images or {}).get(rnd.index)
-        caption = f"Round {rnd.index}: " + (", ".join(regions[lid].display for lid in labels) or "overview")
+        provenance = round_provenance(rnd, [regions[lid].display for lid in labels])
+        caption = f"Round {rnd.index}: {provenance}"
+        focus = labels[0] if labels else None
         if isinstance(given, KeyImage) and deid is None:
             image = given
         elif given is not None and deid is None:
-            image = screenshot_key_image(given, ct, masks, labels, round_index=rnd.index, caption=caption)
+            image = screenshot_key_image(given, ct, masks, labels, round_index=rnd.index, caption=caption, focus=focus)
         else:
-            image = render_key_image(ct, masks, labels, round_index=rnd.index, size=image_size, caption=caption)
-        c = image.choice
-        ref = KeyImageRef(
-            file=f"round{rnd.index}_key.png", sha256=hashlib.sha256(image.png).hexdigest(), source=image.source,
-            labels=list(c.labels), slice_axis=c.axis, slice_index=c.index, world_mm=c.world_mm,
-            sop_instance_uid=uids[c.index] if c.axis == 2 and len(uids) == ct.shape[2] else None)
+            image = render_key_image(ct, masks, labels, round_index=rnd.index, size=image_size, caption=caption,
+                                     focus=focus)
+        ref = _image_ref(f"round{rnd.index}_key.png", image, ct, uids)
         organs = []
         for o in rnd.organs:
             if o.mask_label not in regions:
@@ -215,14 +254,17 @@ def build_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, *,
         key = round_key(rnd.index)
         d = review.effective(key)
         rounds.append(RoundEntry(rnd.index, text(rnd.text), _scrub_decision(d, deid), text(review.effective_text(key)),
-                                 _signed(review, key, deid), organs, labels, list(rnd.named_organs), list(rnd.next_organs), ref, image))
+                                 _signed(review, key, deid), organs, labels, list(rnd.named_organs), list(rnd.next_organs), ref, image,
+                                 provenance=provenance, unseen=unseen_in(rnd, run.rounds), step=rnd.step))
     cd = review.effective(CONCLUSION)
     conclusion = ConclusionEntry(
         answer=text(run.conclusion.answer), reasoning=text(run.conclusion.reasoning), found=run.conclusion.found,
         decision=_scrub_decision(cd, deid), text=text(review.effective_text(CONCLUSION)),
         signed_decision=_signed(review, CONCLUSION, deid),
         from_round=run.rounds[-1].index, chain=[r.index for r in run.rounds],
-        regions=[(r.index, lid) for r in rounds for lid in r.roi_labels])
+        regions=[(r.index, o.mask_label) for r in rounds for o in r.organs],
+        global_rounds=[r.index for r in rounds if not r.organs],
+        unseen=unseen_in(run.rounds[-1], run.rounds))
     run_dict = run.to_dict()
     if deid:
         run_dict = deid.run_dict(run_dict)
@@ -238,7 +280,46 @@ def build_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, *,
                      "text": text(a.decision.text) if a.decision.text else None, "reason": text(a.reason),
                      "reviewer": a.decision.reviewer,
                      "at": deid.shift_date(a.decision.at) if deid else a.decision.at} for a in review.amendments],
-        warnings=[text(w) for w in run_dict.get("warnings", [])], regions=regions)
+        warnings=[text(w) for w in run_dict.get("warnings", [])], regions=regions,
+        organ_images=organ_images(run, ct, masks, uids, image_size),
+        domain=dict(getattr(run, "domain", {}) or {}), model_card=dict(getattr(run, "model_card", {}) or {}),
+        steps=[dict(st, question=text(st.get("question", "")), answer=text(st.get("answer", "")))
+               for st in getattr(run, "steps", []) or []])
+
+
+def round_provenance(rnd: Round, outlined: list[str]) -> str:
+    """What a round examined, as the report and its key image caption say it."""
+    if rnd.organs:
+        return "organ tokens of " + ", ".join(
+            f"{o.display} (P(abnormal) {o.abnormal_prob:.2f})" for o in sorted(rnd.organs, key=lambda o: -o.abnormal_prob))
+    named = f"; the image outlines the organs its text named ({', '.join(outlined)})" if outlined else ""
+    return "global view (no organ tokens)" + named
+
+
+def organ_images(run: Any, ct: CTVolume, masks: OrganMasks, uids, size: int) -> list[OrganImage]:
+    """One rendered key image per examined mask label, through that organ, highest P(abnormal) first."""
+    best: dict[int, tuple[float, list[int], Any]] = {}
+    for rnd in run.rounds:
+        for o in rnd.organs:
+            p, rounds, organ = best.get(o.mask_label, (-1.0, [], o))
+            best[o.mask_label] = (max(p, o.abnormal_prob), rounds + [rnd.index], organ if p >= o.abnormal_prob else o)
+    out = []
+    for lid, (p, rounds, o) in sorted(best.items(), key=lambda kv: -kv[1][0]):
+        if not masks.mask(lid).any():
+            continue
+        lab = masks.table.by_id(lid)
+        image = render_key_image(ct, masks, [lid], round_index=rounds[0], size=size, focus=lid,
+                                 caption=f"{lab.display}: P(abnormal) {p:.2f} (rounds {', '.join(map(str, rounds))})")
+        out.append(OrganImage(lid, lab.name, lab.display, float(p), list(dict.fromkeys(rounds)), p >= 0.5,
+                              _image_ref(f"organ_{lab.name}_key.png", image, ct, uids), image))
+    return out
+
+
+def _image_ref(file: str, image: KeyImage, ct: CTVolume, uids) -> KeyImageRef:
+    c = image.choice
+    return KeyImageRef(file=file, sha256=hashlib.sha256(image.png).hexdigest(), source=image.source,
+                       labels=list(c.labels), slice_axis=c.axis, slice_index=c.index, world_mm=c.world_mm,
+                       sop_instance_uid=uids[c.index] if c.axis == 2 and len(uids) == ct.shape[2] else None)
 
 
 def _signed(review: Review, key: str, deid: Deidentifier | None) -> Decision | None:

@@ -77,7 +77,10 @@ def test_a_killed_review_comes_back_as_it_was_left(workstation_model, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-4000:]
     state = json.loads(dump.read_text())
-    assert state["question"] == "Predict the TNM stage of the pancreas tumor in this abdominal CT."
+    # the card's questions, or the built-in prompt for a model folder without a card
+    assert (state["question"].startswith("TNM stage prediction of the pancreas: What is the T stage")
+            or state["question"] == "Predict the TNM stage of the pancreas tumor in this abdominal CT.")
+    assert state["task_box"] == "tnm" and state["organ_box"] == "pancreas"
     assert state["rounds"] == rounds
     items = state["items"]
     assert items["round-1"]["decision"] == "agreed" and items["round-1"]["draft"] is None

@@ -109,6 +109,7 @@ def test_demo_opens_with_masks_ready_to_analyze(ws):
 def test_analyze_stream_select_round_sign_off_and_export(ws, qtbot, tmp_path):
     from app.export_dialog import ExportDialog
     from inference.iir.prompts import task_question
+    from inference.model.model_card import load_model_card
     from inference.report.review_store import load_review
     from viewer.screenshot import grab
 
@@ -120,12 +121,22 @@ def test_analyze_stream_select_round_sign_off_and_export(ws, qtbot, tmp_path):
     c.round_started.connect(lambda i, _p: started.append(i))
     c.round_text.connect(lambda i, d: streamed.append((i, d, panel.cards[i].property("live"))))
     qtbot.mouseClick(bar.analyze, Qt.MouseButton.LeftButton)
-    assert c.live_question == task_question("tnm", "pancreas")
+    assert c.live_question == c.question_for("tnm", "pancreas")
     assert not bar.analyze.isEnabled() and bar.cancel.isEnabled()
     wait_idle(ws)
     assert ws.last_error is None, ws.last_error
     run = c.run
-    assert run.task == "tnm" and run.question == task_question("tnm", "pancreas")
+    # the card's TNM questions (T, N, M for the demo model; the one built-in prompt without a card),
+    # each its own chain, the rounds numbered through the run
+    card = load_model_card(ws.settings.model_dir)
+    expected = ["tnm"] if card.is_default else [st.id for st in card.steps("tnm")]
+    assert run.task == "tnm" and [st["id"] for st in run.steps] == expected
+    assert all("pancreas" in st["question"] for st in run.steps)
+    if card.is_default:
+        assert run.steps[0]["question"] == task_question("tnm", "pancreas")
+    spans = [st["rounds"] for st in run.steps]
+    assert spans[0][0] == 1 and spans[-1][1] == len(run.rounds)
+    assert all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:]))
     assert len(run.rounds) >= 2 and started == [r.index for r in run.rounds]
     # rounds streamed live into their cards, in batches that add up to each round's text
     for r in run.rounds:
@@ -225,8 +236,13 @@ def test_analyze_stream_select_round_sign_off_and_export(ws, qtbot, tmp_path):
     assert ws.last_error is None, ws.last_error
     result = ws.last_export
     page = result.paths["html"].read_text(encoding="utf-8")
-    srcs = re.findall(r'<img src="data:image/png;base64,', page)
+    srcs = re.findall(r'<img src="data:image/png;base64,[^"]*" alt="Round', page)
     assert len(srcs) == len(run.rounds)
+    report = json.loads(result.paths["report_json"].read_text())
+    # one key image per examined organ, the highest P(abnormal) first
+    probs = [o["abnormal_prob"] for o in report["organ_images"]]
+    assert probs and probs == sorted(probs, reverse=True)
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == len(run.rounds) + len(probs)
     for r in run.rounds:
         assert html.escape(r.text) in page, f"round {r.index} text missing from the HTML"
     assert html.escape(EDIT) in page and "Dr Test Reader" in page
@@ -242,8 +258,9 @@ def test_analyze_stream_select_round_sign_off_and_export(ws, qtbot, tmp_path):
     assert _norm(EDIT) in text
     # one picture per round (the PDF stores identical pictures once: round 1 shows the organs it names,
     # which can be round 2's)
-    distinct = {r["key_image"]["sha256"] for r in report["rounds"]}
-    assert len([im for p in reader.pages for im in p.images]) == len(distinct)
+    distinct = {r["key_image"]["sha256"] for r in report["rounds"]} | {o["key_image"]["sha256"]
+                                                                       for o in report["organ_images"]}
+    assert len({im.data for p in reader.pages for im in p.images}) == len(distinct)
     assert st.highlight == tuple(sorted(roi_labels))  # the capture put the reader's highlight back
 
     # after sign-off a change is an amendment with its reason; the signed decision stays on record

@@ -168,6 +168,7 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
 
     from inference.model import TumorChainConfig
     from training.config import TrainConfig
+    from training.demo_model.model_card import write_model_card
     from training.export import export_checkpoint
     from training.trainer import run_training
 
@@ -196,6 +197,7 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
     train_minutes = (time.perf_counter() - t0) / 60.0
     exported = export_checkpoint(run_dir / "final", out)
     log(f"exported {exported['bytes'] / 1e6:.1f} MB to {out}")
+    write_model_card(out, json.loads((cohort / "cohort_summary.json").read_text()), recipe.get("version", ""))
     summary = {
         "command": DEMO_COMMAND if seed == 0 else f"python -m training.demo_model.build --out {out} --seed {seed}",
         "seed": seed, "recipe": recipe,
