@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.organ_chip import FlowLayout, OrganChip
 from app.review_controls import ReviewControls
+from inference.iir.rounds import NO_CLASSIFIER
 
 ColourOf = Callable[[int], tuple[int, int, int]]
 
@@ -114,6 +115,8 @@ class RoundCard(QFrame):
                              f"organ tokens {t.organ_tokens_ms:.0f} ms; context {t.context_tokens} tokens; "
                              f"stopped on {rnd.stop_reason or '?'}")
         notes = []
+        if rnd.organs and all(o.abnormal_prob is None for o in rnd.organs):
+            notes.append(f"P(abnormal): {NO_CLASSIFIER}")  # e.g. a converted M3D-LaMed: the chips carry no number
         if rnd.next_organs:
             notes.append("Next round examines: " + ", ".join(n.replace("_", " ") for n in rnd.next_organs))
         if rnd.skipped_organs:

@@ -23,6 +23,7 @@ from inference.errors import InputError, ModelError, NotCTError, raise_if_cancel
 from inference.iir.features import GridMasks, ModelCaseFeatures
 from inference.iir.generator import ModelRoundGenerator
 from inference.iir.loop import IIRLoop, IIRSettings, Matcher
+from inference.iir.prompt_style import prompt_style
 from inference.iir.prompts import task_question
 from inference.iir.rounds import Round
 from inference.run_record import CaseInfo, ModelInfo, RunRecord, RunSettings, SegmentationInfo
@@ -180,7 +181,8 @@ class Pipeline:
             t_pre = t_enc = time.perf_counter()
         else:
             # the model's own input grid (M3D-sized models: 32x256x256, the paper's)
-            model_input = preprocess(ct, masks, shape=tuple(self.model.config.vision.img_size))
+            model_input = preprocess(ct, masks, shape=tuple(self.model.config.vision.img_size),
+                                     scheme=self.model.config.preprocessing)
             t_pre = time.perf_counter()
             _check(cancel)
             _progress(callbacks, "encode", 0.0, "encoding the CT")
@@ -193,8 +195,9 @@ class Pipeline:
         features = ModelCaseFeatures(self.model, encoding, GridMasks(model_input.organs, model_input.parts),
                                      volume=model_input)
         generator = ModelRoundGenerator.for_model(self.model, sampling=s.sampling, cache_mode=s.cache_mode)
-        loop = IIRLoop(generator, features, s, matcher=self.matcher, table=masks.table,
-                       tokenizer=self.model.tokenizer)
+        style = prompt_style(self.model.config, self.model.tokenizer)
+        loop = IIRLoop(generator, features, s, template=style.template, matcher=self.matcher, table=masks.table,
+                       tokenizer=self.model.tokenizer, first_round=style.first_round)
         n = s.max_rounds
 
         def on_round(rnd: Round) -> None:
@@ -243,13 +246,20 @@ class Pipeline:
 
     def model_info(self) -> ModelInfo:
         if self._model_info is None:
+            from inference.preprocess import SCHEME_DESCRIPTIONS
+
             digest, files = model_weight_hash(self.model_dir)
             llm = self.model.llm
             param = next(llm.parameters())
+            cfg = self.model.config
+            scheme = getattr(cfg, "preprocessing", "tumorchain")
             self._model_info = ModelInfo(
                 path=str(self.model_dir), name=self.model_dir.name, weight_hash=digest, weight_files=files,
                 llm_type=str(getattr(llm.config, "model_type", "")),
                 dtype=str(param.dtype).replace("torch.", ""), device=str(param.device),
+                preprocessing=f"{scheme}: {SCHEME_DESCRIPTIONS[scheme]}",
+                organ_classifier=bool(getattr(self.model, "has_organ_classifier", True)),
+                notes=list(getattr(cfg, "source_notes", [])),
             )
         return self._model_info
 

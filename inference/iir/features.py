@@ -60,6 +60,8 @@ class ModelCaseFeatures:
         return self.model.organ_tokens(self.encoding, self.masks.mask(mask_label), volume=self.volume, label=mask_label)
 
     @torch.inference_mode()
-    def abnormal_prob(self, organ_tokens: torch.Tensor) -> float:
+    def abnormal_prob(self, organ_tokens: torch.Tensor) -> float | None:
+        if not getattr(self.model, "has_organ_classifier", True):
+            return None  # e.g. a converted M3D-LaMed: it has no organ classifier
         logits = self.model.organ_logits(organ_tokens)
         return float(torch.softmax(logits.float(), dim=-1)[0, 1])

@@ -49,7 +49,7 @@ class OrganEvidence:
     name: str
     display: str
     mask_label: int
-    abnormal_prob: float
+    abnormal_prob: float | None  # None: the model has no organ classifier
     fallback: str | None
     region: Region
 

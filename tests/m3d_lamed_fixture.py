@@ -1,0 +1,150 @@
+"""A tiny M3D-LaMed-shaped folder, written from M3D's published code (BAAI-DCAI/M3D), not from ours.
+
+What the published folders hold, and where it is defined:
+- config.json: LamedPhi3Config / LamedLlamaConfig (LaMed/src/model/language_model/lamed_phi3.py,
+  lamed_llama.py): the Phi-3 / Llama fields plus the ones train.py's ModelArguments and
+  lamed_arch.initialize_vision_modules write: image_channel, image_size, patch_size, vision_tower
+  "vit3d", vision_select_layer -1, vision_select_feature "patch", mm_projector_type "spp",
+  proj_layer_type "mlp", proj_layer_num 2, proj_pooling_type "spatial", proj_pooling_size 2,
+  mm_hidden_size (the ViT width), segmentation_module "segvol", and an auto_map for remote code.
+- tensors: LamedPhi3ForCausalLM = model (LamedPhi3Model: Phi3Model + vision_tower + mm_projector +
+  seg_module + seg_projector) + lm_head, so
+    model.vision_tower.vision_tower.<MONAI 1.3 ViT keys>   (multimodal_encoder/vit.py, ViT3DTower)
+    model.mm_projector.projector.{0,2}.{weight,bias}       (spatial_pooling_projector.py: Linear, GELU, Linear)
+    model.seg_module.*  model.seg_projector.{0,2}.*         (SegVol; lamed_arch.LamedMetaModel)
+    model.embed_tokens / model.layers.* / model.norm / lm_head   (transformers Phi3ForCausalLM)
+- tokenizer: the base LLM's plus "<im_patch>", "<bx_start>", "<bx_end>" (special) and "[SEG]"
+  (train.py), embeddings resized to len(tokenizer).
+Sizes here are tiny: ViT 32 wide, 2 blocks, 4 heads; image 16x64x64 in 4x16x16 patches (grid
+4x4x4, 8 tokens after 2x2x2 pooling); Phi-3 / Llama 48 wide, 2 layers.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+IMAGE_SIZE = (16, 64, 64)
+PATCH_SIZE = (4, 16, 16)
+VIT_HIDDEN, VIT_MLP, VIT_LAYERS, VIT_HEADS = 32, 64, 2, 4
+LLM_HIDDEN = 48
+WORDS = ("the liver spleen pancreas kidney stomach is are normal abnormal lesion a an of in with there any yes no "
+         "question requires greater attention to what this image please describe findings mass enlarged ? . ,").split()
+M3D_SPECIALS = ("<im_patch>", "<bx_start>", "<bx_end>")
+
+
+def lamed_tokenizer(folder: Path, bos: bool = True):
+    """A word-level tokenizer with M3D's added tokens; with ``bos`` it prepends <s> like Llama's."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<unk>", "<s>", "</s>", *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if bos:
+        backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    tok.add_special_tokens({"additional_special_tokens": list(M3D_SPECIALS)})
+    tok.add_tokens("[SEG]")
+    tok.pad_token = tok.unk_token  # train.py: pad = unk when there is no pad token
+    tok.save_pretrained(str(folder))
+    return tok
+
+
+def vit_state(seed: int = 1) -> dict[str, torch.Tensor]:
+    """MONAI 1.3 ViT(pos_embed="perceptron", classification=True, qkv_bias=False) keys with random values."""
+    g = torch.Generator().manual_seed(seed)
+    n = 1
+    for i, p in zip(IMAGE_SIZE, PATCH_SIZE):
+        n *= i // p
+    patch_dim = PATCH_SIZE[0] * PATCH_SIZE[1] * PATCH_SIZE[2]
+    h, m = VIT_HIDDEN, VIT_MLP
+    shapes = {"cls_token": (1, 1, h), "patch_embedding.position_embeddings": (1, n, h),
+              "patch_embedding.patch_embeddings.1.weight": (h, patch_dim), "patch_embedding.patch_embeddings.1.bias": (h,),
+              "norm.weight": (h,), "norm.bias": (h,)}
+    for b in range(VIT_LAYERS):
+        shapes |= {f"blocks.{b}.mlp.linear1.weight": (m, h), f"blocks.{b}.mlp.linear1.bias": (m,),
+                   f"blocks.{b}.mlp.linear2.weight": (h, m), f"blocks.{b}.mlp.linear2.bias": (h,),
+                   f"blocks.{b}.norm1.weight": (h,), f"blocks.{b}.norm1.bias": (h,),
+                   f"blocks.{b}.attn.qkv.weight": (3 * h, h),
+                   f"blocks.{b}.attn.out_proj.weight": (h, h), f"blocks.{b}.attn.out_proj.bias": (h,),
+                   f"blocks.{b}.norm2.weight": (h,), f"blocks.{b}.norm2.bias": (h,)}
+    out = {}
+    for key, shape in shapes.items():
+        scale = 0.1 if len(shape) > 1 else 0.05
+        base = 1.0 if key.endswith(("norm1.weight", "norm2.weight", "norm.weight")) else 0.0
+        out[key] = base + scale * torch.randn(shape, generator=g)
+    return out
+
+
+def llm_config(kind: str, vocab: int) -> dict:
+    common = dict(vocab_size=vocab, hidden_size=LLM_HIDDEN, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512, rms_norm_eps=1e-5,
+                  bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+    if kind == "phi3":
+        return common | {"rope_theta": 10000.0}
+    return common
+
+
+def write_lamed_folder(folder: Path, kind: str = "phi3", bos: bool = True, shards: int = 2, seed: int = 0) -> Path:
+    """An M3D-LaMed-Phi-3 (kind "phi3") or -Llama-2 ("llama") folder with sharded safetensors and an
+    index, as save_pretrained of LamedPhi3ForCausalLM writes it."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = lamed_tokenizer(folder, bos=bos)
+    torch.manual_seed(seed)
+    cfg_cls, model_cls = (Phi3Config, Phi3ForCausalLM) if kind == "phi3" else (LlamaConfig, LlamaForCausalLM)
+    llm = model_cls(cfg_cls(**llm_config(kind, len(tok)))).eval()
+    state = {k: v.detach().clone() for k, v in llm.state_dict().items()}
+    state |= {f"model.vision_tower.vision_tower.{k}": v for k, v in vit_state(seed + 1).items()}
+    g = torch.Generator().manual_seed(seed + 2)
+    state |= {"model.mm_projector.projector.0.weight": 0.1 * torch.randn(LLM_HIDDEN, VIT_HIDDEN, generator=g),
+              "model.mm_projector.projector.0.bias": 0.1 * torch.randn(LLM_HIDDEN, generator=g),
+              "model.mm_projector.projector.2.weight": 0.1 * torch.randn(LLM_HIDDEN, LLM_HIDDEN, generator=g),
+              "model.mm_projector.projector.2.bias": 0.1 * torch.randn(LLM_HIDDEN, generator=g)}
+    # SegVol: its own ViT (another patch_embedding.position_embeddings) and the seg projector
+    state |= {"model.seg_module.image_encoder.patch_embedding.position_embeddings": torch.zeros(1, 8, 16),
+              "model.seg_module.image_encoder.norm.weight": torch.ones(16),
+              "model.seg_module.mask_decoder.iou_token.weight": torch.zeros(1, 16),
+              "model.seg_projector.0.weight": torch.zeros(LLM_HIDDEN, LLM_HIDDEN),
+              "model.seg_projector.2.weight": torch.zeros(VIT_HIDDEN, LLM_HIDDEN)}
+    write_shards(folder, state, shards)
+    model_type = "lamed_phi3" if kind == "phi3" else "lamed_llama"
+    arch = "LamedPhi3ForCausalLM" if kind == "phi3" else "LamedLlamaForCausalLM"
+    config = llm_config(kind, len(tok)) | {
+        "model_type": model_type, "architectures": [arch],
+        "auto_map": {"AutoConfig": f"configuration_{model_type}.{arch[:-11]}Config",
+                     "AutoModelForCausalLM": f"modeling_{model_type}.{arch}"},
+        "image_channel": 1, "image_size": list(IMAGE_SIZE), "patch_size": list(PATCH_SIZE),
+        "vision_tower": "vit3d", "vision_select_layer": -1, "vision_select_feature": "patch",
+        "mm_projector_type": "spp", "proj_layer_type": "mlp", "proj_layer_num": 2, "proj_pooling_type": "spatial",
+        "proj_pooling_size": 2, "mm_hidden_size": VIT_HIDDEN, "segmentation_module": "segvol",
+        "seg_token_id": tok.convert_tokens_to_ids("[SEG]"), "torch_dtype": "float32"}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def write_shards(folder: Path, state: dict[str, torch.Tensor], shards: int) -> None:
+    for old in folder.glob("model*.safetensors*"):
+        old.unlink()
+    keys = sorted(state)
+    size = -(-len(keys) // shards)
+    weight_map = {}
+    for i in range(shards):
+        name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = {k: state[k].contiguous() for k in keys[i * size:(i + 1) * size]}
+        save_file(part, str(folder / name), metadata={"format": "pt"})
+        weight_map |= {k: name for k in part}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+def read_state(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    out = {}
+    for file in sorted(folder.glob("model-*.safetensors")):
+        out |= load_file(str(file))
+    return out
