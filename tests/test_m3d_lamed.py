@@ -274,3 +274,29 @@ def test_crop_round_tokens_come_from_the_pooled_crop(tmp_path):
     assert sel.grid == m.config.pooled_grid and sel.box is not None
     torch.testing.assert_close(tokens, (sel.weights @ pooled[0])[None])
     assert m.organ_tokens(enc, liver, mi).shape == (1, 4, LLM_HIDDEN)
+
+
+@pytest.mark.slow
+def test_a_converted_folder_is_a_starting_point_for_fine_tuning(tmp_path):
+    """training/ loads the converted folder (no classifier: language loss only), trains a few steps
+    on the tiny cohort with M3D's prompt layout and organ pooling, and the export loads back."""
+    from safetensors.torch import load_file
+
+    from inference.model.modeling_tumorchain import TumorChainModel
+    from tests.training_assets import tiny_assets
+    from training.export import export_checkpoint
+    from training.trainer import run_training
+
+    _, dst, _ = _convert(tmp_path)
+    a = tiny_assets()
+    cfg = a.train_config(tmp_path / "run", model=str(dst), llm=None, model_config=None, max_steps=3, save_steps=3,
+                         per_device_batch_size=1, max_samples=6, cache_dir=str(tmp_path / "cache"))
+    summary = run_training(cfg, log_fn=lambda *_: None)
+    assert len(summary["log"]) == 3 and all(math.isfinite(h["loss"]) for h in summary["log"])
+    assert all(h["cls_loss"] == 0.0 for h in summary["log"])  # no classifier in an M3D-LaMed model
+    out = tmp_path / "exported"
+    export_checkpoint(tmp_path / "run" / "checkpoint-3", out)
+    m = TumorChainModel.from_pretrained(out, device="cpu")
+    assert m.config.projector_type == "m3d_spp" and not m.has_organ_classifier
+    before = load_file(str(dst / "model.safetensors"))["projector.projector.0.weight"]
+    assert not torch.equal(m.projector.projector[0].weight, before)  # the projector trained

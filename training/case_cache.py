@@ -80,7 +80,8 @@ class Geometry:
 
     @property
     def n_patches(self) -> int:
-        g = self.grid
+        """N, the columns of Gamma's weights: patches, or pooled cells with organ pooling."""
+        g = self.organ_grid
         return g[0] * g[1] * g[2]
 
 
