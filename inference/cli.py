@@ -197,7 +197,7 @@ class RoundPrinter:
         else:
             print(file=self.out)
         t = rnd.timings
-        examined = ", ".join(f"{o.display} ({abnormal_text(o.abnormal_prob)})" for o in rnd.organs) or "global CT only"
+        examined = ", ".join(f"{o.display} ({abnormal_text(o.abnormal_prob, 'P abnormal {:.2f}')})" for o in rnd.organs) or "global CT only"
         print(f"   examined: {examined}", file=self.out)
         for s in rnd.skipped_organs:
             print(f"   skipped {s.name}: {s.reason}", file=self.out)
