@@ -213,6 +213,8 @@ def bench_cache(args) -> None:
     print(f"\ndecode vs the memory-bandwidth bound: {per_token / 1e6:.0f} MB read per token (weight matrices, "
           f"lm_head, KV cache), measured bandwidth {bw:.1f} GB/s -> bound {bound:.1f} tokens/s; measured "
           f"{best:.1f} tokens/s = {best / bound:.0%} of the bound")
+    if str(device).startswith("cuda"):
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB ({torch.cuda.get_device_name()})")
     if args.sweep:
         prefill_sweep(llm, args, device, dtype)
 

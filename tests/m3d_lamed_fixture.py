@@ -21,6 +21,7 @@ Sizes here are tiny: ViT 32 wide, 2 blocks, 4 heads; image 16x64x64 in 4x16x16 p
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +31,26 @@ IMAGE_SIZE = (16, 64, 64)
 PATCH_SIZE = (4, 16, 16)
 VIT_HIDDEN, VIT_MLP, VIT_LAYERS, VIT_HEADS = 32, 64, 2, 4
 LLM_HIDDEN = 48
+
+
+@dataclass(frozen=True)
+class LamedSizes:
+    """Sizes of a written folder; the defaults are the tests' tiny ones. PHI3_4B is the published one."""
+
+    image_size: tuple[int, int, int] = IMAGE_SIZE
+    vit_hidden: int = VIT_HIDDEN
+    vit_mlp: int = VIT_MLP
+    vit_layers: int = VIT_LAYERS
+    llm_hidden: int = LLM_HIDDEN
+    llm_intermediate: int = 96
+    llm_layers: int = 2
+    llm_heads: int = 4
+    vocab_pad: int = 0  # extra embedding rows beyond the tokenizer (Phi-3's 32064 vs its tokenizer)
+    dtype: torch.dtype = torch.float32
+
+
+PHI3_4B = LamedSizes(image_size=(32, 256, 256), vit_hidden=768, vit_mlp=3072, vit_layers=12, llm_hidden=3072,
+                     llm_intermediate=8192, llm_layers=32, llm_heads=32, vocab_pad=32064, dtype=torch.bfloat16)
 WORDS = ("the liver spleen pancreas kidney stomach is are normal abnormal lesion a an of in with there any yes no "
          "question requires greater attention to what this image please describe findings mass enlarged ? . ,").split()
 M3D_SPECIALS = ("<im_patch>", "<bx_start>", "<bx_end>")
@@ -53,18 +74,18 @@ def lamed_tokenizer(folder: Path, bos: bool = True):
     return tok
 
 
-def vit_state(seed: int = 1) -> dict[str, torch.Tensor]:
+def vit_state(seed: int = 1, sizes: LamedSizes = LamedSizes()) -> dict[str, torch.Tensor]:
     """MONAI 1.3 ViT(pos_embed="perceptron", classification=True, qkv_bias=False) keys with random values."""
     g = torch.Generator().manual_seed(seed)
     n = 1
-    for i, p in zip(IMAGE_SIZE, PATCH_SIZE):
+    for i, p in zip(sizes.image_size, PATCH_SIZE):
         n *= i // p
     patch_dim = PATCH_SIZE[0] * PATCH_SIZE[1] * PATCH_SIZE[2]
-    h, m = VIT_HIDDEN, VIT_MLP
+    h, m = sizes.vit_hidden, sizes.vit_mlp
     shapes = {"cls_token": (1, 1, h), "patch_embedding.position_embeddings": (1, n, h),
               "patch_embedding.patch_embeddings.1.weight": (h, patch_dim), "patch_embedding.patch_embeddings.1.bias": (h,),
               "norm.weight": (h,), "norm.bias": (h,)}
-    for b in range(VIT_LAYERS):
+    for b in range(sizes.vit_layers):
         shapes |= {f"blocks.{b}.mlp.linear1.weight": (m, h), f"blocks.{b}.mlp.linear1.bias": (m,),
                    f"blocks.{b}.mlp.linear2.weight": (h, m), f"blocks.{b}.mlp.linear2.bias": (h,),
                    f"blocks.{b}.norm1.weight": (h,), f"blocks.{b}.norm1.bias": (h,),
@@ -75,56 +96,69 @@ def vit_state(seed: int = 1) -> dict[str, torch.Tensor]:
     for key, shape in shapes.items():
         scale = 0.1 if len(shape) > 1 else 0.05
         base = 1.0 if key.endswith(("norm1.weight", "norm2.weight", "norm.weight")) else 0.0
-        out[key] = base + scale * torch.randn(shape, generator=g)
+        out[key] = (base + scale * torch.randn(shape, generator=g)).to(sizes.dtype)
     return out
 
 
-def llm_config(kind: str, vocab: int) -> dict:
-    common = dict(vocab_size=vocab, hidden_size=LLM_HIDDEN, intermediate_size=96, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512, rms_norm_eps=1e-5,
+def llm_config(kind: str, vocab: int, sizes: LamedSizes = LamedSizes()) -> dict:
+    common = dict(vocab_size=vocab, hidden_size=sizes.llm_hidden, intermediate_size=sizes.llm_intermediate,
+                  num_hidden_layers=sizes.llm_layers, num_attention_heads=sizes.llm_heads,
+                  num_key_value_heads=sizes.llm_heads, max_position_embeddings=4096, rms_norm_eps=1e-5,
                   bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
     if kind == "phi3":
         return common | {"rope_theta": 10000.0}
     return common
 
 
-def write_lamed_folder(folder: Path, kind: str = "phi3", bos: bool = True, shards: int = 2, seed: int = 0) -> Path:
+def write_lamed_folder(folder: Path, kind: str = "phi3", bos: bool = True, shards: int = 2, seed: int = 0,
+                       sizes: LamedSizes = LamedSizes()) -> Path:
     """An M3D-LaMed-Phi-3 (kind "phi3") or -Llama-2 ("llama") folder with sharded safetensors and an
     index, as save_pretrained of LamedPhi3ForCausalLM writes it."""
     from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
     tok = lamed_tokenizer(folder, bos=bos)
+    vocab = max(len(tok), sizes.vocab_pad)
     torch.manual_seed(seed)
     cfg_cls, model_cls = (Phi3Config, Phi3ForCausalLM) if kind == "phi3" else (LlamaConfig, LlamaForCausalLM)
-    llm = model_cls(cfg_cls(**llm_config(kind, len(tok)))).eval()
-    state = {k: v.detach().clone() for k, v in llm.state_dict().items()}
-    state |= {f"model.vision_tower.vision_tower.{k}": v for k, v in vit_state(seed + 1).items()}
+    with torch.device("meta"):  # shapes only; random values below without the slow initialisation
+        llm = model_cls(cfg_cls(**llm_config(kind, vocab, sizes)))
+    g = torch.Generator().manual_seed(seed)
+    state = {k: _random(v.shape, g, k, sizes.dtype) for k, v in llm.state_dict().items()}
+    state |= {f"model.vision_tower.vision_tower.{k}": v for k, v in vit_state(seed + 1, sizes).items()}
     g = torch.Generator().manual_seed(seed + 2)
-    state |= {"model.mm_projector.projector.0.weight": 0.1 * torch.randn(LLM_HIDDEN, VIT_HIDDEN, generator=g),
-              "model.mm_projector.projector.0.bias": 0.1 * torch.randn(LLM_HIDDEN, generator=g),
-              "model.mm_projector.projector.2.weight": 0.1 * torch.randn(LLM_HIDDEN, LLM_HIDDEN, generator=g),
-              "model.mm_projector.projector.2.bias": 0.1 * torch.randn(LLM_HIDDEN, generator=g)}
+    lh, vh = sizes.llm_hidden, sizes.vit_hidden
+    state |= {"model.mm_projector.projector.0.weight": _random((lh, vh), g, "w", sizes.dtype, 0.1),
+              "model.mm_projector.projector.0.bias": _random((lh,), g, "b", sizes.dtype, 0.1),
+              "model.mm_projector.projector.2.weight": _random((lh, lh), g, "w", sizes.dtype, 0.1),
+              "model.mm_projector.projector.2.bias": _random((lh,), g, "b", sizes.dtype, 0.1)}
     # SegVol: its own ViT (another patch_embedding.position_embeddings) and the seg projector
     state |= {"model.seg_module.image_encoder.patch_embedding.position_embeddings": torch.zeros(1, 8, 16),
               "model.seg_module.image_encoder.norm.weight": torch.ones(16),
               "model.seg_module.mask_decoder.iou_token.weight": torch.zeros(1, 16),
-              "model.seg_projector.0.weight": torch.zeros(LLM_HIDDEN, LLM_HIDDEN),
-              "model.seg_projector.2.weight": torch.zeros(VIT_HIDDEN, LLM_HIDDEN)}
+              "model.seg_projector.0.weight": torch.zeros(lh, lh),
+              "model.seg_projector.2.weight": torch.zeros(vh, lh)}
     write_shards(folder, state, shards)
     model_type = "lamed_phi3" if kind == "phi3" else "lamed_llama"
     arch = "LamedPhi3ForCausalLM" if kind == "phi3" else "LamedLlamaForCausalLM"
-    config = llm_config(kind, len(tok)) | {
+    config = llm_config(kind, vocab, sizes) | {
         "model_type": model_type, "architectures": [arch],
         "auto_map": {"AutoConfig": f"configuration_{model_type}.{arch[:-11]}Config",
                      "AutoModelForCausalLM": f"modeling_{model_type}.{arch}"},
-        "image_channel": 1, "image_size": list(IMAGE_SIZE), "patch_size": list(PATCH_SIZE),
+        "image_channel": 1, "image_size": list(sizes.image_size), "patch_size": list(PATCH_SIZE),
         "vision_tower": "vit3d", "vision_select_layer": -1, "vision_select_feature": "patch",
         "mm_projector_type": "spp", "proj_layer_type": "mlp", "proj_layer_num": 2, "proj_pooling_type": "spatial",
-        "proj_pooling_size": 2, "mm_hidden_size": VIT_HIDDEN, "segmentation_module": "segvol",
-        "seg_token_id": tok.convert_tokens_to_ids("[SEG]"), "torch_dtype": "float32"}
+        "proj_pooling_size": 2, "mm_hidden_size": vh, "segmentation_module": "segvol",
+        "seg_token_id": tok.convert_tokens_to_ids("[SEG]"), "torch_dtype": str(sizes.dtype).replace("torch.", "")}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     return folder
+
+
+def _random(shape, g: torch.Generator, key: str, dtype: torch.dtype, scale: float = 0.02) -> torch.Tensor:
+    """Random values for a weight: ones for norm weights, small normal values elsewhere."""
+    if "norm" in key and key.endswith("weight"):
+        return torch.ones(shape, dtype=dtype)
+    return (scale * torch.randn(shape, generator=g)).to(dtype)
 
 
 def write_shards(folder: Path, state: dict[str, torch.Tensor], shards: int) -> None:

@@ -232,11 +232,14 @@ def convert_lamed(src: str | Path, dst: str | Path, dtype: torch.dtype | None = 
     notes.append("no organ classifier in this model: rounds report no P(abnormal)")
     notes.append("preprocessing and prompt follow M3D-LaMed's own (min-max, foreground crop, resize; "
                  "<im_patch> tokens from position 1, question, answer); later rounds re-encode each organ's box")
-    cfg = TumorChainConfig(vision=vcfg, pool_size=(pool, pool, pool), projector_type="m3d_spp",
-                           projector_layers=layers, llm_hidden_size=hidden, n_organ_tokens=n_organ_tokens,
-                           gamma_mode="crop", organ_pooling=True, organ_classifier=False, preprocessing="m3d",
-                           prompt_format="m3d", llm_model_type=model_type, llm_source=src.name,
-                           ct_token=CT_TOKEN, organ_token=ORGAN_TOKEN, source_notes=notes)
+    try:
+        cfg = TumorChainConfig(vision=vcfg, pool_size=(pool, pool, pool), projector_type="m3d_spp",
+                               projector_layers=layers, llm_hidden_size=hidden, n_organ_tokens=n_organ_tokens,
+                               gamma_mode="crop", organ_pooling=True, organ_classifier=False, preprocessing="m3d",
+                               prompt_format="m3d", llm_model_type=model_type, llm_source=src.name,
+                               ct_token=CT_TOKEN, organ_token=ORGAN_TOKEN, source_notes=notes)
+    except ValueError as error:
+        raise ModelError(f"{src}/config.json: {error}") from error
 
     dst.mkdir(parents=True, exist_ok=True)
     llm_dir = dst / cfg.llm_subfolder
