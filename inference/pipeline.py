@@ -168,6 +168,10 @@ class Pipeline:
         require_ct(ct, allow_non_ct)
         callbacks = callbacks or Callbacks()
         s = settings or self.settings
+        if getattr(getattr(self.model, "device", None), "type", None) == "cpu":
+            from inference.model.devices import fit_cpu_threads
+
+            fit_cpu_threads()  # threads on busy cores stall every forward (devices.fit_cpu_threads)
         from inference.preprocess import preprocess
 
         t0 = time.perf_counter()
