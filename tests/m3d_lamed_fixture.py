@@ -74,6 +74,36 @@ def lamed_tokenizer(folder: Path, bos: bool = True):
     return tok
 
 
+def sentencepiece_tokenizer(folder: Path):
+    """The layout M3D's slow tokenizer (use_fast=False) saves: tokenizer.model (a sentencepiece BPE
+    model trained here on WORDS), tokenizer_config.json with its added tokens, added_tokens.json,
+    special_tokens_map.json; no tokenizer.json."""
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))))
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(folder / "tokenizer"), vocab_size=120,
+                                   model_type="bpe", unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+                                   character_coverage=1.0, minloglevel=2)
+    corpus.unlink()
+    (folder / "tokenizer.vocab").unlink()
+    added = {tok: 120 + i for i, tok in enumerate([*M3D_SPECIALS, "[SEG]"])}
+    entry = lambda t: {"content": t, "special": t != "[SEG]", "lstrip": False, "rstrip": False,  # noqa: E731
+                       "normalized": t == "[SEG]", "single_word": False}
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": True,
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<unk>", "model_max_length": 512,
+        "added_tokens_decoder": {str(i): entry(t) for t, i in added.items()},
+        "additional_special_tokens": list(M3D_SPECIALS)}))
+    (folder / "added_tokens.json").write_text(json.dumps(added))
+    (folder / "special_tokens_map.json").write_text(json.dumps({
+        "additional_special_tokens": list(M3D_SPECIALS), "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "pad_token": "<unk>"}))
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
 def vit_state(seed: int = 1, sizes: LamedSizes = LamedSizes()) -> dict[str, torch.Tensor]:
     """MONAI 1.3 ViT(pos_embed="perceptron", classification=True, qkv_bias=False) keys with random values."""
     g = torch.Generator().manual_seed(seed)
@@ -111,13 +141,13 @@ def llm_config(kind: str, vocab: int, sizes: LamedSizes = LamedSizes()) -> dict:
 
 
 def write_lamed_folder(folder: Path, kind: str = "phi3", bos: bool = True, shards: int = 2, seed: int = 0,
-                       sizes: LamedSizes = LamedSizes()) -> Path:
+                       sizes: LamedSizes = LamedSizes(), spm: bool = False) -> Path:
     """An M3D-LaMed-Phi-3 (kind "phi3") or -Llama-2 ("llama") folder with sharded safetensors and an
     index, as save_pretrained of LamedPhi3ForCausalLM writes it."""
     from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
-    tok = lamed_tokenizer(folder, bos=bos)
+    tok = sentencepiece_tokenizer(folder) if spm else lamed_tokenizer(folder, bos=bos)
     vocab = max(len(tok), sizes.vocab_pad)
     torch.manual_seed(seed)
     cfg_cls, model_cls = (Phi3Config, Phi3ForCausalLM) if kind == "phi3" else (LlamaConfig, LlamaForCausalLM)

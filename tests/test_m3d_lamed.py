@@ -28,10 +28,10 @@ def _single_thread():
         yield
 
 
-def _convert(tmp_path, kind="phi3", bos=True, organ_tokens=4):
+def _convert(tmp_path, kind="phi3", bos=True, organ_tokens=4, spm=False):
     from inference.model.convert_lamed import convert_lamed
 
-    src = write_lamed_folder(tmp_path / f"M3D-LaMed-{kind}", kind=kind, bos=bos)
+    src = write_lamed_folder(tmp_path / f"M3D-LaMed-{kind}", kind=kind, bos=bos, spm=spm)
     dst = tmp_path / f"converted-{kind}"
     report = convert_lamed(src, dst, hints={"num_heads": VIT_HEADS}, n_organ_tokens=organ_tokens)
     return src, dst, report
@@ -85,14 +85,16 @@ def reference_spp(s: dict, tokens: torch.Tensor) -> torch.Tensor:
 def reference_logits(src, kind: str, image: torch.Tensor, question: str) -> torch.Tensor:
     """M3D-LaMed's forward: ids of "<im_patch>" x 256 + " " + question, embeddings with the image
     features written over positions 1 .. Lg (lamed_arch), a plain transformers LLM on top."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM, PreTrainedTokenizerFast
+    from transformers import (LlamaConfig, LlamaForCausalLM, LlamaTokenizer, Phi3Config, Phi3ForCausalLM,
+                              PreTrainedTokenizerFast)
 
     state = read_state(src)
     vit = {k[len("model.vision_tower.vision_tower."):]: v for k, v in state.items()
            if k.startswith("model.vision_tower.vision_tower.")}
     proj = {k[len("model.mm_projector."):]: v for k, v in state.items() if k.startswith("model.mm_projector.")}
     features = reference_spp(proj, reference_vit(vit, image))
-    tok = PreTrainedTokenizerFast.from_pretrained(str(src))  # the folder's config.json names remote code
+    tok = (LlamaTokenizer if (src / "tokenizer.model").is_file() else PreTrainedTokenizerFast).from_pretrained(
+        str(src))  # by class: the folder's config.json names remote code
     cfg_cls, model_cls = (Phi3Config, Phi3ForCausalLM) if kind == "phi3" else (LlamaConfig, LlamaForCausalLM)
     llm = model_cls(cfg_cls(**llm_config(kind, len(tok)))).eval()
     llm.load_state_dict({k: v for k, v in state.items() if not k.startswith(("model.vision_tower", "model.mm_projector",
@@ -119,9 +121,11 @@ def project_logits(dst, image: torch.Tensor, question: str) -> torch.Tensor:
         return m(seq.input_ids[None], gt).logits
 
 
-@pytest.mark.parametrize("kind,bos", [("phi3", True), ("llama", True), ("phi3", False)])
-def test_converted_forward_equals_m3d_reimplementation(tmp_path, kind, bos):
-    src, dst, report = _convert(tmp_path, kind, bos)
+@pytest.mark.parametrize("kind,bos,spm", [("phi3", True, False), ("llama", True, False), ("phi3", False, False),
+                                          ("llama", True, True)])
+def test_converted_forward_equals_m3d_reimplementation(tmp_path, kind, bos, spm):
+    """spm: the tokenizer as M3D's slow tokenizer saves it (tokenizer.model only, sentencepiece)."""
+    src, dst, report = _convert(tmp_path, kind, bos, spm=spm)
     image = torch.rand(1, 1, *IMAGE_SIZE, generator=torch.Generator().manual_seed(3))
     ref = reference_logits(src, kind, image, QUESTION)
     ours = project_logits(dst, image, QUESTION)

@@ -252,6 +252,7 @@ def convert_lamed(src: str | Path, dst: str | Path, dtype: torch.dtype | None = 
     n_llm = _write_llm(infos, groups["llm"], llm_dir, dtype, grow)
     _save_parts(dst / "model.safetensors", vision_state, proj_state, dtype)
     tokenizer.save_pretrained(str(dst))
+    _drop_custom_code(dst / "tokenizer_config.json")
     cfg.save(dst / "config.json")
     return LamedReport(config=cfg, llm_type=model_type, skipped=sorted(groups["skipped"]), notes=notes,
                        n_tensors={"vision": len(vision_state), "projector": len(proj_state), "llm": n_llm,
@@ -273,6 +274,14 @@ def _tokenizer(src: Path, llm_config):
     if new:
         tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in new], special_tokens=True)
     return tok
+
+
+def _drop_custom_code(path: Path) -> None:
+    """A tokenizer config naming remote code (auto_map) would make the converted folder refused."""
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.pop("auto_map", None) is not None:
+            path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _copy_generation_config(src: Path, llm_dir: Path) -> None:
