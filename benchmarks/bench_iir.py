@@ -33,10 +33,10 @@ in the same run (a sum over a 256 MiB buffer, best of 5). The paper's IIR latenc
 sample (section 4, with its segmentation, GPU); the per-round latency here is on this machine.
 
 ``--cpu-variants``: a random Phi-3-mini-width model (the M3D-LaMed-Phi-3-4B LLM: 3072 wide, 8192
-MLP, 32 heads, vocab 32064) decoded in fp32, bf16 and int8 (dynamic quantization: int8 weights,
-fbgemm) at 1 and 2 threads: tokens/s and resident memory. Built with ``--cpu-layers`` of its 32
-layers (default 2 and 4, whatever memory allows), then extrapolated to 32 layers from the per-layer
-time (t_32 = t_fixed + 32 * t_layer); it says so when it does.
+MLP, 32 heads, vocab 32064) decoded in fp32, bf16 and int8 (torch's dynamic quantization: int8
+Linear weights, fbgemm; deprecated in torch 2.13 for torchao, which is not installed here) at 1 and 2
+threads: tokens/s and weight memory. Built with two layer counts of its 32 (``--cpu-layers``,
+default 1 and 3, what fits beside other jobs), then extrapolated to 32 layers; it says so.
 
 Threads: on CPU ``--threads 0`` (default) picks cores minus the current 1-min load average (at
 least 1): decode is a chain of small matmuls, and OpenMP threads that wait on cores busy with
@@ -285,53 +285,72 @@ PHI3_MINI = dict(hidden_size=3072, intermediate_size=8192, num_attention_heads=3
 
 
 def bench_cpu_variants(args) -> None:
-    """Decode tokens/s and resident memory of a Phi-3-mini-width model in fp32 / bf16 / int8 on CPU."""
-    import psutil
+    """Decode ms/token and weight memory of a Phi-3-mini-width model in fp32 / bf16 / int8 on CPU."""
     from transformers import Phi3Config, Phi3ForCausalLM
 
-    proc = psutil.Process()
     full_layers = 32
-    print(f"\nCPU: Phi-3-mini width (M3D-LaMed-Phi-3-4B's LLM, 3.8 B params at 32 layers), random weights; "
-          f"built with {'/'.join(map(str, args.cpu_layers))} of 32 layers and extrapolated "
-          f"(t_32 = t_fixed + 32 * t_layer); prefill 64 tokens, then {args.cpu_tokens} decode steps, best of 2")
-    results: dict[tuple[str, int], dict[int, tuple[float, float]]] = {}
+    lo, hi = min(args.cpu_layers), max(args.cpu_layers)
+    print(f"\nCPU: Phi-3-mini width (M3D-LaMed-Phi-3-4B's LLM, 3.8 B params at 32 layers), random weights; built "
+          f"with {lo} and {hi} of its 32 layers and extrapolated: t_32 = t_{lo} + (32 - {lo}) * (t_{hi} - t_{lo}) / "
+          f"{hi - lo}. A decode step's time is the fastest of {2 * args.cpu_tokens} steps after a 64-token prefill "
+          "(the least disturbed by other jobs); weight memory is counted from the tensors (int8: dynamic "
+          "quantization, int8 Linear weights, fp32 embedding)")
+    rows = []
     for variant in args.cpu_dtypes:
-        for n_layers in args.cpu_layers:
-            gc.collect()
-            rss0 = proc.memory_info().rss
-            torch.manual_seed(0)
-            cfg = Phi3Config(num_hidden_layers=n_layers, **PHI3_MINI)
-            dtype = torch.bfloat16 if variant == "bf16" else torch.float32
-            with torch.device("meta"):
-                llm = Phi3ForCausalLM(cfg)
-            llm = llm.to_empty(device="cpu").to(dtype)
-            with torch.no_grad():  # random values without the slow initialisation (timing depends on shapes)
-                for p in llm.parameters():
-                    p.normal_(0.0, 0.02)
-            llm.model.rotary_emb = type(llm.model.rotary_emb)(config=cfg)
-            if variant == "int8":
-                llm = torch.ao.quantization.quantize_dynamic(llm, {torch.nn.Linear}, dtype=torch.qint8)
-            llm.eval()
-            rss = proc.memory_info().rss - rss0
-            for threads in args.cpu_threads:
+        for threads in args.cpu_threads:
+            times, mem = {}, {}
+            for n_layers in (lo, hi):
+                gc.collect()
+                cfg = Phi3Config(num_hidden_layers=n_layers, **PHI3_MINI)
+                llm = _random_phi3(cfg, torch.bfloat16 if variant == "bf16" else torch.float32)
+                if variant == "int8":
+                    llm = torch.ao.quantization.quantize_dynamic(llm, {torch.nn.Linear}, dtype=torch.qint8)
+                mem[n_layers] = _weight_bytes(llm, variant)
                 torch.set_num_threads(threads)
-                results.setdefault((variant, threads), {})[n_layers] = (_decode_ms(llm, cfg, args.cpu_tokens), rss)
-            del llm
-    print(f"{'weights':>7} | {'threads':>7} | " + " | ".join(f"{n:>2} layers ms/token" for n in args.cpu_layers)
-          + f" | {'32 layers: tokens/s':>19} | {'memory at 32 layers':>19}")
-    for (variant, threads), by_layers in results.items():
-        (l1, (t1, m1)), (l2, (t2, m2)) = sorted(by_layers.items())[0], sorted(by_layers.items())[-1]
-        per_layer = (t2 - t1) / max(l2 - l1, 1)
-        fixed = t1 - l1 * per_layer
-        t32 = fixed + full_layers * per_layer
-        mem_layer = (m2 - m1) / max(l2 - l1, 1)
-        mem32 = m1 - l1 * mem_layer + full_layers * mem_layer
-        cells = " | ".join(f"{by_layers[n][0]:>19.0f}" for n in args.cpu_layers)
-        print(f"{variant:>7} | {threads:>7} | {cells} | {1000 / t32:>19.2f} | {mem32 / 2**30:>16.1f} GiB")
+                times[n_layers] = _decode_ms(llm, cfg, args.cpu_tokens)
+                del llm
+            per_layer = (times[hi] - times[lo]) / (hi - lo)
+            t32 = times[lo] + (full_layers - lo) * max(per_layer, 0.0)
+            m32 = mem[lo] + (full_layers - lo) * (mem[hi] - mem[lo]) / (hi - lo)
+            rows.append((variant, threads, times[lo], times[hi], t32, m32))
+            print(f"  {variant} {threads} thread(s): {times[lo]:.0f} / {times[hi]:.0f} ms per token at {lo} / {hi} layers "
+                  f"(1-min load {os.getloadavg()[0]:.1f})", flush=True)
+    print(f"{'weights':>7} | {'threads':>7} | {f'{lo} layers':>10} | {f'{hi} layers':>10} | {'32 layers ms/token':>18} | "
+          f"{'tokens/s':>8} | {'weights at 32 layers':>20}")
+    for variant, threads, t_lo, t_hi, t32, m32 in rows:
+        print(f"{variant:>7} | {threads:>7} | {t_lo:>7.0f} ms | {t_hi:>7.0f} ms | {t32:>15.0f} ms | {1000 / t32:>8.2f} | "
+              f"{m32 / 2**30:>16.1f} GiB")
+
+
+def _random_phi3(cfg, dtype):
+    from transformers import Phi3ForCausalLM
+
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        llm = Phi3ForCausalLM(cfg)
+    llm = llm.to_empty(device="cpu").to(dtype)
+    with torch.no_grad():  # random values without the slow initialisation (timing depends on shapes)
+        for p in llm.parameters():
+            p.normal_(0.0, 0.02)
+    llm.model.rotary_emb = type(llm.model.rotary_emb)(config=cfg)
+    return llm.eval()
+
+
+def _weight_bytes(llm, variant: str) -> int:
+    """Bytes of the weights as stored: parameters, plus int8 packed Linear weights after quantization."""
+    total = sum(p.numel() * p.element_size() for p in llm.parameters())
+    if variant == "int8":
+        for m in llm.modules():
+            if hasattr(m, "_packed_params"):
+                w = m.weight()
+                total += w.numel() + w.q_per_channel_scales().numel() * 8 if w.qscheme() in (
+                    torch.per_channel_affine, torch.per_channel_symmetric) else w.numel()
+                total += m.bias().numel() * 4 if m.bias() is not None else 0
+    return total
 
 
 def _decode_ms(llm, cfg, steps: int) -> float:
-    """Best-of-2 ms per decode step after a 64-token prefill."""
+    """The fastest decode step (ms) over 2 x ``steps`` steps after a 64-token prefill."""
     best = float("inf")
     with torch.inference_mode():
         for _ in range(2):
@@ -339,11 +358,11 @@ def _decode_ms(llm, cfg, steps: int) -> float:
             ids = torch.randint(0, cfg.vocab_size, (1, 64))
             out = llm(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
             tok = out.logits[:, -1:].argmax(-1)
-            t0 = time.perf_counter()
             for i in range(steps):
+                t0 = time.perf_counter()
                 out = llm(input_ids=tok, position_ids=torch.tensor([[64 + i]]), cache=cache, use_cache=True)
                 tok = out.logits[:, -1:].argmax(-1)
-            best = min(best, (time.perf_counter() - t0) * 1000 / steps)
+                best = min(best, (time.perf_counter() - t0) * 1000)
     return best
 
 
@@ -443,10 +462,10 @@ def main() -> None:
     p.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the prefill sweep")
     p.add_argument("--sweep-threads", type=int, nargs="+", help="thread counts for the prefill sweep (default: the run's)")
     p.add_argument("--cpu-variants", action="store_true", help="Phi-3-mini-width decode on CPU: fp32 / bf16 / int8")
-    p.add_argument("--cpu-layers", type=int, nargs="+", default=[2, 4], help="layers built (two or more; see above)")
+    p.add_argument("--cpu-layers", type=int, nargs=2, default=[1, 3], help="the two layer counts built (see above)")
     p.add_argument("--cpu-dtypes", nargs="+", default=["fp32", "bf16", "int8"], choices=("fp32", "bf16", "int8"))
     p.add_argument("--cpu-threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--cpu-tokens", type=int, default=8, help="decode steps timed per variant")
+    p.add_argument("--cpu-tokens", type=int, default=12, help="decode steps timed per variant and repeat")
     p.add_argument("--skip-cache", action="store_true", help="skip the decoding part")
     args = p.parse_args()
     if not str(args.device).startswith("cuda"):
