@@ -341,11 +341,9 @@ def _weight_bytes(llm, variant: str) -> int:
     total = sum(p.numel() * p.element_size() for p in llm.parameters())
     if variant == "int8":
         for m in llm.modules():
-            if hasattr(m, "_packed_params"):
-                w = m.weight()
-                total += w.numel() + w.q_per_channel_scales().numel() * 8 if w.qscheme() in (
-                    torch.per_channel_affine, torch.per_channel_symmetric) else w.numel()
-                total += m.bias().numel() * 4 if m.bias() is not None else 0
+            if isinstance(m, torch.ao.nn.quantized.dynamic.Linear):
+                w, b = m.weight(), m.bias()
+                total += w.numel() + (0 if b is None else b.numel() * 4)
     return total
 
 
