@@ -255,6 +255,10 @@ def test_pipeline_runs_the_organ_guided_loop_and_records_it(tmp_path):
     from inference.iir.rounds import NO_CLASSIFIER, abnormal_text
 
     assert abnormal_text(None) == NO_CLASSIFIER == "no organ classifier in this model"
+    from app.model_card_dialog import model_card_markdown  # the workstation's model card says it too
+
+    card = model_card_markdown(dst)
+    assert "no organ classifier in this model" in card and "SegVol segmentation module skipped" in card
 
 
 def test_crop_round_tokens_come_from_the_pooled_crop(tmp_path):
