@@ -111,6 +111,9 @@ class Pipeline:
         self.settings = settings  # the default of analyze() and analyze_volume()
         self.matcher = matcher
         self._encodings: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
+        # the same cases' organ tokens: in crop mode (a converted M3D-LaMed) each is a ViT pass over the
+        # organ's box, seconds on a CPU; a second question about the case reuses them
+        self._organ_tokens: dict[tuple[str, str], dict[int, Any]] = {}
         self._encodings_kept = encodings_kept
         self._model_info: ModelInfo | None = None
 
@@ -194,10 +197,10 @@ class Pipeline:
             t_enc = time.perf_counter()
             self._encodings[key] = (model_input, encoding)
             while len(self._encodings) > self._encodings_kept:
-                self._encodings.popitem(last=False)
+                self._organ_tokens.pop(self._encodings.popitem(last=False)[0], None)
         _check(cancel)
         features = ModelCaseFeatures(self.model, encoding, GridMasks(model_input.organs, model_input.parts),
-                                     volume=model_input)
+                                     volume=model_input, organ_cache=self._organ_tokens.setdefault(key, {}))
         generator = ModelRoundGenerator.for_model(self.model, sampling=s.sampling, cache_mode=s.cache_mode)
         style = prompt_style(self.model.config, self.model.tokenizer)
         loop = IIRLoop(generator, features, s, template=style.template, matcher=self.matcher, table=masks.table,

@@ -255,6 +255,14 @@ def test_pipeline_runs_the_organ_guided_loop_and_records_it(tmp_path):
     from inference.iir.rounds import NO_CLASSIFIER, abnormal_text
 
     assert abnormal_text(None) == NO_CLASSIFIER == "no organ classifier in this model"
+    # a second question about the case re-encodes neither the case nor the liver's box
+    calls = []
+    encode = pipe.model.encode_case
+    pipe.model.encode_case = lambda volume: calls.append(volume.shape) or encode(volume)
+    again = pipe.analyze_volume(ct, masks, QUESTION)
+    assert calls == [] and again.rounds[1].organs[0].name == "liver"
+    assert again.rounds[1].text == r2.text  # greedy: the same tokens from the cached organ tokens
+
     from app.model_card_dialog import model_card_markdown  # the workstation's model card says it too
 
     card = model_card_markdown(dst)
