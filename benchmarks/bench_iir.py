@@ -286,7 +286,7 @@ PHI3_MINI = dict(hidden_size=3072, intermediate_size=8192, num_attention_heads=3
 
 def bench_cpu_variants(args) -> None:
     """Decode ms/token and weight memory of a Phi-3-mini-width model in fp32 / bf16 / int8 on CPU."""
-    from transformers import Phi3Config, Phi3ForCausalLM
+    from transformers import Phi3Config
 
     full_layers = 32
     lo, hi = min(args.cpu_layers), max(args.cpu_layers)
