@@ -39,8 +39,10 @@ def model_card_markdown(folder: str | Path) -> str:
         weights = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
         lines += [
             "TumorChain (interleaved multimodal chain-of-thought over organ-guided reasoning rounds): a 3D ViT "
-            "encodes the CT, a projector maps its tokens into a language model, and an auxiliary classifier "
-            "scores each examined organ's tokens as normal or abnormal.", "",
+            "encodes the CT, a projector maps its tokens into a language model"
+            + (", and an auxiliary classifier scores each examined organ's tokens as normal or abnormal."
+               if cfg.get("organ_classifier", True) else "; no organ classifier in this model."), "",
+            *[f"- {note}" for note in cfg.get("source_notes") or [] if isinstance(note, str)],
             f"- language model: {cfg.get('llm_model_type', '?')} (from `{cfg.get('llm_source', '?')}`), "
             f"width {cfg.get('llm_hidden_size', '?')}",
             f"- 3D encoder: input {v.get('img_size', '?')}, patches {v.get('patch_size', '?')}, "

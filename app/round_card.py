@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.organ_chip import FlowLayout, OrganChip
 from app.review_controls import ReviewControls
+from inference.iir.rounds import NO_CLASSIFIER
 
 ColourOf = Callable[[int], tuple[int, int, int]]
 
@@ -162,6 +163,8 @@ class RoundCard(QFrame):
                              f"stopped on {rnd.stop_reason or '?'}")
         notes = []
         name = self.display_of
+        if rnd.organs and all(o.abnormal_prob is None for o in rnd.organs):
+            notes.append(f"P(abnormal): {NO_CLASSIFIER}")  # e.g. a converted M3D-LaMed: the chips carry no number
         if rnd.next_organs:
             notes.append("Next round examines: " + ", ".join(name(n) for n in rnd.next_organs))
         if rnd.skipped_organs:

@@ -8,6 +8,8 @@ import html
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QPushButton, QTextBrowser, QVBoxLayout
 
+from inference.iir.rounds import abnormal_text
+
 TIMING_NAMES = [("model_load_ms", "model loading"), ("load_ct_ms", "CT loading"), ("segmentation_ms", "segmentation"),
                 ("preprocess_ms", "preprocessing"), ("encode_ms", "CT encoding"), ("first_token_ms", "Analyze to first token"),
                 ("iir_ms", "reasoning (all rounds)"), ("analysis_ms", "Analyze to done"), ("total_ms", "total")]
@@ -42,7 +44,7 @@ def run_details_html(run, run_path: str | None = None) -> str:
                "<th>new tokens</th><th>decode</th><th>tokens/s</th><th>organs</th></tr>")
     for r in run.rounds:
         t = r.timings
-        organs = ", ".join(f"{o.display} ({o.abnormal_prob:.2f})" for o in r.organs) or "-"
+        organs = ", ".join(f"{o.display} ({abnormal_text(o.abnormal_prob, '{:.2f}')})" for o in r.organs) or "-"
         out.append(f"<tr><td>{r.index}</td><td>{t.prompt_tokens}</td><td>{_ms(t.prefill_ms)}</td>"
                    f"<td>{t.generated_tokens}</td><td>{_ms(t.decode_ms)}</td><td>{t.tokens_per_s:.1f}</td>"
                    f"<td>{html.escape(organs)}</td></tr>")

@@ -1,8 +1,11 @@
-"""IIR decoding benchmark: prefix-cache reuse vs recomputing the prompt each round, encoder cost.
+"""IIR decoding benchmark: round latency with prefix-cache reuse vs recomputing the prompt each
+round, where a round's time goes, decode speed against the memory-bandwidth bound, encoder cost,
+and what makes a 3-4B model usable on a CPU.
 
     python benchmarks/bench_iir.py                     # the paper-like default scenario, CPU, fp32
     python benchmarks/bench_iir.py --new-tokens 8 40 96               # sweep over answer lengths
     python benchmarks/bench_iir.py --size 3b --device cuda --dtype bfloat16   # on a GPU machine
+    python benchmarks/bench_iir.py --skip-cache --no-encoder --cpu-variants   # 3-4B on CPU: bf16 / int8, threads
 
 Default scenario (paper-like, section 3.2 / appendix 10): a 3-round IIR run where round 1 sees
 Lg=256 global tokens + a ~40-token question, round 2 adds the attention sentence + 2 organs x
@@ -16,6 +19,25 @@ whole-run ratio, prefill-only ratio, decode tokens/s of both modes, then the M3D
 cost per case and the cost of a second question on the same case (answered from the pipeline's
 encoding cache), and the machine. Weights are random (no downloads): timing depends on shapes.
 
+Round latency (what the user waits for): time to first token (TTFT) of rounds 2 and 3 in both
+modes and their ratio (goal >= 4x with reuse), each round's total, the whole run, and a prefill
+sweep: a shared round's prefill of n new tokens on top of the run's context, n = 1 .. 256, fitted
+as a + b * n; ``a`` is the fixed per-round cost, compared with one decode step (one pass over the
+weights). ``--sweep-threads 1 2`` repeats the sweep per thread count: on a box whose cores are busy
+with other jobs, every OpenMP parallel region of a forward waits for a descheduled thread, a fixed
+cost per forward whatever n is (that made a 152-token round cost about what a 79-token one did).
+
+Decode speed is compared with the memory-bandwidth bound: a decode step reads every weight matrix
+(and the KV cache) once, so tokens/s <= bandwidth / bytes read per token; the bandwidth is measured
+in the same run (a sum over a 256 MiB buffer, best of 5). The paper's IIR latency is +2.51 s per
+sample (section 4, with its segmentation, GPU); the per-round latency here is on this machine.
+
+``--cpu-variants``: a random Phi-3-mini-width model (the M3D-LaMed-Phi-3-4B LLM: 3072 wide, 8192
+MLP, 32 heads, vocab 32064) decoded in fp32, bf16 and int8 (torch's dynamic quantization: int8
+Linear weights, fbgemm; deprecated in torch 2.13 for torchao, which is not installed here) at 1 and 2
+threads: tokens/s and weight memory. Built with two layer counts of its 32 (``--cpu-layers``,
+default 1 and 3, what fits beside other jobs), then extrapolated to 32 layers; it says so.
+
 Threads: on CPU ``--threads 0`` (default) picks cores minus the current 1-min load average (at
 least 1): decode is a chain of small matmuls, and OpenMP threads that wait on cores busy with
 other jobs made one token 5x slower on a shared 2-core box (2-3 vs 12-17 tokens/s).
@@ -23,6 +45,7 @@ other jobs made one token 5x slower on a shared 2-core box (2-3 vs 12-17 tokens/
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
@@ -41,6 +64,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM 
 from inference.iir.decoding import SamplingConfig  # noqa: E402
 from inference.iir.generator import ModelRoundGenerator  # noqa: E402
 from inference.iir.prompts import OrganRef, followup_segments, load_template, round1_segments  # noqa: E402
+from transformers import DynamicCache  # noqa: E402
 
 SIZES = {
     # name: hidden, layers, heads, kv heads, intermediate, vocab, tie embeddings
@@ -130,11 +154,13 @@ def bench_cache(args) -> None:
     run_iir(llm, tok, "shared", args, 4, k, device)  # warm-up (allocator, kernels)
     modes = ("per_round", "shared")
     summary = []
+    per_round: dict[int, dict[str, list[tuple[float, float]]]] = {}
     for n_new in args.new_tokens:
         wall = {m: [] for m in modes}
         prefill = {m: [] for m in modes}
         tps = {m: [] for m in modes}
         last = {}
+        runs = {m: [] for m in modes}
         for rep in range(args.repeats):
             for mode in (modes if rep % 2 == 0 else modes[::-1]):  # alternate order: no mode always goes first
                 gens, ms = run_iir(llm, tok, mode, args, n_new, k, device)
@@ -142,6 +168,7 @@ def bench_cache(args) -> None:
                 prefill[mode].append(sum(g.prefill_ms for g in gens))
                 tps[mode].append(_decode_tps(gens))
                 last[mode] = gens
+                runs[mode].append(gens)
             ids = {m: [g.ids for g in last[m]] for m in modes}
             if ids["shared"] != ids["per_round"]:
                 raise SystemExit(f"tokens differ between cache modes ({n_new} new tokens, repeat {rep + 1}): "
@@ -156,14 +183,185 @@ def bench_cache(args) -> None:
         med = {m: (statistics.median(wall[m]), statistics.median(prefill[m]), statistics.median(tps[m]))
                for m in modes}
         summary.append((n_new, med))
+        per_round[n_new] = {m: [(statistics.median(g[r].prefill_ms for g in runs[m]),
+                                 statistics.median(g[r].prefill_ms + g[r].decode_ms for g in runs[m]))
+                                for r in range(len(runs[m][0]))] for m in modes}
+    print(f"\ntime to first token (TTFT) per round = its prefill; median of {args.repeats}; goal: rounds 2 and 3 "
+          ">= 4x faster with reuse")
+    print(f"{'new tok/round':>13} | {'round':>5} | {'TTFT per_round':>14} | {'TTFT shared':>11} | {'ratio':>6} | "
+          f"{'round total per_round':>21} | {'round total shared':>18}")
+    for n_new, rows in per_round.items():
+        for r, ((ttft_p, tot_p), (ttft_s, tot_s)) in enumerate(zip(rows["per_round"], rows["shared"]), 1):
+            print(f"{n_new:>13} | {r:>5} | {ttft_p:>11.0f} ms | {ttft_s:>8.0f} ms | {ttft_p / max(ttft_s, 1e-9):>5.2f}x | "
+                  f"{tot_p:>18.0f} ms | {tot_s:>15.0f} ms")
+    extra = [sum(t for _, t in rows["shared"][1:]) / max(len(rows["shared"]) - 1, 1) for rows in per_round.values()]
+    print(f"per extra round (shared, mean of rounds 2..): {', '.join(f'{e / 1000:.2f} s' for e in extra)} at "
+          f"{', '.join(map(str, per_round))} new tokens/round; the paper: +2.51 s per sample for IIR (GPU, with "
+          "its segmentation)")
     print(f"\nprefix-cache reuse (shared) vs re-prefilling the whole context each round (per_round); "
-          f"median of {args.repeats}; goal: whole run >= 1.7x")
+          f"median of {args.repeats}")
     print(f"{'new tok/round':>13} | {'per_round ms':>12} | {'shared ms':>9} | {'whole run':>9} | "
           f"{'prefill only':>12} | {'decode tok/s per_round':>22} | {'decode tok/s shared':>19}")
     for n_new, med in summary:
         (pr, ppr, tpr), (sh, psh, tsh) = med["per_round"], med["shared"]
         print(f"{n_new:>13} | {pr:>12.0f} | {sh:>9.0f} | {pr / sh:>8.2f}x | {ppr / max(psh, 1e-9):>11.2f}x | "
               f"{tpr:>22.1f} | {tsh:>19.1f}")
+    bw = memory_bandwidth_gbs(device)
+    per_token = decode_bytes(llm, context=args.lg + 40 + sum(args.organs) * (args.ll + 12))
+    bound = bw * 1e9 / per_token
+    best = max(med["shared"][2] for _, med in summary)
+    print(f"\ndecode vs the memory-bandwidth bound: {per_token / 1e6:.0f} MB read per token (weight matrices, "
+          f"lm_head, KV cache), measured bandwidth {bw:.1f} GB/s -> bound {bound:.1f} tokens/s; measured "
+          f"{best:.1f} tokens/s = {best / bound:.0%} of the bound")
+    if str(device).startswith("cuda"):
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB ({torch.cuda.get_device_name()})")
+    if args.sweep:
+        prefill_sweep(llm, args, device, dtype)
+
+
+def memory_bandwidth_gbs(device: str, mib: int = 256) -> float:
+    """Read bandwidth: a sum over a ``mib`` MiB float32 buffer, best of 5 (GB/s)."""
+    x = torch.ones(mib * (1 << 20) // 4, device=device)
+    best = float("inf")
+    for _ in range(5):
+        _sync(device)
+        t0 = time.perf_counter()
+        x.sum()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return x.numel() * 4 / best / 1e9
+
+
+def decode_bytes(llm, context: int) -> int:
+    """Bytes one decode step reads: every Linear weight (lm_head included; the input embedding is one
+    row) and the KV cache of ``context`` tokens."""
+    weights = sum(m.weight.numel() * m.weight.element_size() for m in llm.modules() if isinstance(m, torch.nn.Linear))
+    cfg = llm.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * context
+    return weights + kv * llm.get_input_embeddings().weight.element_size()
+
+
+def prefill_sweep(llm, args, device: str, dtype) -> None:
+    """A shared round's prefill of n new tokens on top of the run's context: ms = a + b * n."""
+    k = llm.config.hidden_size
+    context = args.lg + 40 + 40 + 2 * (args.ll + 12)  # round 1 + answer + round 2 + answer
+    sizes = (1, 16, 64, 79, 152, 256)
+    before = torch.get_num_threads()
+    print(f"\nprefill sweep: n new tokens on top of a {context}-token cache (one forward, logits of the last "
+          f"token), best of {args.repeats}; fit ms = a + b * n")
+    for threads in (args.sweep_threads or [before]):
+        if not str(device).startswith("cuda"):
+            torch.set_num_threads(threads)
+        g = torch.Generator(device="cpu").manual_seed(2)
+        ctx = (torch.randn(1, context, k, generator=g) * 0.02).to(device=device, dtype=dtype)
+        ms = []
+        with torch.inference_mode():
+            for n in sizes:
+                new = (torch.randn(1, n, k, generator=g) * 0.02).to(device=device, dtype=dtype)
+                best = float("inf")
+                for rep in range(max(args.repeats, 2) + 1):  # the first of each size is a warm-up
+                    cache = DynamicCache(config=llm.config)
+                    llm(inputs_embeds=ctx, position_ids=torch.arange(context, device=device)[None], cache=cache,
+                        use_cache=True, logits_to_keep=1)
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    llm(inputs_embeds=new, position_ids=torch.arange(context, context + n, device=device)[None],
+                        cache=cache, use_cache=True, logits_to_keep=1)
+                    _sync(device)
+                    if rep:
+                        best = min(best, (time.perf_counter() - t0) * 1000)
+                ms.append(best)
+        b, a = np.polyfit(np.asarray(sizes, float), np.asarray(ms), 1)
+        row = "  ".join(f"{n}: {t:.0f}" for n, t in zip(sizes, ms))
+        print(f"threads {threads}: {row} ms -> a = {a:.0f} ms fixed, b = {b:.2f} ms/token "
+              f"(one decode step = the n = 1 row; 1-min load {os.getloadavg()[0]:.1f})")
+    if not str(device).startswith("cuda"):
+        torch.set_num_threads(before)
+
+
+PHI3_MINI = dict(hidden_size=3072, intermediate_size=8192, num_attention_heads=32, num_key_value_heads=32,
+                 vocab_size=32064, max_position_embeddings=4096)  # M3D-LaMed-Phi-3-4B's LLM (32 layers)
+
+
+def bench_cpu_variants(args) -> None:
+    """Decode ms/token and weight memory of a Phi-3-mini-width model in fp32 / bf16 / int8 on CPU."""
+    from transformers import Phi3Config
+
+    full_layers = 32
+    lo, hi = min(args.cpu_layers), max(args.cpu_layers)
+    print(f"\nCPU: Phi-3-mini width (M3D-LaMed-Phi-3-4B's LLM, 3.8 B params at 32 layers), random weights; built "
+          f"with {lo} and {hi} of its 32 layers and extrapolated: t_32 = t_{lo} + (32 - {lo}) * (t_{hi} - t_{lo}) / "
+          f"{hi - lo}. A decode step's time is the fastest of {2 * args.cpu_tokens} steps after a 64-token prefill "
+          "(the least disturbed by other jobs); weight memory is counted from the tensors (int8: dynamic "
+          "quantization, int8 Linear weights, fp32 embedding)")
+    rows = []
+    for variant in args.cpu_dtypes:
+        for threads in args.cpu_threads:
+            times, mem = {}, {}
+            for n_layers in (lo, hi):
+                gc.collect()
+                cfg = Phi3Config(num_hidden_layers=n_layers, **PHI3_MINI)
+                llm = _random_phi3(cfg, torch.bfloat16 if variant == "bf16" else torch.float32)
+                if variant == "int8":
+                    llm = torch.ao.quantization.quantize_dynamic(llm, {torch.nn.Linear}, dtype=torch.qint8)
+                mem[n_layers] = _weight_bytes(llm, variant)
+                torch.set_num_threads(threads)
+                times[n_layers] = _decode_ms(llm, cfg, args.cpu_tokens)
+                del llm
+            per_layer = (times[hi] - times[lo]) / (hi - lo)
+            t32 = times[lo] + (full_layers - lo) * max(per_layer, 0.0)
+            m32 = mem[lo] + (full_layers - lo) * (mem[hi] - mem[lo]) / (hi - lo)
+            rows.append((variant, threads, times[lo], times[hi], t32, m32))
+            print(f"  {variant} {threads} thread(s): {times[lo]:.0f} / {times[hi]:.0f} ms per token at {lo} / {hi} layers "
+                  f"(1-min load {os.getloadavg()[0]:.1f})", flush=True)
+    print(f"{'weights':>7} | {'threads':>7} | {f'{lo} layers':>10} | {f'{hi} layers':>10} | {'32 layers ms/token':>18} | "
+          f"{'tokens/s':>8} | {'weights at 32 layers':>20}")
+    for variant, threads, t_lo, t_hi, t32, m32 in rows:
+        print(f"{variant:>7} | {threads:>7} | {t_lo:>7.0f} ms | {t_hi:>7.0f} ms | {t32:>15.0f} ms | {1000 / t32:>8.2f} | "
+              f"{m32 / 2**30:>16.1f} GiB")
+
+
+def _random_phi3(cfg, dtype):
+    from transformers import Phi3ForCausalLM
+
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        llm = Phi3ForCausalLM(cfg)
+    llm = llm.to_empty(device="cpu").to(dtype)
+    with torch.no_grad():  # random values without the slow initialisation (timing depends on shapes)
+        for p in llm.parameters():
+            p.normal_(0.0, 0.02)
+    llm.model.rotary_emb = type(llm.model.rotary_emb)(config=cfg)
+    return llm.eval()
+
+
+def _weight_bytes(llm, variant: str) -> int:
+    """Bytes of the weights as stored: parameters, plus int8 packed Linear weights after quantization."""
+    total = sum(p.numel() * p.element_size() for p in llm.parameters())
+    if variant == "int8":
+        for m in llm.modules():
+            if isinstance(m, torch.ao.nn.quantized.dynamic.Linear):
+                w, b = m.weight(), m.bias()
+                total += w.numel() + (0 if b is None else b.numel() * 4)
+    return total
+
+
+def _decode_ms(llm, cfg, steps: int) -> float:
+    """The fastest decode step (ms) over 2 x ``steps`` steps after a 64-token prefill."""
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(2):
+            cache = DynamicCache(config=cfg)
+            ids = torch.randint(0, cfg.vocab_size, (1, 64))
+            out = llm(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+            tok = out.logits[:, -1:].argmax(-1)
+            for i in range(steps):
+                t0 = time.perf_counter()
+                out = llm(input_ids=tok, position_ids=torch.tensor([[64 + i]]), cache=cache, use_cache=True)
+                tok = out.logits[:, -1:].argmax(-1)
+                best = min(best, (time.perf_counter() - t0) * 1000)
+    return best
 
 
 def bench_encoder(args) -> None:
@@ -259,6 +457,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = free cores, see above)")
     p.add_argument("--no-encoder", action="store_true", help="skip the encoder part")
+    p.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the prefill sweep")
+    p.add_argument("--sweep-threads", type=int, nargs="+", help="thread counts for the prefill sweep (default: the run's)")
+    p.add_argument("--cpu-variants", action="store_true", help="Phi-3-mini-width decode on CPU: fp32 / bf16 / int8")
+    p.add_argument("--cpu-layers", type=int, nargs=2, default=[1, 3], help="the two layer counts built (see above)")
+    p.add_argument("--cpu-dtypes", nargs="+", default=["fp32", "bf16", "int8"], choices=("fp32", "bf16", "int8"))
+    p.add_argument("--cpu-threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--cpu-tokens", type=int, default=12, help="decode steps timed per variant and repeat")
     p.add_argument("--skip-cache", action="store_true", help="skip the decoding part")
     args = p.parse_args()
     if not str(args.device).startswith("cuda"):
@@ -268,6 +473,8 @@ def main() -> None:
         bench_cache(args)
     if not args.no_encoder:
         bench_encoder(args)
+    if args.cpu_variants:
+        bench_cpu_variants(args)
 
 
 if __name__ == "__main__":

@@ -111,17 +111,20 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--gpu-steps", type=int, default=10)
     p.add_argument("--skip-gpu", action="store_true")
+    p.add_argument("--skip-cpu", action="store_true", help="only the GPU figure (benchmarks/gpu_checks.sh)")
     args = p.parse_args()
     import torch
 
     with tempfile.TemporaryDirectory(prefix="tumorchain-bench-") as tmp:
         root = Path(tmp)
-        cpu = tiny_cpu(root / "cpu", args.steps)
-        print(f"tiny config, CPU: {cpu['single_process_samples_per_s']:.2f} samples/s in one process; "
-              f"{cpu['zero2_2proc_samples_per_s']:.2f} samples/s in two ZeRO-2 processes (gloo) "
-              f"= {cpu['zero2_2proc_samples_per_s'] / cpu['single_process_samples_per_s']:.2f}x; "
-              f"{cpu['steps']} steps of 4 samples per process")
-        result = {"cpu_tiny": cpu, "torch_threads": torch.get_num_threads()}
+        result = {"torch_threads": torch.get_num_threads()}
+        if not args.skip_cpu:
+            cpu = tiny_cpu(root / "cpu", args.steps)
+            print(f"tiny config, CPU: {cpu['single_process_samples_per_s']:.2f} samples/s in one process; "
+                  f"{cpu['zero2_2proc_samples_per_s']:.2f} samples/s in two ZeRO-2 processes (gloo) "
+                  f"= {cpu['zero2_2proc_samples_per_s'] / cpu['single_process_samples_per_s']:.2f}x; "
+                  f"{cpu['steps']} steps of 4 samples per process")
+            result["cpu_tiny"] = cpu
         if torch.cuda.is_available() and not args.skip_gpu:
             gpu = gpu_3b(root / "gpu", args.gpu_steps)
             print(f"3B-sized TumorChain, ZeRO-2 bf16 on {gpu['gpu']}: {gpu['samples_per_s']:.2f} samples/s, "

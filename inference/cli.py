@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence, TextIO
 
 from inference.errors import Cancelled, InputError, ModelError, TumorChainError
+from inference.iir.rounds import abnormal_text
 from inference.vocabulary import DEFAULT_MAX_NEW_TOKENS, TASKS as TASK_CHOICES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -206,7 +207,7 @@ class RoundPrinter:
         else:
             print(file=self.out)
         t = rnd.timings
-        examined = ", ".join(f"{o.display} (P abnormal {o.abnormal_prob:.2f})" for o in rnd.organs) or "global CT only"
+        examined = ", ".join(f"{o.display} ({abnormal_text(o.abnormal_prob, 'P abnormal {:.2f}')})" for o in rnd.organs) or "global CT only"
         print(f"   examined: {examined}", file=self.out)
         for s in rnd.skipped_organs:
             print(f"   skipped {s.name}: {s.reason}", file=self.out)

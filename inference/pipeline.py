@@ -23,6 +23,7 @@ from inference.errors import InputError, ModelError, NotCTError, raise_if_cancel
 from inference.iir.features import GridMasks, ModelCaseFeatures
 from inference.iir.generator import ModelRoundGenerator
 from inference.iir.loop import IIRLoop, IIRSettings, Matcher
+from inference.iir.prompt_style import prompt_style
 from inference.iir.prompts import task_question
 from inference.iir.task_plan import run_task
 from inference.iir.unseen import unseen_warnings
@@ -115,6 +116,9 @@ class Pipeline:
         self.settings = settings  # the default of analyze() and analyze_volume()
         self.matcher = matcher
         self._encodings: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
+        # the same cases' organ tokens: in crop mode (a converted M3D-LaMed) each is a ViT pass over the
+        # organ's box, seconds on a CPU; a second question about the case reuses them
+        self._organ_tokens: dict[tuple[str, str], dict[int, Any]] = {}
         self._encodings_kept = encodings_kept
         self._model_info: ModelInfo | None = None
         self._card: ModelCard | None = None
@@ -175,6 +179,10 @@ class Pipeline:
         require_ct(ct, allow_non_ct)
         callbacks = callbacks or Callbacks()
         s = settings or self.settings
+        if getattr(getattr(self.model, "device", None), "type", None) == "cpu":
+            from inference.model.devices import fit_cpu_threads
+
+            fit_cpu_threads()  # threads on busy cores stall every forward (devices.fit_cpu_threads)
         from inference.preprocess import preprocess
 
         t0 = time.perf_counter()
@@ -188,7 +196,8 @@ class Pipeline:
             t_pre = t_enc = time.perf_counter()
         else:
             # the model's own input grid (M3D-sized models: 32x256x256, the paper's)
-            model_input = preprocess(ct, masks, shape=tuple(self.model.config.vision.img_size))
+            model_input = preprocess(ct, masks, shape=tuple(self.model.config.vision.img_size),
+                                     scheme=self.model.config.preprocessing)
             t_pre = time.perf_counter()
             _check(cancel)
             _progress(callbacks, "encode", 0.0, "encoding the CT")
@@ -196,10 +205,11 @@ class Pipeline:
             t_enc = time.perf_counter()
             self._encodings[key] = (model_input, encoding)
             while len(self._encodings) > self._encodings_kept:
-                self._encodings.popitem(last=False)
+                self._organ_tokens.pop(self._encodings.popitem(last=False)[0], None)
         _check(cancel)
         features = ModelCaseFeatures(self.model, encoding, GridMasks(model_input.organs, model_input.parts),
-                                     volume=model_input)
+                                     volume=model_input, organ_cache=self._organ_tokens.setdefault(key, {}))
+        style = prompt_style(self.model.config, self.model.tokenizer)
         card = self.card
         rounds: list[Round] = []
         n_steps = len(card.steps(task)) + 1 if question is None and task else 1
@@ -214,8 +224,8 @@ class Pipeline:
             """One chain with a fresh context; its rounds continue the run's numbering."""
             offset = len(rounds)
             generator = ModelRoundGenerator.for_model(self.model, sampling=s.sampling, cache_mode=s.cache_mode)
-            loop = IIRLoop(generator, features, s, matcher=self.matcher, table=masks.table,
-                           tokenizer=self.model.tokenizer)
+            loop = IIRLoop(generator, features, s, template=style.template, matcher=self.matcher,
+                           table=masks.table, tokenizer=self.model.tokenizer, first_round=style.first_round)
 
             def renumbered(rnd: Round) -> None:
                 rnd.index += offset
@@ -293,13 +303,20 @@ class Pipeline:
 
     def model_info(self) -> ModelInfo:
         if self._model_info is None:
+            from inference.preprocess import SCHEME_DESCRIPTIONS
+
             digest, files = model_weight_hash(self.model_dir)
             llm = self.model.llm
             param = next(llm.parameters())
+            cfg = self.model.config
+            scheme = getattr(cfg, "preprocessing", "tumorchain")
             self._model_info = ModelInfo(
                 path=str(self.model_dir), name=self.model_dir.name, weight_hash=digest, weight_files=files,
                 llm_type=str(getattr(llm.config, "model_type", "")),
                 dtype=str(param.dtype).replace("torch.", ""), device=str(param.device),
+                preprocessing=f"{scheme}: {SCHEME_DESCRIPTIONS[scheme]}",
+                organ_classifier=bool(getattr(self.model, "has_organ_classifier", True)),
+                notes=list(getattr(cfg, "source_notes", [])),
             )
         return self._model_info
 

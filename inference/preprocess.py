@@ -17,6 +17,12 @@ The steps (paper appendix 10.1), and why:
 
 All of it is one axis-aligned map per axis, returned as ModelGrid: model voxel (d, h, w) ->
 CT voxel (i, j, k) and world RAS mm, so the GUI can show where any model voxel or patch lies.
+
+scheme="m3d" follows M3D-LaMed's own data preparation instead (BAAI-DCAI/M3D Data/process/
+m3d_seg_data_prepare.py: min-max over the whole volume, MONAI CropForeground (voxels above the
+minimum), Resize to 32x256x256 trilinear): step 1 the same, then HU min..max -> 0..1 with no window,
+the box of every voxel above the volume's minimum (the scanner's outside-field padding drops out),
+no square padding, the same resize. An organ crop (Gamma "crop") uses the same HU -> [0, 1] map.
 """
 from __future__ import annotations
 
@@ -36,6 +42,12 @@ from inference.segmentation.organ_masks import OrganMasks
 
 MODEL_SHAPE = (32, 256, 256)  # (depth, height, width) = the paper's 256 x 256 x 32 (H x W x D)
 MODEL_AXCODES = ("I", "P", "L")
+SCHEME_DESCRIPTIONS = {
+    "tumorchain": "soft-tissue window W400/L40 to [0, 1], body crop (> -500 HU), square in-plane, "
+                  "trilinear resize; axial slices head->feet, anterior->posterior, right->left",
+    "m3d": "M3D-LaMed's own: min-max of the whole volume to [0, 1] (no window), foreground crop (voxels above "
+           "the minimum), trilinear resize; axial slices head->feet, anterior->posterior, right->left",
+}
 SOFT_TISSUE_LEVEL = 40.0
 SOFT_TISSUE_WIDTH = 400.0
 BODY_THRESHOLD_HU = -500
@@ -89,6 +101,9 @@ class ModelInput:
     parts: np.ndarray | None
     grid: ModelGrid
     warnings: tuple[str, ...] = ()
+    scheme: str = "tumorchain"  # SCHEME_DESCRIPTIONS key: how the volume was made (run.json records it)
+    # HU -> [0, 1] of this input (crop mode applies the same one); None = the soft-tissue window
+    _intensity: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     # native-resolution source for crop mode: the CT's HU array with its axis maps, and the
     # canonical box (edge coordinates) the model grid covers
     _source: tuple[np.ndarray, tuple] | None = field(default=None, repr=False)
@@ -116,7 +131,7 @@ class ModelInput:
         c_lo = box_lo + np.asarray(lo, dtype=np.float64) * scale
         c_hi = box_lo + np.asarray(hi, dtype=np.float64) * scale
         hu, maps = self._source
-        out = resample_box(hu, c_lo, c_hi, self.grid.shape, transform=soft_tissue_window, maps=maps)
+        out = resample_box(hu, c_lo, c_hi, self.grid.shape, transform=self._intensity or soft_tissue_window, maps=maps)
         return out[None, None]
 
 
@@ -129,8 +144,23 @@ def soft_tissue_window(hu: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def preprocess(ct: CTVolume, masks: OrganMasks | None = None, shape: tuple[int, int, int] = MODEL_SHAPE) -> ModelInput:
+class MinMaxScale:
+    """HU -> [0, 1] by the whole volume's minimum and maximum (M3D's normalisation), picklable."""
+
+    def __init__(self, lo: float, hi: float):
+        self.lo, self.span = float(lo), max(float(hi) - float(lo), 1e-8)
+
+    def __call__(self, hu: np.ndarray) -> np.ndarray:
+        out = hu.astype(np.float32, order="C")
+        out -= self.lo
+        out /= self.span
+        return np.clip(out, 0.0, 1.0, out=out)
+
+
+def preprocess(ct: CTVolume, masks: OrganMasks | None = None, shape: tuple[int, int, int] = MODEL_SHAPE,
+               scheme: str = "tumorchain") -> ModelInput:
     """CTVolume (+ OrganMasks on its grid) -> ModelInput on the (32, 256, 256) model grid.
+    scheme: "tumorchain" (the paper's, above) or "m3d" (M3D-LaMed's own data preparation).
 
     The CT is never copied into canonical order: boxes are worked out in canonical voxels and
     the sampling reads the CT in its own memory layout (a transposed copy of a 512x512x300 CT
@@ -147,14 +177,25 @@ def preprocess(ct: CTVolume, masks: OrganMasks | None = None, shape: tuple[int, 
     maps = axis_maps(canon_to_ct, ct.shape)
     spacing = np.linalg.norm((ct.affine @ canon_to_ct)[:3, :3], axis=0)
 
+    if scheme not in SCHEME_DESCRIPTIONS:
+        raise ValueError(f"preprocessing scheme must be one of {tuple(SCHEME_DESCRIPTIONS)}, got {scheme!r}")
     warnings: list[str] = []
-    lo, hi = _body_box(ct.hu, masks.organs if masks is not None else None, maps)
-    if lo is None:
-        warnings.append("no body found above -500 HU; the whole field of view is used")
-        lo, hi = np.zeros(3), np.array([m.size for m in maps], dtype=np.float64)
-    lo, hi = _square_in_plane(lo, hi, spacing)
+    intensity: Callable[[np.ndarray], np.ndarray] | None = None
+    if scheme == "m3d":
+        lo_hu, hi_hu = float(ct.hu.min()), float(ct.hu.max())
+        intensity = MinMaxScale(lo_hu, hi_hu)
+        lo, hi = _foreground_box(ct.hu, lo_hu, maps)
+        if lo is None:
+            warnings.append("the volume is constant: no foreground above its minimum; the whole field of view is used")
+            lo, hi = np.zeros(3), np.array([m.size for m in maps], dtype=np.float64)
+    else:
+        lo, hi = _body_box(ct.hu, masks.organs if masks is not None else None, maps)
+        if lo is None:
+            warnings.append("no body found above -500 HU; the whole field of view is used")
+            lo, hi = np.zeros(3), np.array([m.size for m in maps], dtype=np.float64)
+        lo, hi = _square_in_plane(lo, hi, spacing)
 
-    volume = resample_box(ct.hu, lo, hi, shape, transform=soft_tissue_window, maps=maps)[None, None]
+    volume = resample_box(ct.hu, lo, hi, shape, transform=intensity or soft_tissue_window, maps=maps)[None, None]
     organs = parts = None
     if masks is not None:
         organs = resample_labels(masks.organs, lo, hi, shape, maps=maps)
@@ -167,8 +208,8 @@ def preprocess(ct: CTVolume, masks: OrganMasks | None = None, shape: tuple[int, 
     model_to_canon[:3, 3] = lo + 0.5 * scale - 0.5  # voxel centres, edge coordinates -> indices
     grid = ModelGrid(shape=tuple(shape), model_to_ct=canon_to_ct @ model_to_canon,
                      ct_affine=np.asarray(ct.affine, dtype=np.float64))
-    return ModelInput(volume=volume, organs=organs, parts=parts, grid=grid, warnings=tuple(warnings),
-                      _source=(ct.hu, maps), _box=(lo, hi))
+    return ModelInput(volume=volume, organs=organs, parts=parts, grid=grid, warnings=tuple(warnings), scheme=scheme,
+                      _intensity=intensity, _source=(ct.hu, maps), _box=(lo, hi))
 
 
 @dataclass(frozen=True)
@@ -296,6 +337,20 @@ def _body_box(hu: np.ndarray, organs: np.ndarray | None, maps) -> tuple[np.ndarr
         return None, None
     src_lo = np.min([bx[0] for bx in boxes], axis=0)
     src_hi = np.max([bx[1] for bx in boxes], axis=0)
+    lo, hi = np.zeros(3), np.zeros(3)
+    for c, m in enumerate(maps):
+        p = m.source_axis
+        lo[c], hi[c] = (m.size - src_hi[p], m.size - src_lo[p]) if m.flip else (src_lo[p], src_hi[p])
+    return lo, hi
+
+
+def _foreground_box(hu: np.ndarray, minimum: float, maps) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Canonical box [lo, hi) of every voxel above the volume's minimum (MONAI CropForeground's
+    default select_fn on the min-max scaled volume), or (None, None) for a constant volume."""
+    above = hu > minimum
+    if not above.any():
+        return None, None
+    src_lo, src_hi = _mask_box(above)
     lo, hi = np.zeros(3), np.zeros(3)
     for c, m in enumerate(maps):
         p = m.source_axis

@@ -59,6 +59,9 @@ class ModelInfo:
     llm_type: str = ""
     dtype: str = ""
     device: str = ""
+    preprocessing: str = ""  # how the CT became the model input (inference.preprocess.SCHEME_DESCRIPTIONS)
+    organ_classifier: bool = True  # False: rounds carry no P(abnormal) ("no organ classifier in this model")
+    notes: list[str] = field(default_factory=list)  # e.g. what a converter left out of the model
 
 
 @dataclass
@@ -188,6 +191,9 @@ class RunRecord:
             llm_type=_field(m, "llm_type", str, "model", default=""),
             dtype=_field(m, "dtype", str, "model", default=""),
             device=_field(m, "device", str, "model", default=""),
+            preprocessing=_field(m, "preprocessing", str, "model", default=""),
+            organ_classifier=_field(m, "organ_classifier", bool, "model", default=True),
+            notes=[_need(v, str, "model.notes[]") for v in _field(m, "notes", list, "model", default=[])],
         )
         st = _field(d, "settings", dict, "record")
         settings = RunSettings(

@@ -34,6 +34,30 @@ class CacheMode(StrEnum):
     NONE = "none"
 
 
+class ProjectorType(StrEnum):
+    """The projector P: the paper's Linear-ReLU-Linear, or M3D-LaMed's spatial-pooling projector's MLP
+    (Linear, then GELU + Linear per further layer; its own key names projector.{0,2,...})."""
+
+    MLP_RELU = "mlp_relu"
+    M3D_SPP = "m3d_spp"
+
+
+class Preprocessing(StrEnum):
+    """How a CT becomes the model's input volume: the paper's (soft-tissue window, body crop, square
+    in-plane) or M3D's (min-max over the volume, foreground crop, resize)."""
+
+    TUMORCHAIN = "tumorchain"
+    M3D = "m3d"
+
+
+class PromptFormat(StrEnum):
+    """How the first round's prompt is laid out: ours (resources/prompts/iir_template.json) or the
+    plain-text layout M3D-LaMed was trained on (BOS, image tokens from position 1, the question)."""
+
+    TUMORCHAIN = "tumorchain"
+    M3D = "m3d"
+
+
 class Decision(StrEnum):
     """A radiologist's decision on one reviewed item."""
 
@@ -52,6 +76,9 @@ class Device(StrEnum):
 TASKS = tuple(t.value for t in Task)
 GAMMA_MODES = tuple(m.value for m in GammaMode)
 CACHE_MODES = tuple(m.value for m in CacheMode)
+PROJECTOR_TYPES = tuple(p.value for p in ProjectorType)
+PREPROCESSINGS = tuple(p.value for p in Preprocessing)
+PROMPT_FORMATS = tuple(p.value for p in PromptFormat)
 DECISIONS = tuple(d.value for d in Decision)
 DEVICES = tuple(d.value for d in Device)
 

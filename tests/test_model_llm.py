@@ -184,7 +184,7 @@ def test_kv_cache_continuation_equals_one_full_pass(model):
     with torch.no_grad():
         full = model.forward(torch.cat([first, second], dim=1), g, o).logits
         out1 = model.forward(first, g, None, use_cache=True)
-        out2 = model.forward(second, None, o, start=first.shape[1], past_key_values=out1.past_key_values,
+        out2 = model.forward(second, None, o, start=first.shape[1], cache=out1.cache,
                              use_cache=True)
     assert torch.allclose(torch.cat([out1.logits, out2.logits], dim=1), full, atol=1e-5)
 

@@ -69,7 +69,7 @@ def _broken(mutate):
     (lambda d: d.pop("rounds"), "record.rounds: missing"),
     (lambda d: d.update(rounds=[]), "at least one round"),
     (lambda d: d["rounds"][1]["organs"][0].update(abnormal_prob="high"),
-     "rounds[1].organs[0].abnormal_prob: expected int or float, got str"),
+     "rounds[1].organs[0].abnormal_prob: expected int or float or null, got str"),
     (lambda d: d["rounds"][0]["timings"].update(prefill_ms=None), "rounds[0].timings.prefill_ms"),
     (lambda d: d["rounds"][0].update(index=3), "indices must be 1..2"),
     (lambda d: d["case"].update(content_hash="xyz"), "case.content_hash: expected a 64-digit"),

@@ -37,7 +37,7 @@ def prepare_for_training(model, cfg: TrainConfig) -> dict[str, int]:
     if cfg.gradient_checkpointing:
         llm = model.llm
         llm.config.use_cache = False
-        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})  # transformers 5 name
     if sum(counts.values()) == 0:
         raise InputError(None, "every part is frozen: nothing to train")
     model.train()

@@ -52,13 +52,16 @@ class Geometry:
     crop: bool = False  # crop Gamma: keep each organ's re-sampled box and its weights on that box
     crop_margin: float = 0.15
     crop_min_extent: tuple[int, int, int] = (4, 32, 32)
+    organ_pool: tuple[int, int, int] | None = None  # organ_pooling: Gamma picks cells of the pooled crop grid
+    scheme: str = "tumorchain"  # preprocessing (inference.preprocess schemes)
 
     @classmethod
     def from_model_config(cls, config) -> "Geometry":
         v = config.vision
         return cls(tuple(v.img_size), tuple(v.patch_size), int(config.n_organ_tokens), config.gamma_mode == "masked",
                    tuple(v.stem_stride), tuple(v.embed_patch_size), config.gamma_mode == "crop",
-                   float(config.crop_margin), tuple(config.crop_min_extent))
+                   float(config.crop_margin), tuple(config.crop_min_extent),
+                   tuple(config.pool_size) if config.organ_pooling else None, str(config.preprocessing))
 
     @property
     def stem_voxels(self) -> int:
@@ -70,8 +73,15 @@ class Geometry:
         return tuple(i // p for i, p in zip(self.img_size, self.patch_size))  # type: ignore[return-value]
 
     @property
+    def organ_grid(self) -> tuple[int, int, int]:
+        """The grid Gamma's weights refer to: the patch grid, or the pooled one with organ pooling."""
+        pool = self.organ_pool or (1, 1, 1)
+        return tuple(g // k for g, k in zip(self.grid, pool))  # type: ignore[return-value]
+
+    @property
     def n_patches(self) -> int:
-        g = self.grid
+        """N, the columns of Gamma's weights: patches, or pooled cells with organ pooling."""
+        g = self.organ_grid
         return g[0] * g[1] * g[2]
 
 
@@ -117,6 +127,10 @@ def case_key(ct: Path, masks: Path | None, parts: Path | None, geometry: Geometr
         parts_of_key.append(json.dumps(["masked", geometry.stem_stride, geometry.embed_patch]))
     if geometry.crop:
         parts_of_key.append(json.dumps(["crop", geometry.crop_margin, geometry.crop_min_extent]))
+    if geometry.organ_pool is not None:
+        parts_of_key.append(json.dumps(["organ_pool", geometry.organ_pool]))
+    if geometry.scheme != "tumorchain":
+        parts_of_key.append(json.dumps(["scheme", geometry.scheme]))
     return hashlib.sha1("|".join(parts_of_key).encode()).hexdigest()[:20]
 
 
@@ -164,7 +178,10 @@ def compute_case(model_input, geometry: Geometry) -> dict[str, np.ndarray]:
                                   geometry.crop_margin, geometry.crop_min_extent)
                 arrays[f"crop_{lid}"] = _quantise(crop.volume.reshape(geometry.img_size).numpy())
                 coverage = patch_coverage(crop.mask, geometry.patch_size)
-            sel = select_patches(coverage, geometry.grid, geometry.n_organ_tokens)
+                if geometry.organ_pool is not None:  # the same cells as TumorChainModel.organ_source
+                    coverage = patch_coverage(crop.mask, tuple(p * k for p, k in zip(geometry.patch_size,
+                                                                                    geometry.organ_pool)))
+            sel = select_patches(coverage, geometry.organ_grid, geometry.n_organ_tokens)
             rows, cols = torch.nonzero(sel.weights, as_tuple=True)
             arrays[f"sel_{lid}_rows"] = rows.numpy().astype(np.int32)
             arrays[f"sel_{lid}_cols"] = cols.numpy().astype(np.int32)
@@ -221,7 +238,7 @@ class CaseCache:
         else:  # segmentation on the fly; the expert caches its result by CT content hash
             expert = make_expert(self.segmentation)
         organ_masks = expert.segment(ct)
-        return preprocess(ct, organ_masks, shape=self.geometry.img_size)
+        return preprocess(ct, organ_masks, shape=self.geometry.img_size, scheme=self.geometry.scheme)
 
     def load(self, path: Path) -> CaseTensors:
         with self._lock:

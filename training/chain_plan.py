@@ -74,12 +74,14 @@ class _Recorder:
 
 def plan_chain(question: str, chain: Sequence[tuple[str, Sequence[str]]], counts: dict[int, int],
                n_global: int, n_organ: int, end_of_answer_id: int, table: LabelTable | None = None,
-               include_negated: bool = True) -> ChainPlan:
-    """chain: (answer text, attend label names) per round, from the manifest."""
+               include_negated: bool = True, style=None) -> ChainPlan:
+    """chain: (answer text, attend label names) per round, from the manifest. style: the model's
+    inference.iir.prompt_style.PromptStyle (default: the TumorChain template)."""
     table = table or merged_labels()
     script = _Script([a for a, _ in chain])
     loop = IIRLoop(script, _Recorder(counts, n_global, n_organ),
-                   IIRSettings(max_rounds=len(chain) + 1, include_negated=include_negated), table=table)
+                   IIRSettings(max_rounds=len(chain) + 1, include_negated=include_negated), table=table,
+                   template=style.template if style else None, first_round=style.first_round if style else None)
     # one round more than the chain: if the loop asks for it, inference would not stop where the data does
     result = loop.run(question)
     segments: list[Segment] = []

@@ -47,7 +47,7 @@ def classifier_scores(model, samples: Sequence[Sample]) -> list[dict]:
         s = first[case_id]
         ct = load_ct(s.ct_file)
         masks = make_expert("precomputed", path=s.masks_file, parts_path=s.parts_file).segment(ct)
-        mi = preprocess(ct, masks, shape=tuple(model.config.vision.img_size))
+        mi = preprocess(ct, masks, shape=tuple(model.config.vision.img_size), scheme=model.config.preprocessing)
         enc = model.encode_case(mi.volume)
         for name, label in sorted(labels.items()):
             lab = table.by_name(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from inference.iir.prompt_style import prompt_style
 from training.case_cache import CaseCache, Geometry
 from training.config import TrainConfig
 from training.dataset import ManifestDataset, end_of_answer_id, prepare_cases
@@ -40,7 +41,8 @@ def build_datasets(cfg: TrainConfig, model, manifest: str | None = None,
     barrier()
     cfgm = model.config
     ds = ManifestDataset(samples, paths, cache, model.tokenizer, cfgm.n_global_tokens, cfgm.n_organ_tokens,
-                         end_of_answer_id(model), (cfgm.ct_token, cfgm.organ_token), cls_organs=cfg.cls_organs)
+                         end_of_answer_id(model), (cfgm.ct_token, cfgm.organ_token), cls_organs=cfg.cls_organs,
+                         style=prompt_style(cfgm, model.tokenizer))
     if log_fn is not None:
         lengths = ds.lengths()
         log_fn(f"{len(ds)} training sequences from {len(paths)} cases in {time.perf_counter() - t0:.1f} s; "

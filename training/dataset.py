@@ -90,10 +90,11 @@ class ManifestDataset(torch.utils.data.Dataset):
 
     def __init__(self, samples: Sequence[Sample], case_paths: dict[str, Path], cache: CaseCache, tokenizer,
                  n_global: int, n_organ: int, eoa_id: int, placeholders: tuple[str, str],
-                 cls_organs: str = "labeled"):
+                 cls_organs: str = "labeled", style=None):
         self.cache = cache
         self.n_global, self.n_organ = n_global, n_organ
         self.builder = SequenceBuilder(tokenizer, *placeholders)
+        self.style = style  # the model's prompt layout (inference.iir.prompt_style), as inference builds it
         self.table = merged_labels()
         self.examples: list[Example] = []
         self.dropped: Counter = Counter()
@@ -112,7 +113,7 @@ class ManifestDataset(torch.utils.data.Dataset):
 
     def _example(self, s: Sample, path: Path, counts: dict[int, int], eoa_id: int, cls_organs: str) -> Example | None:
         plan = plan_chain(s.question, [(r.answer, r.attend) for r in s.chain], counts, self.n_global, self.n_organ,
-                          eoa_id, self.table)
+                          eoa_id, self.table, style=self.style)
         if not plan.agrees:
             # inference would examine other organs (or run another round) than this chain teaches
             self.dropped["chain differs from what the IIR loop examines"] += 1

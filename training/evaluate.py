@@ -87,7 +87,8 @@ def _score(s: Sample, mode: str, rec, judge) -> dict:
         "reference": s.final_answer, "answer": answer, "correct": bool(correct), "method": method,
         "judge_reason": reason, "rounds": len(rec.rounds),
         "examined": [o.name for r in rec.rounds for o in r.organs],
-        "abnormal_prob": {o.name: round(o.abnormal_prob, 4) for r in rec.rounds for o in r.organs},
+        "abnormal_prob": {o.name: None if o.abnormal_prob is None else round(o.abnormal_prob, 4)
+                          for r in rec.rounds for o in r.organs},
         "token_f1": round(token_f1(rec.rounds[-1].text, s.answer), 4),
         "text": rec.rounds[-1].text,
     }

@@ -100,11 +100,19 @@ class TumorChainForTraining(nn.Module):
                 tokens, features = m.vision_encoder.forward_with_features(volumes.to(dtype))  # (C, N, Dv)
         # rows of volumes: the batch's cases, then (crop mode) each organ's crop box
         global_vis = m.projector(pool_patch_grid(tokens, m.config.vision.grid, m.config.pool_size))  # (C, Lg, K)
+        organ_tokens = tokens
+        if m.config.organ_pooling:  # Gamma's weights refer to the pooled crop grids (TumorChainModel.organ_source)
+            organ_tokens = pool_patch_grid(tokens, m.config.vision.grid, m.config.pool_size)
         if organ_weights.shape[0]:
-            organ_in = m.organ_inputs(tokens, features, organ_weights, organ_case, organ_label, organ_voxel_rows,
+            organ_in = m.organ_inputs(organ_tokens, features, organ_weights, organ_case, organ_label, organ_voxel_rows,
                                       organ_voxel_cols, organ_voxel_vals)
             organ_vis = m.projector(organ_in)  # (M, Ll, K)
-            cls_logits = m.organ_logits(organ_vis)[cls_row]  # (Q, 2)
+            if m.has_organ_classifier:
+                cls_logits = m.organ_logits(organ_vis)[cls_row]  # (Q, 2)
+            else:  # no Cls in this model (a converted M3D-LaMed): the language loss alone
+                cls_logits, cls_target = organ_vis.new_zeros(0, 2), cls_target[:0]
+        elif not m.has_organ_classifier:
+            organ_vis, cls_logits, cls_target = global_vis[:0], global_vis.new_zeros(0, 2), cls_target[:0]
         else:
             organ_vis = global_vis[:0]
             cls_logits = m.organ_logits(global_vis)[:0]  # keeps the classifier in this step's graph

@@ -51,6 +51,6 @@ def set_trainable(model: nn.Module, *, encoder: bool, projector: bool, llm: bool
     if not lora:  # with LoRA, peft already froze the base and left the adapters trainable
         for p in model.llm.parameters():
             p.requires_grad_(llm)
-    parts = {"vision_encoder": model.vision_encoder, "projector": model.projector, "classifier": model.classifier,
-             "llm": model.llm} | ({"organ_pool": model.organ_pool} if hasattr(model, "organ_pool") else {})
+    parts = {"vision_encoder": model.vision_encoder, "projector": model.projector, "llm": model.llm}
+    parts |= {name: getattr(model, name) for name in ("classifier", "organ_pool") if hasattr(model, name)}
     return {k: sum(p.numel() for p in m.parameters() if p.requires_grad) for k, m in parts.items()}

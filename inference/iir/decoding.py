@@ -98,7 +98,7 @@ def sample_token(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Gen
 class KVDecoder:
     """Decodes round after round of one IIR run over ``llm``.
 
-    llm:        a HF causal LM taking ``inputs_embeds``, ``position_ids``, ``past_key_values``.
+    llm:        a HF causal LM taking ``inputs_embeds``, ``position_ids``, ``cache`` (transformers 5's name).
     embed_text: ids [1, t] -> [1, t, K] (the LLM's input embedding).
     stop_ids:   ids that end an answer; ``end_of_answer_id`` is appended to an answer cut by
                 ``max_new_tokens`` so the next round sees the same shape of context as in training.
@@ -256,7 +256,7 @@ class KVDecoder:
             pos = torch.arange(start, start + n, device=self.device).unsqueeze(0)
         self.forward_calls += 1
         try:
-            out = self.llm(inputs_embeds=embeds, position_ids=pos, past_key_values=cache,
+            out = self.llm(inputs_embeds=embeds, position_ids=pos, cache=cache,
                            use_cache=cache is not None, logits_to_keep=1)
         except torch.OutOfMemoryError as exc:
             raise ModelError(f"out of memory while running the language model on {self.device}: {exc}") from None

@@ -38,12 +38,14 @@ class GridMasks:
 class ModelCaseFeatures:
     """CaseFeatures over a TumorChainModel and one case's encoding (encoded once, paper eq. 2)."""
 
-    def __init__(self, model, encoding, masks: GridMasks, volume=None):
+    def __init__(self, model, encoding, masks: GridMasks, volume=None, organ_cache: dict | None = None):
         # volume: the ModelInput (crop mode then re-samples the original CT) or the model-grid tensor
+        # organ_cache: mask label -> tokens, kept by the caller per case (a crop-mode organ costs an encoder pass)
         self.model = model
         self.encoding = encoding
         self.masks = masks
         self.volume = volume
+        self.organ_cache = organ_cache
         self._global: torch.Tensor | None = None
 
     @torch.inference_mode()
@@ -57,9 +59,16 @@ class ModelCaseFeatures:
 
     @torch.inference_mode()
     def organ_tokens(self, mask_label: int) -> torch.Tensor:
-        return self.model.organ_tokens(self.encoding, self.masks.mask(mask_label), volume=self.volume, label=mask_label)
+        if self.organ_cache is not None and mask_label in self.organ_cache:
+            return self.organ_cache[mask_label]
+        tokens = self.model.organ_tokens(self.encoding, self.masks.mask(mask_label), volume=self.volume, label=mask_label)
+        if self.organ_cache is not None:
+            self.organ_cache[mask_label] = tokens
+        return tokens
 
     @torch.inference_mode()
-    def abnormal_prob(self, organ_tokens: torch.Tensor) -> float:
+    def abnormal_prob(self, organ_tokens: torch.Tensor) -> float | None:
+        if not getattr(self.model, "has_organ_classifier", True):
+            return None  # e.g. a converted M3D-LaMed: it has no organ classifier
         logits = self.model.organ_logits(organ_tokens)
         return float(torch.softmax(logits.float(), dim=-1)[0, 1])

@@ -45,8 +45,8 @@ class CaseFeatures(Protocol):
     def organ_tokens(self, mask_label: int) -> torch.Tensor:
         """[1, Ll, K] local tokens of one mask."""
 
-    def abnormal_prob(self, organ_tokens: torch.Tensor) -> float:
-        """The auxiliary classifier's P(abnormal) for these tokens."""
+    def abnormal_prob(self, organ_tokens: torch.Tensor) -> float | None:
+        """The auxiliary classifier's P(abnormal) for these tokens; None without a classifier."""
 
 
 class RoundGenerator(Protocol):
@@ -95,6 +95,7 @@ class IIRLoop:
         matcher: Matcher | None = None,
         table: LabelTable | None = None,
         tokenizer=None,
+        first_round: Callable[[str, int], list[Segment]] | None = None,
     ):
         self.generator = generator
         self.features = features
@@ -103,6 +104,8 @@ class IIRLoop:
         self.matcher = matcher or _default_matcher()
         self.table = table or merged_labels()
         self.tokenizer = tokenizer  # only to render id segments in Round.prompt
+        # round 1's segments (question, Lg); prompt_style.py gives M3D-LaMed's own layout
+        self.first_round = first_round or (lambda question, n: round1_segments(self.template, question, n))
 
     def run(
         self,
@@ -118,7 +121,7 @@ class IIRLoop:
         used_masks: dict[int, int] = {}  # mask label -> round that examined it
         question_named = self._named(question)
         gt = self.features.global_tokens()
-        segments = round1_segments(self.template, question, int(gt.shape[1]))
+        segments = self.first_round(question, int(gt.shape[1]))
         visuals: list[torch.Tensor] = [gt]
         examined: list[ExaminedOrgan] = []
         organ_ms = 0.0
@@ -173,7 +176,7 @@ class IIRLoop:
                 lab, mlab = self.table.by_id(p.label_id), self.table.by_id(p.mask_label)
                 examined.append(ExaminedOrgan(
                     label_id=lab.id, name=lab.name, display=lab.display, mask_label=mlab.id,
-                    mask_name=mlab.name, abnormal_prob=float(self.features.abnormal_prob(tokens)),
+                    mask_name=mlab.name, abnormal_prob=_prob(self.features.abnormal_prob(tokens)),
                     n_tokens=int(tokens.shape[1]), fallback=p.fallback, voxels=p.voxels,
                 ))
                 visuals.append(tokens)
@@ -225,6 +228,10 @@ class IIRLoop:
             taken[mask_label] = next_round
             picks.append(_Pick(lid, mask_label, fallback, int(voxels)))
         return picks, skipped
+
+
+def _prob(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def _unique(ids: list[int]) -> list[int]:

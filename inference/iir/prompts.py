@@ -46,7 +46,7 @@ class OrganRef:
     mask_label: int
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
 def load_template(path: str | None = None) -> IIRTemplate:
     file = Path(path) if path else PROMPTS_DIR / "iir_template.json"
     data = _read_json(file)

@@ -14,7 +14,8 @@ class ExaminedOrgan:
 
     label_id/name/display: the organ the text named. mask_label/mask_name: the mask the tokens
     came from; differs when a substructure without its own mask fell back to its parent organ.
-    abnormal_prob: the auxiliary classifier's P(abnormal) on these tokens (paper Cls).
+    abnormal_prob: the auxiliary classifier's P(abnormal) on these tokens (paper Cls); None when the
+    model has no organ classifier (a converted M3D-LaMed): shown as NO_CLASSIFIER.
     """
 
     label_id: int
@@ -22,10 +23,22 @@ class ExaminedOrgan:
     display: str
     mask_label: int
     mask_name: str
-    abnormal_prob: float
+    abnormal_prob: float | None
     n_tokens: int
     fallback: str | None = None  # e.g. "no pancreas_head mask in this case; used pancreas"
     voxels: int = 0  # mask voxels on the model grid
+
+
+NO_CLASSIFIER = "no organ classifier in this model"
+
+
+def abnormal_text(prob: float | None, template: str = "P(abnormal) {:.2f}") -> str:
+    """How an organ's P(abnormal) reads everywhere (CLI, report, panel): the number, or why there is none."""
+    return NO_CLASSIFIER if prob is None else template.format(prob)
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass
@@ -103,7 +116,7 @@ class Round:
                 display=_field(o, "display", str, f"{where}.organs[{i}]"),
                 mask_label=_field(o, "mask_label", int, f"{where}.organs[{i}]"),
                 mask_name=_field(o, "mask_name", str, f"{where}.organs[{i}]"),
-                abnormal_prob=float(_field(o, "abnormal_prob", (int, float), f"{where}.organs[{i}]")),
+                abnormal_prob=_optional_float(_field(o, "abnormal_prob", (int, float, type(None)), f"{where}.organs[{i}]")),
                 n_tokens=_field(o, "n_tokens", int, f"{where}.organs[{i}]"),
                 fallback=_field(o, "fallback", (str, type(None)), f"{where}.organs[{i}]", default=None),
                 voxels=_field(o, "voxels", int, f"{where}.organs[{i}]", default=0),

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from inference.vocabulary import CT_TOKEN, GAMMA_MODES, ORGAN_TOKEN
+from inference.vocabulary import (CT_TOKEN, GAMMA_MODES, ORGAN_TOKEN, PREPROCESSINGS, PROJECTOR_TYPES,
+                                  PROMPT_FORMATS)
 
 PATCH_EMBED_TYPES = ("perceptron", "conv")
 MAX_WIDTH = 1 << 16  # bounds on sizes read from a config.json, so a damaged one (hidden_size -128,
@@ -110,6 +111,18 @@ class TumorChainConfig:
     pool_size: tuple[int, int, int] = (2, 2, 2)
     # Projector P: Linear(Dv, projector_hidden) -> ReLU -> Linear(projector_hidden, K); None = K.
     projector_hidden: int | None = None
+    # "m3d_spp": M3D-LaMed's projector MLP instead, Linear(Dv, K) then (GELU, Linear(K, K)) x
+    # (projector_layers - 1), keys projector.projector.{0,2,..}; the pooling above is its "spatial" pooling.
+    projector_type: str = "mlp_relu"
+    projector_layers: int = 2
+    # The auxiliary organ classifier Cls (paper eq. 8); a converted M3D-LaMed model has none.
+    organ_classifier: bool = True
+    # How the CT becomes the input volume, and how round 1's prompt is laid out (vocabulary.py).
+    preprocessing: str = "tumorchain"
+    prompt_format: str = "tumorchain"
+    # Crop mode: pool the re-encoded box's patch grid by pool_size (like the global tokens) before
+    # Gamma picks organ tokens, so the projector sees the pooled features it was trained on (M3D).
+    organ_pooling: bool = False
     llm_hidden_size: int = 0
     # Gamma: tokens per organ (Ll) and how they are taken ("tokens": from the case's own encoding;
     # "crop": re-encode the organ's bounding box at higher resolution; "masked": mean and variance of
@@ -128,6 +141,8 @@ class TumorChainConfig:
     cls_loss_weight: float = 1.0
     model_type: str = "tumorchain"
     version: int = 1
+    # Where the weights came from and what was left out (a converter's notes; run.json repeats them).
+    source_notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.vision, dict):
@@ -142,14 +157,24 @@ class TumorChainConfig:
         if not isinstance(self.llm_subfolder, str) or self.llm_subfolder in ("", ".", "..") or "/" in self.llm_subfolder \
                 or "\\" in self.llm_subfolder:
             raise ValueError(f"llm_subfolder must be a folder name inside the model folder, got {self.llm_subfolder!r}")
+        for name, allowed in (("projector_type", PROJECTOR_TYPES), ("preprocessing", PREPROCESSINGS),
+                              ("prompt_format", PROMPT_FORMATS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        _check_size("projector_layers", self.projector_layers, high=16)
+        if not isinstance(self.source_notes, list) or not all(isinstance(n, str) for n in self.source_notes):
+            raise ValueError(f"source_notes must be a list of strings, got {self.source_notes!r}")
         if self.gamma_mode not in GAMMA_MODES:
             raise ValueError(f"gamma_mode must be one of {GAMMA_MODES}, got {self.gamma_mode!r}")
         if self.gamma_mode == "masked" and not self.vision.stem_channels:
             raise ValueError("gamma_mode 'masked' pools the conv stem's features: set vision.stem_channels")
         if any(g % p for g, p in zip(self.vision.grid, self.pool_size)):
             raise ValueError(f"patch grid {self.vision.grid} is not a multiple of pool_size {self.pool_size}")
-        if not 1 <= self.n_organ_tokens <= self.vision.n_patches:
-            raise ValueError(f"n_organ_tokens must be in 1..{self.vision.n_patches}, got {self.n_organ_tokens}")
+        if self.organ_pooling and self.gamma_mode != "crop":
+            raise ValueError("organ_pooling pools a re-encoded organ box: it needs gamma_mode 'crop'")
+        most = self.n_global_tokens if self.organ_pooling else self.vision.n_patches
+        if not 1 <= self.n_organ_tokens <= most:
+            raise ValueError(f"n_organ_tokens must be in 1..{most}, got {self.n_organ_tokens}")
 
     @property
     def pooled_grid(self) -> tuple[int, int, int]:

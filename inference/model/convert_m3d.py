@@ -3,11 +3,13 @@
     python -m inference.model.convert_m3d SRC DST [--num-heads 12] [--img-size 32 256 256]
                                                   [--patch-size 4 16 16] [--dtype float32]
 
+For a whole M3D-LaMed model (vision tower, projector and LLM) use inference.model.convert_lamed.
+
 SRC is an M3D-CLIP (GoodBaiBai88/M3D-CLIP) or M3D-LaMed download: a folder with config.json and
 model.safetensors / pytorch_model.bin (sharded or not), or one such file. The encoder's tensors are
 found by their anchor "patch_embedding.position_embeddings" whatever the prefix ("vision_encoder."
 in M3D-CLIP, "model.vision_tower.vision_tower." in M3D-LaMed); everything else (BERT, projectors,
-the LLM) is ignored. Pickled .bin files are read with torch.load(weights_only=True), which refuses
+the LLM, M3D-LaMed's SegVol ViT under "model.seg_module.") is ignored. Pickled .bin files are read with torch.load(weights_only=True), which refuses
 arbitrary objects. DST gets plain encoder keys (see vision_encoder.py) plus the encoder sizes in the
 safetensors metadata, ready for TumorChainModel.build(..., vision_weights=DST).
 """
@@ -120,6 +122,8 @@ def _load_pickle(file: Path) -> dict:
 
 def _prefix(keys: list[str], file: Path) -> str | None:
     prefixes = sorted({k[: -len(ANCHOR)] for k in keys if k.endswith(ANCHOR)})
+    if len(prefixes) > 1:  # M3D-LaMed also holds SegVol's ViT (model.seg_module.image_encoder.): not the tower
+        prefixes = [p for p in prefixes if "seg_module." not in p] or prefixes
     if len(prefixes) > 1:
         raise ModelError(f"{file}: several vision encoders in one checkpoint ({', '.join(repr(p) for p in prefixes)})")
     return prefixes[0] if prefixes else None

@@ -117,3 +117,31 @@ def memory_errors_as_model_error(what: str, folder: str | Path, n_params: int, d
             torch.cuda.empty_cache()
         raise ModelError("ran out of memory loading the model: "
                          + describe_need(what, folder, n_params, dtype, device)) from error
+
+
+_THREAD_CAP: int | None = None  # torch's thread count before the first fit_cpu_threads (the caller's cap)
+
+
+def fit_cpu_threads() -> int:
+    """Run CPU inference on the cores other jobs leave free (1-min load average), at most the thread
+    count the process had at the first call (the window keeps a core for the GUI); at least 1.
+
+    Why: every OpenMP parallel region of a forward waits for its slowest thread, and a thread on a
+    core busy with another job waits a scheduler time slice. On this 2-core box with other jobs
+    running, 2 threads made a shared round's prefill cost 3.8 s whatever its length (79 tokens as
+    much as 152) against 0.1 s fixed + 12 ms a token with 1 thread (benchmarks/bench_iir.py prefill
+    sweep). OMP_NUM_THREADS or TUMORCHAIN_THREADS set by the user win."""
+    global _THREAD_CAP
+    import os
+
+    if _THREAD_CAP is None:
+        _THREAD_CAP = torch.get_num_threads()
+    fixed = os.environ.get("TUMORCHAIN_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    if fixed and fixed.isdigit() and int(fixed) > 0:
+        wanted = int(fixed)
+    else:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        wanted = max(1, min(_THREAD_CAP, (os.cpu_count() or 1) - int(round(load))))
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+    return wanted

@@ -37,7 +37,7 @@ from .model_files import check_model_folder, load_part_weights, save_part_weight
 from .organ_classifier import OrganClassifier
 from .organ_tokens import OrganSelection, masked_weights, patch_coverage, select_patches
 from .organ_pool import MaskedOrganPool
-from .projector import Projector, pool_patch_grid
+from .projector import make_projector, pool_patch_grid
 from .vision_encoder import CaseEncoding, VisionEncoder3D
 from .visual_inputs import (CropInput, crop_input, gamma_from_weights, gamma_masked, scatter_visual,
                             sequential_positions)
@@ -55,8 +55,10 @@ class TumorChainModel(nn.Module):
             config.llm_hidden_size = _llm_width(llm.model)
         self.config = config
         self.vision_encoder = VisionEncoder3D(config.vision)
-        self.projector = Projector(config.vision.hidden_size, config.projector_width, config.llm_hidden_size)
-        self.classifier = OrganClassifier(config.llm_hidden_size)
+        self.projector = make_projector(config.projector_type, config.vision.hidden_size, config.projector_width,
+                                        config.llm_hidden_size, config.projector_layers)
+        if config.organ_classifier:
+            self.classifier = OrganClassifier(config.llm_hidden_size)
         if config.gamma_mode == "masked":
             self.organ_pool = MaskedOrganPool(config.vision.embed_channels, config.vision.hidden_size)
         self.llm = llm.model
@@ -98,7 +100,8 @@ class TumorChainModel(nn.Module):
     @property
     def parts(self) -> tuple[str, ...]:
         """Our own modules, saved in model.safetensors."""
-        return PARTS + ((MASKED_PART,) if hasattr(self, MASKED_PART) else ())
+        own = tuple(p for p in PARTS if hasattr(self, p))  # no "classifier" when the config has none
+        return own + ((MASKED_PART,) if hasattr(self, MASKED_PART) else ())
 
     def _place(self, placement) -> "TumorChainModel":
         """Move our own parts; the loader already placed the LLM, and casting it again would
@@ -123,11 +126,15 @@ class TumorChainModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.projector.linear1.weight.device
+        return next(self.projector.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.projector.linear1.weight.dtype
+        return next(self.projector.parameters()).dtype
+
+    @property
+    def has_organ_classifier(self) -> bool:
+        return hasattr(self, "classifier")
 
     def parameter_counts(self) -> dict[str, int]:
         parts = {name: getattr(self, name) for name in self.parts} | {"llm": self.llm}
@@ -154,8 +161,8 @@ class TumorChainModel(nn.Module):
                 raise ValueError("gamma_mode 'crop' needs the volume (ModelInput or (1, 1, D, H, W) tensor)")
             crop = self.crop_input(mask, volume)
             enc, mask, box = self.encode_case(crop.volume), crop.mask, crop.box
-        selection = select_patches(patch_coverage(mask, self.config.vision.patch_size), enc.grid,
-                                   self.config.n_organ_tokens)
+        enc, patch = self.organ_source(enc)
+        selection = select_patches(patch_coverage(mask, patch), enc.grid, self.config.n_organ_tokens)
         selection.box = box
         one = torch.zeros(1, dtype=torch.long)
         if self.config.gamma_mode == "masked":
@@ -171,6 +178,15 @@ class TumorChainModel(nn.Module):
         cases = torch.arange(enc.tokens.shape[0])  # the same organ in each encoded case of the batch
         weights = selection.weights[None].expand(len(cases), *selection.weights.shape)
         return self.organ_inputs(enc.tokens, None, weights, cases), selection
+
+    def organ_source(self, enc: CaseEncoding) -> tuple[CaseEncoding, tuple[int, int, int]]:
+        """The tokens Gamma picks from and the voxel size of one of them: the encoding's patches, or
+        with organ_pooling its grid pooled like the global tokens (what M3D's projector was trained on)."""
+        if not self.config.organ_pooling:
+            return enc, self.config.vision.patch_size
+        pooled = pool_patch_grid(enc.tokens, enc.grid, self.config.pool_size)
+        patch = tuple(p * k for p, k in zip(self.config.vision.patch_size, self.config.pool_size))
+        return CaseEncoding(tokens=pooled, grid=self.config.pooled_grid), patch
 
     def organ_inputs(self, tokens: torch.Tensor, features: torch.Tensor | None, weights: torch.Tensor | None,
                      organ_case: torch.Tensor, organ_label: torch.Tensor | None = None,
@@ -200,6 +216,8 @@ class TumorChainModel(nn.Module):
 
     def organ_logits(self, organ_visual: torch.Tensor) -> torch.Tensor:
         """Cls(tau_l): (M, Ll, K) projected organ tokens -> (M, 2) logits, class 1 = abnormal."""
+        if not self.has_organ_classifier:
+            raise ModelError("this model has no organ classifier (its config says organ_classifier: false)")
         return self.classifier(organ_visual)
 
     def _check_mask(self, mask: torch.Tensor) -> torch.Tensor:
@@ -237,21 +255,22 @@ class TumorChainModel(nn.Module):
         embeds = scatter_visual(embeds, ids, self.ct_token_id, global_visual, self.config.ct_token)
         return scatter_visual(embeds, ids, self.organ_token_id, organ_visual, self.config.organ_token)
 
-    def llm_forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, past_key_values=None,
+    def llm_forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache=None,
                     use_cache: bool = True, logits_to_keep: int = 0, labels: torch.Tensor | None = None,
                     attention_mask: torch.Tensor | None = None):
-        """Run the LLM on embeddings; returns the HF CausalLMOutputWithPast (logits, past_key_values, loss)."""
-        return self.llm(inputs_embeds=inputs_embeds, position_ids=position_ids, past_key_values=past_key_values,
+        """Run the LLM on embeddings; returns the HF CausalLMOutputWithPast (logits, cache, loss).
+        transformers 5 names the KV cache ``cache`` (``past_key_values`` is deprecated)."""
+        return self.llm(inputs_embeds=inputs_embeds, position_ids=position_ids, cache=cache,
                         use_cache=use_cache, logits_to_keep=logits_to_keep, labels=labels,
                         attention_mask=attention_mask)
 
     def forward(self, input_ids: torch.Tensor, global_visual: torch.Tensor | None = None,
                 organ_visual: torch.Tensor | None = None, labels: torch.Tensor | None = None, start: int = 0,
-                past_key_values=None, use_cache: bool = False):
+                cache=None, use_cache: bool = False):
         """A pass over (B, T) ids with their visual tokens; loss = text cross-entropy when labels given."""
         embeds = self.embed_inputs(input_ids, global_visual, organ_visual)
         positions = self.position_ids(start, embeds.shape[1], embeds.shape[0])
-        return self.llm_forward(embeds, positions, past_key_values=past_key_values, use_cache=use_cache,
+        return self.llm_forward(embeds, positions, cache=cache, use_cache=use_cache,
                                 labels=labels)
 
 

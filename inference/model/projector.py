@@ -2,6 +2,11 @@
 
 P is the paper's two-layer MLP (appendix 10.1): Linear -> ReLU -> Linear, applied to each token,
 mapping encoder width Dv to the LLM width K. One P serves global and organ tokens.
+
+M3D-LaMed's projector ("spp", BAAI-DCAI/M3D multimodal_projector/spatial_pooling_projector.py) is
+average pooling of the patch grid (pool_patch_grid below, kernel = stride = proj_pooling_size) and
+then an MLP whose first layer maps Dv -> K and every further layer is GELU + Linear(K, K), held in
+a Sequential named ``projector``: keys projector.0.*, projector.2.*, ... (M3DProjector).
 """
 from __future__ import annotations
 
@@ -20,6 +25,27 @@ class Projector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(F.relu(self.linear1(x)))
+
+
+class M3DProjector(nn.Module):
+    """(..., Dv) -> (..., K), M3D-LaMed's "mlp" projector layers (exact erf GELU, as nn.GELU())."""
+
+    def __init__(self, in_dim: int, out_dim: int, layers: int = 2):
+        super().__init__()
+        modules: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
+        for _ in range(1, layers):
+            modules += [nn.GELU(), nn.Linear(out_dim, out_dim)]
+        self.projector = nn.Sequential(*modules)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(x)
+
+
+def make_projector(projector_type: str, in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2) -> nn.Module:
+    """The projector a TumorChainConfig names (projector_type "mlp_relu" or "m3d_spp")."""
+    if projector_type == "m3d_spp":
+        return M3DProjector(in_dim, out_dim, layers)
+    return Projector(in_dim, hidden_dim, out_dim)
 
 
 def pool_patch_grid(tokens: torch.Tensor, grid: tuple[int, int, int], pool: tuple[int, int, int]) -> torch.Tensor:

@@ -24,6 +24,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from inference.iir.rounds import abnormal_text
 from inference.report.traceable_report import TraceableReport
 
 _FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"),
@@ -112,7 +113,7 @@ def render_pdf(report: TraceableReport) -> bytes:
         for o in report.organ_images:
             w, h = _png_size(o.image.png)
             cells.append([Image(io.BytesIO(o.image.png), width=55 * mm, height=55 * mm * h / w),
-                          _p(("FLAGGED · " if o.flagged else "") + f"{o.display}: P(abnormal) {o.abnormal_prob:.2f}, "
+                          _p(("FLAGGED · " if o.flagged else "") + f"{o.display}: {abnormal_text(o.abnormal_prob)}, "
                              f"rounds {', '.join(map(str, o.rounds))}, axial slice {o.key_image.slice_index}",
                              st["small"])])
         rows = [cells[i:i + 3] for i in range(0, len(cells), 3)]
@@ -126,7 +127,7 @@ def render_pdf(report: TraceableReport) -> bytes:
         img_w = 80 * mm
         w, h = _png_size(r.image.png)
         img = Image(io.BytesIO(r.image.png), width=img_w, height=img_w * h / w)
-        organs = [f"{o.display}: mask {o.region.name} ({o.mask_label}), P(abnormal) {o.abnormal_prob:.2f}, "
+        organs = [f"{o.display}: mask {o.region.name} ({o.mask_label}), {abnormal_text(o.abnormal_prob)}, "
                   f"{o.region.volume_ml:.1f} ml" + (f", box {_box(o.region.bbox_mm)} mm" if o.region.bbox_mm else "")
                   + (f" [{o.fallback}]" if o.fallback else "") for o in r.organs]
         facts = [f"<b>Round {r.index}</b>" + (f" ({escape(r.step)})" if r.step else "")

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from inference.ct_volume import CTVolume, StudyInfo
-from inference.iir.rounds import Round
+from inference.iir.rounds import Round, abnormal_text
 from inference.iir.unseen import unseen_in
 from inference.report.deidentify import Deidentifier
 from inference.report.key_images import KeyImage, render_key_image, screenshot_key_image
@@ -50,7 +50,7 @@ class OrganEvidence:
     name: str
     display: str
     mask_label: int
-    abnormal_prob: float
+    abnormal_prob: float | None  # None: the model has no organ classifier
     fallback: str | None
     region: Region
 
@@ -96,7 +96,7 @@ class OrganImage:
     label_id: int  # the mask label
     name: str
     display: str
-    abnormal_prob: float  # highest over the rounds that examined it
+    abnormal_prob: float | None  # highest over the rounds that examined it; None: no organ classifier
     rounds: list[int]
     flagged: bool  # P(abnormal) >= 0.5
     key_image: KeyImageRef
@@ -179,7 +179,7 @@ def roi_labels(rnd: Round, masks: OrganMasks, present: set[int] | None = None) -
     without organ tokens (round 1), the organs its text named that have a mask (a substructure
     without its own mask falls back to its parent organ)."""
     if rnd.organs:  # the flagged organ (highest P(abnormal)) first: its slice is the one shown
-        ranked = sorted(rnd.organs, key=lambda o: -o.abnormal_prob)
+        ranked = sorted(rnd.organs, key=_rank)
         return list(dict.fromkeys(o.mask_label for o in ranked))
     present = set(masks.present_ids()) if present is None else present
     out: list[int] = []
@@ -291,28 +291,37 @@ def round_provenance(rnd: Round, outlined: list[str]) -> str:
     """What a round examined, as the report and its key image caption say it."""
     if rnd.organs:
         return "organ tokens of " + ", ".join(
-            f"{o.display} (P(abnormal) {o.abnormal_prob:.2f})" for o in sorted(rnd.organs, key=lambda o: -o.abnormal_prob))
+            f"{o.display} ({abnormal_text(o.abnormal_prob)})" for o in sorted(rnd.organs, key=_rank))
     named = f"; the image outlines the organs its text named ({', '.join(outlined)})" if outlined else ""
     return "global view (no organ tokens)" + named
 
 
 def organ_images(run: Any, ct: CTVolume, masks: OrganMasks, uids, size: int) -> list[OrganImage]:
-    """One rendered key image per examined mask label, through that organ, highest P(abnormal) first."""
-    best: dict[int, tuple[float, list[int], Any]] = {}
+    """One rendered key image per examined mask label, through that organ, highest P(abnormal) first
+    (a model without an organ classifier: in the order the rounds examined them)."""
+    best: dict[int, tuple[float | None, list[int]]] = {}
     for rnd in run.rounds:
         for o in rnd.organs:
-            p, rounds, organ = best.get(o.mask_label, (-1.0, [], o))
-            best[o.mask_label] = (max(p, o.abnormal_prob), rounds + [rnd.index], organ if p >= o.abnormal_prob else o)
+            p, rounds = best.get(o.mask_label, (None, []))
+            if o.abnormal_prob is not None:
+                p = o.abnormal_prob if p is None else max(p, o.abnormal_prob)
+            best[o.mask_label] = (p, rounds + [rnd.index])
     out = []
-    for lid, (p, rounds, o) in sorted(best.items(), key=lambda kv: -kv[1][0]):
+    for lid, (p, rounds) in sorted(best.items(), key=lambda kv: -1.0 if kv[1][0] is None else -kv[1][0]):
         if not masks.mask(lid).any():
             continue
         lab = masks.table.by_id(lid)
         image = render_key_image(ct, masks, [lid], round_index=rounds[0], size=size, focus=lid,
-                                 caption=f"{lab.display}: P(abnormal) {p:.2f} (rounds {', '.join(map(str, rounds))})")
-        out.append(OrganImage(lid, lab.name, lab.display, float(p), list(dict.fromkeys(rounds)), p >= 0.5,
-                              _image_ref(f"organ_{lab.name}_key.png", image, ct, uids), image))
+                                 caption=f"{lab.display}: {abnormal_text(p)} (rounds {', '.join(map(str, rounds))})")
+        out.append(OrganImage(lid, lab.name, lab.display, None if p is None else float(p), list(dict.fromkeys(rounds)),
+                              p is not None and p >= 0.5, _image_ref(f"organ_{lab.name}_key.png", image, ct, uids),
+                              image))
     return out
+
+
+def _rank(organ) -> float:
+    """Sort key: highest P(abnormal) first; without a classifier, the order the tokens came in."""
+    return 0.0 if organ.abnormal_prob is None else -organ.abnormal_prob
 
 
 def _image_ref(file: str, image: KeyImage, ct: CTVolume, uids) -> KeyImageRef:
