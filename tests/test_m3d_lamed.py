@@ -316,3 +316,33 @@ def test_a_converted_folder_is_a_starting_point_for_fine_tuning(tmp_path):
     assert m.config.projector_type == "m3d_spp" and not m.has_organ_classifier
     before = load_file(str(dst / "model.safetensors"))["projector.projector.0.weight"]
     assert not torch.equal(m.projector.projector[0].weight, before)  # the projector trained
+
+
+def test_a_task_run_exports_every_report_format_without_classifier_numbers(tmp_path):
+    """The standard task path (the default card, no model_card.json in a converted folder) and the
+    exports: key images, captions and provenance name the organs without inventing a P(abnormal)."""
+    import pypdf
+
+    from inference.iir.decoding import SamplingConfig
+    from inference.iir.loop import IIRSettings
+    from inference.pipeline import Pipeline
+    from inference.report import Review, export_report
+    from tests.test_preprocess import phantom
+
+    _, dst, _ = _convert(tmp_path)
+    ct, masks = phantom()
+    settings = IIRSettings(max_rounds=2, sampling=SamplingConfig(max_new_tokens=3))
+    pipe = Pipeline.from_model_dir(dst, settings=settings, device="cpu", dtype="float32")
+    record = pipe.analyze_volume(ct, masks, None, task="attributes", organ="liver")
+    assert record.model_card["source"] == "default"  # a converted folder has no card: the built-in prompts
+    examined = [r for r in record.rounds if r.organs]
+    assert examined and all(o.abnormal_prob is None for r in examined for o in r.organs)
+    review = Review.for_run(record, reviewer="Dr Test")
+    exp = export_report(record, review, ct, masks, tmp_path / "out", formats={"json", "html", "pdf"})
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["organ_images"] and all(o["abnormal_prob"] is None and not o["flagged"]
+                                          for o in report["organ_images"])
+    html = exp.paths["html"].read_text()
+    assert "no organ classifier in this model" in html and "P(abnormal) 0." not in html
+    pdf = " ".join(p.extract_text() for p in pypdf.PdfReader(exp.paths["pdf"]).pages)
+    assert "no organ classifier in this model" in " ".join(pdf.split())
