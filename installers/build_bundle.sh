@@ -69,6 +69,13 @@ mkdir -p "$work"
 (cd "$root" && "$venv/bin/pyinstaller" --noconfirm --log-level WARN --distpath "$work/dist" \
   --workpath "$work/pyi" installers/bundle/tumorchain.spec)
 
+# Debug symbols of torch's and VTK's own libraries: ~200 MB of the bundle (torch 654 -> 535 MB, VTK
+# 364 -> 264 MB; the bundled app analyzes the demo case afterwards). Only these: PyInstaller's
+# strip option also strips the auditwheel-patched libraries of numpy/scipy (OpenBLAS), which then
+# fail to load ("ELF load command address/offset not page-aligned").
+internal="$work/dist/tumorchain-workstation/_internal"
+strip --strip-unneeded "$internal"/torch/lib/*.so "$internal"/vtkmodules/*.so
+
 # 3. the bundle folder: launchers at the top, the program under lib/, desktop files under share/
 stage="$work/$name"
 mkdir -p "$stage/share/applications" "$stage/share/icons/hicolor/scalable/apps"

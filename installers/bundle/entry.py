@@ -15,6 +15,10 @@ def main() -> int:
     multiprocessing.freeze_support()  # a frozen program re-entered as a multiprocessing child
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(key, "1")  # never reach the network, whatever the launcher did
+    # transformers 5 kernelizes layers with Hub kernels by default (use_kernels=None -> True), which
+    # needs the `kernels` package and downloads; the bundle has neither, so loading the LLM failed
+    # with "Kernels are not available". Off, as a workstation never fetches code at run time.
+    os.environ.setdefault("USE_HUB_KERNELS", "NO")
     if len(sys.argv) > 1 and sys.argv[1] == "cli":
         from inference.cli import main as cli_main
 

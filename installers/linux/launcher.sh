@@ -9,7 +9,7 @@ here="$(dirname "$self")"
 # Qt wants a UTF-8 locale; a bare environment (a service, env -i) has none
 export LANG="${LANG:-C.UTF-8}"
 # nothing reaches the network at run time (the program sets these as well)
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 USE_HUB_KERNELS=NO
 # a TotalSegmentator environment installed beside the bundle (optional; see README "Installing")
 if [ -z "${TUMORCHAIN_TOTALSEG_PYTHON:-}" ] && [ -x "$here/totalseg/bin/python" ]; then
   export TUMORCHAIN_TOTALSEG_PYTHON="$here/totalseg/bin/python"
