@@ -152,5 +152,6 @@ POST
   rm -rf "$pkg"
   echo "deb: $deb_file ($(du -h "$deb_file" | cut -f1))"
 fi
+rm -rf "$work/pyi" "$work/dist"  # PyInstaller's work files (~240 MB); the unpacked bundle stays in $stage
 echo "tarball: $out/$name.tar.gz ($(du -h "$out/$name.tar.gz" | cut -f1))"
 say "done"
