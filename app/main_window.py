@@ -100,6 +100,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.probe_label, 1)
         self.statusBar().addPermanentWidget(self.model_label)
         self.statusBar().addPermanentWidget(self.progress)
+        from app.weights_import import WeightsImportFlow
+
+        self.weights_import = WeightsImportFlow(self)
         self._build_menus()
         self._show_model_setting()
         self._restore_layout()
@@ -172,6 +175,7 @@ class MainWindow(QMainWindow):
         edit = bar.addMenu("&Edit")
         a(edit, "&Settings...", lambda: dialog_flows.edit_settings(self), "Ctrl+,")
         a(edit, "&Model Card...", lambda: dialog_flows.show_model_card(self))
+        a(edit, "&Import Weights Pack...", lambda: self.weights_import.choose_and_start())
         view_menu = bar.addMenu("&View")
         wl = view_menu.addMenu("Window/Level")
         for p in PRESETS:

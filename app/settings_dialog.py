@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
@@ -25,15 +26,11 @@ def _folder_row(edit: QLineEdit, title: str, parent: QWidget) -> QHBoxLayout:
 
 
 def cuda_note() -> str:
-    """What the GPU choice will find (torch is imported only when this dialog opens)."""
-    try:
-        import torch
+    """What the GPU choice will find, and why not when there is none (torch is imported only when
+    this dialog opens)."""
+    from inference.model.gpu_status import gpu_status
 
-        if torch.cuda.is_available():
-            return f"GPU found: {torch.cuda.get_device_name(0)}"
-        return "No CUDA GPU found: the model runs on the CPU."
-    except Exception as exc:  # a broken CUDA install should not stop the dialog
-        return f"GPU check failed: {exc}"
+    return gpu_status().text
 
 
 class SettingsDialog(QDialog):
@@ -98,6 +95,9 @@ class SettingsDialog(QDialog):
         pacs_row.addWidget(self.pacs_button)
         pacs_row.addWidget(self.pacs_note, 1)
         form.addRow("PACS", pacs_row)
+        self.installed = QLabel(objectName="cardMeta", wordWrap=True)
+        self.installed.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("Installed", self.installed)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -105,6 +105,7 @@ class SettingsDialog(QDialog):
         lay.addLayout(form)
         lay.addWidget(buttons)
         self.model_dir.textChanged.connect(self._check_model)
+        self.weights.editingFinished.connect(self._show_installed)
         self._check_model()
 
     def _check_model(self) -> None:
@@ -112,6 +113,15 @@ class SettingsDialog(QDialog):
         self.model_status.setText(problem or f"TumorChain model: {Path(self.model_dir.text()).name}")
         self.model_status.setStyleSheet("color: #f08c7a;" if problem else "color: #8fd19e;")
         self.card.setEnabled(problem is None)
+        self._show_installed()
+
+    def _show_installed(self) -> None:
+        """Models, TotalSegmentator weights and environment this workstation has (app/installed_summary.py)."""
+        from app.installed_summary import installed_lines
+
+        current = replace(self.original, model_dir=self.model_dir.text().strip(),
+                          totalseg_weights_dir=self.weights.text().strip())
+        self.installed.setText("\n".join(installed_lines(current, check_gpu=False)))
 
     def settings(self) -> AppSettings:
         """The settings as edited (the caller saves them when the dialog was accepted)."""

@@ -4,6 +4,7 @@
     tumorchain batch (FOLDER | CASES.csv) --model DIR (--question TEXT | --task TASK) --out-dir DIR
     tumorchain export RUN.json ...        (inference/report/cli_export.py)
     tumorchain pacs echo|find|get|send ...  (inference/pacs/cli.py)
+    tumorchain weights export|import|list (inference/weights_pack/cli.py: offline weights packs)
     tumorchain evaluate --model DIR --manifest test.jsonl --out results/   (added by training/, see
                                           the "tumorchain.subcommands" entry points in pyproject.toml)
 
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     from inference.pacs.cli import add_pacs_subcommand  # light: pynetdicom loads only when a command runs
 
     add_pacs_subcommand(sub)
+    from inference.weights_pack.cli import add_weights_subcommand  # light: imports nothing heavy
+
+    add_weights_subcommand(sub)
     _add_plugin_subcommands(sub)
     return p
 
@@ -107,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_export(args, sys.stdout)
         if args.command == "batch":
             return _batch(args, sys.stdout)
+        if args.command == "weights":
+            from inference.weights_pack.cli import run_weights
+
+            return run_weights(args, sys.stdout)
         return _plugin_command(args)
     except (Cancelled, KeyboardInterrupt):
         print("tumorchain: cancelled", file=sys.stderr)
