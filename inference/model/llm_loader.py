@@ -212,7 +212,8 @@ def _load_auto(folder: Path, model_type: str, placement: Placement) -> LoadedLLM
     # a config larger than its checkpoint would have transformers allocate (and randomly fill) the rest
     check_fits("the language model", folder, max(n_params, expected_params), placement.dtype, placement.device)
     kwargs = dict(local_files_only=True, dtype=placement.dtype, use_safetensors=True, trust_remote_code=False,
-                  output_loading_info=True, ignore_mismatched_sizes=True)  # mismatches come back in the info
+                  output_loading_info=True, ignore_mismatched_sizes=True,  # mismatches come back in the info
+                  use_kernels=False)  # never Hub kernels: they are code fetched at run time (offline, no remote code)
     if placement.device.type != "cpu" and importlib.util.find_spec("accelerate") is not None:
         kwargs["device_map"] = {"": str(placement.device)}  # straight to the GPU, no CPU copy
     with memory_errors_as_model_error("the language model", folder, n_params, placement.dtype, placement.device):
