@@ -18,14 +18,15 @@ DENSITY = (
 )
 SHAPE = (
     ("lobulated", r"(?:multi)?lobulated|lobular|lobed"),
-    ("irregular", r"irregular(?:ly)?(?:[- ]shaped)?(?!\s+(?:margins?|borders?|edges?|contours?|outlines?))|spiculated(?!\s+margins?)|infiltrative(?:[- ]appearing)?\s+(?:mass|lesion)"),
+    ("irregular", r"irregular(?:ly)?(?:[- ]shaped)?(?!\s+(?:\w+\s+)?(?:margins?|borders?|edges?|contours?|outlines?))|spiculated(?!\s+margins?)|"
+                  r"infiltrative(?:[- ]appearing)?\s+(?:mass|lesion)"),
     ("oval", r"oval|ovoid|elliptical|ovular"),
     ("round", r"round(?:ed)?|spherical|circular"),
 )
 BOUNDARY = (
     ("ill-defined", r"ill[- ]?(?:defined|circumscribed|demarcated|marginated)|poorly[- ](?:defined|circumscribed|marginated|demarcated)|"
                     r"not\s+well[- ](?:defined|circumscribed)|indistinct|infiltrative|infiltrating|blurred|"
-                    r"irregular\s+(?:margins?|borders?|edges?|contours?|outlines?)|spiculated\s+margins?|unclear\s+margins?"),
+                    r"irregular\s+(?:\w+\s+)?(?:margins?|borders?|edges?|contours?|outlines?)|spiculated\s+margins?|unclear\s+margins?"),
     ("well-defined", r"well[- ]?(?:defined|circumscribed|demarcated|marginated)|sharply[- ](?:defined|marginated|demarcated|circumscribed)|"
                      r"(?<!ill[- ])circumscribed|sharp\s+(?:margins?|borders?)|clear\s+(?:margins?|borders?)|smooth\s+(?:margins?|borders?|outer margins?)|"
                      r"distinct\s+(?:margins?|borders?)|(?:clearly|sharply)\s+delineated"),
@@ -51,10 +52,13 @@ NODE = r"lymph[- ]?nodes?|lymphadenopath\w*|adenopathy|(?<!\w)nodes?(?!\w)|\bLNs
 NODE_POSITIVE = r"enlarged|pathologic\w*|suspicious|metastatic|malignant|bulky|necrotic|prominent|positive|lymphadenopath\w*|adenopathy|involved"
 NODE_NEGATIVE = r"subcentimet\w*|sub-centimet\w*|small|non-?enlarged|not\s+enlarged|normal[- ]sized|reactive|shotty"
 METASTASIS = r"metasta\w*|secondar(?:y|ies)|deposits?"
-DISTANT_NEGATED = (r"no\s+(?:evidence\s+of\s+|signs?\s+of\s+|definite\s+)?(?:distant\s+)?(?:metastas[ie]s|metastatic\s+disease|distant\s+(?:spread|disease))|"
+DISTANT_NEGATED = (r"no\s+(?:evidence\s+of\s+|signs?\s+of\s+|definite\s+)?(?:[\w-]+\s+)?(?:metastas[ie]s|mets|metastatic\s+disease|"
+                   r"(?:distant|extra-?hepatic)\s+(?:spread|disease))|"
                    r"without\s+(?:evidence\s+of\s+)?(?:distant\s+)?metasta\w*|(?:distant\s+)?metastas[ie]s\s+(?:are|is)\s+(?:not\s+seen|absent|excluded)")
-HEDGE = (r"cannot\s+(?:be\s+)?(?:exclude[d]?|rule[d]?\s+out)|can\s+not\s+(?:be\s+)?(?:exclude[d]?|rule[d]?\s+out)|cannot\s+be\s+excluded|not\s+excluded|"
-         r"\bpossible\b|\bpossibly\b|questionabl[ey]|question\s+of|equivocal|\bsubtle\b|\?\s*(?=lesion|mass|nodule)")
+HEDGE = (r"cannot\s+(?:be\s+)?(?:exclude[d]?|rule[d]?\s+out)|can\s+not\s+(?:be\s+)?(?:exclude[d]?|rule[d]?\s+out)|"
+         r"cannot\s+be\s+excluded|not\s+excluded")  # about existence wherever they stand
+HEDGE_BEFORE = r"\bpossible\b|\bpossibly\b|questionabl[ey]|question\s+of|equivocal|\?"  # only before the lesion noun
+NODES_NEGATED = r"no\s+extra-?hepatic\s+disease"
 NEGATION_BEFORE = (r"\b(?:no|without|not|absence\s+of|negative\s+for|free\s+of|nor|neither|lack\s+of|no\s+evidence\s+of|"
                    r"no\s+signs?\s+of|rules?\s+out|ruled\s+out)\b")
 NEGATION_AFTER = (r"\b(?:is|are|was|were)?\s*(?:not\s+(?:seen|identified|demonstrated|visualized|present|detected|evident)|absent|excluded|ruled\s+out)\b")

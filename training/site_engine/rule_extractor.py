@@ -27,6 +27,7 @@ _DENSITY, _SHAPE, _BOUNDARY, _OTHERS = (lx.compile_table(t) for t in (lx.DENSITY
 _PATHOLOGY = lx.compile_table(lx.PATHOLOGY)
 _RX = {name: re.compile(getattr(lx, name), re.IGNORECASE) for name in (
     "VESSEL", "LESION_NOUN", "NODE", "NODE_POSITIVE", "NODE_NEGATIVE", "METASTASIS", "DISTANT_NEGATED", "HEDGE",
+    "HEDGE_BEFORE", "NODES_NEGATED",
     "NEGATION_BEFORE", "NEGATION_AFTER", "CLAUSE_BREAK", "COUNT", "PATHOLOGY_GENERIC")}
 _NOUN = re.compile(rf"(?<![\w-])(?:{lx.LESION_NOUN})(?![\w-])", re.IGNORECASE)
 _NODE_WORD = re.compile(rf"(?:{lx.NODE})", re.IGNORECASE)
@@ -34,9 +35,11 @@ _SECTION = re.compile(r"(?:^|(?<=[\s.]))(?P<name>impression|conclusions?|summary
                       r"histology|findings)\s*:", re.IGNORECASE)
 _SPLIT = re.compile(r";|\s+(?:and|as\s+well\s+as|plus)\s+(?=(?:a|an|another|one|two|three|four|five|several|multiple|the\s+other|"
                     r"additional|a\s+second)\s)|,\s*(?=(?:and\s+)?(?:a|an|another)\s)|\s+(?:with|and)\s+(?=(?:\w+\s+){0,4}(?:lymph|nodes?\b|"
-                    r"lymphadenopathy|adenopathy))|,\s*(?=(?:\w+\s+){0,2}(?:lymph|lymphadenopathy|adenopathy))", re.IGNORECASE)
+                    r"lymphadenopathy|adenopathy))|,\s*(?=(?:\w+\s+){0,2}(?:lymph|lymphadenopathy|adenopathy))|"
+                    r"\s+and\s+(?=(?:\w+\s+)?metasta)", re.IGNORECASE)
 _REFERS = re.compile(r"^\s*(?:it|this|which|the\s+(?:\w+\s+){0,2}(?:lesion|mass|tumou?r|nodule))\b|\b(?:this|the\s+same)\s+"
-                     r"(?:lesion|mass|tumou?r)\b", re.IGNORECASE)
+                     r"(?:lesion|mass|tumou?r)\b|\b(?:it|the\s+(?:\w+\s+){0,2}(?:lesion|mass|tumou?r|nodule))\s+(?:measures|is|"
+                     r"demonstrates|shows|extends|abuts|encases|involves|invades)\b", re.IGNORECASE)
 _ANOTHER = re.compile(r"\b(?:another|second|additional|other|further|separate|smaller)\b", re.IGNORECASE)
 _UP_TO = re.compile(r"\b(?:up\s+to|largest|the\s+largest|measuring\s+up\s+to|max(?:imum|imal)?)\b", re.IGNORECASE)
 SIZE_TOLERANCE = 0.2  # two sizes of one lesion that differ by more than this are contradictory
@@ -138,8 +141,11 @@ def count_before(text: str, noun_start: int) -> int | None:
     window = lx.SIZE.sub(lambda m: " " if any(m.group(u) for u in ("ua", "ub", "uc")) else m.group(), 
                         text[max(0, noun_start - 60):noun_start])
     words = re.findall(r"[\w-]+", window.lower())[-5:]
-    for w in reversed(words):
+    for k in range(len(words) - 1, -1, -1):
+        w = words[k]
         if w.isdigit() and int(w) < 50:
+            if k > 0 and words[k - 1] in ("segment", "segments", "s", "level", "station", "grade"):
+                break  # "segment 8 lesion"
             return int(w)
         if w in lx.COUNT_WORDS:
             return lx.COUNT_WORDS[w]
@@ -175,14 +181,14 @@ class RuleExtractor:
             if organ is not None and not m.negated:
                 located.append((m, organ, part))
         if not located:
-            return None, None
+            return None, None, 0
         if noun_pos is not None:  # "lesion in/of the X" beats an organ named elsewhere in the segment
             after = [x for x in located if x[0].start >= noun_pos]
             if after:
                 located = after + [x for x in located if x[0].start < noun_pos]
         organ = located[0][1]
-        part = next((p for m, o, p in located if o == organ and p), None)
-        return organ, part
+        parts = list(dict.fromkeys(p for m, o, p in located if o == organ and p))
+        return organ, (parts[0] if parts else None), len(parts)
 
     # -- main -------------------------------------------------------------------------------------
     def extract(self, case_id: str, inp: ReportInput) -> CaseFindings:
@@ -195,7 +201,6 @@ class RuleExtractor:
         f.pathology_text = pathology_text or None
         mentions = match_organs(findings_text)
         described: list[Lesion] = []
-        counts: dict[tuple[str, str], int] = {}
         context_organ: str | None = None
         cm = clause_map(findings_text)
         cuts = [0, *cm.sentence_cuts, len(findings_text)]
@@ -204,13 +209,15 @@ class RuleExtractor:
             if not sentence.strip():
                 continue
             in_sentence = [m for m in mentions if s0 <= m.start < s1]
-            sentence_organ, _ = self._locate(in_sentence, None)
+            sentence_organ = self._locate(in_sentence, None)[0]
             for seg in self._segments(sentence, s0):
                 seg_mentions = [m for m in in_sentence if seg.start <= m.start < seg.start + len(seg.text)]
                 if _NODE_WORD.search(seg.text):
                     self._nodes(seg.text, f)
                     continue
-                lesion = self._lesion(seg, seg_mentions, f, counts)
+                if described and self._more_attributes(seg.text, seg_mentions, described[-1]):
+                    continue
+                lesion = self._lesion(seg, seg_mentions, f)
                 if lesion is None:
                     continue
                 if lesion.organ is None:
@@ -228,7 +235,9 @@ class RuleExtractor:
                     f.normal_organs.append(organ)
         if _RX["DISTANT_NEGATED"].search(report):
             f.metastases_stated = True
-        self._assemble(f, described, counts, report)
+        if _RX["NODES_NEGATED"].search(report):
+            f.nodes_stated = True
+        self.assemble(f, described, report)
         return f
 
     def _segments(self, sentence: str, offset: int) -> list[_Segment]:
@@ -241,6 +250,8 @@ class RuleExtractor:
 
     def _nodes(self, text: str, f: CaseFindings) -> None:
         f.nodes_stated = True
+        if _RX["DISTANT_NEGATED"].search(text):
+            f.metastases_stated = True
         word = _NODE_WORD.search(text)
         if negated_at(text, word.start(), word.end()) or _RX["NODE_NEGATIVE"].search(text):
             return
@@ -249,7 +260,8 @@ class RuleExtractor:
                                                                   for s in sizes)
         if not positive:
             return
-        n = count_before(text, word.start())
+        n = max((c for c in (count_before(text, m.start()) for m in _NODE_WORD.finditer(text)) if c is not None),
+                default=None)
         if n is None:
             plural = bool(re.search(r"nodes\b|lymphadenopathy|adenopathy", text, re.IGNORECASE))
             n = -1 if plural and not sizes else (len(sizes) if plural else 1) or 1
@@ -259,28 +271,50 @@ class RuleExtractor:
         largest = max(sizes) if sizes else None
         f.nodes += [Node(largest if k == 0 else None, text.strip()) for k in range(n)]
 
-    def _lesion(self, seg: _Segment, mentions, f: CaseFindings, counts) -> Lesion | None:
+    def _more_attributes(self, text: str, mentions, last: Lesion) -> bool:
+        """A segment with attributes but no lesion, size or other organ ("; ill-defined serosal margin.")
+        describes the lesion before it: fill what that one lacks. True when it did."""
+        if _NOUN.search(text) or any(not short for _, short in sizes_mm(text)):
+            return False
+        if any(self._organ_of(m.label_ids)[0] not in (None, last.organ) for m in mentions if not m.negated):
+            return False
+        attrs = attributes(text)
+        if not any(attrs[k] for k in ("density", "shape", "boundary", "others")):
+            return False
+        for k in ("shape", "boundary", "density", "vessel_invasion"):
+            if getattr(last, k) is None and attrs[k] is not None:
+                setattr(last, k, attrs[k])
+                last.sources[k] = "rules"
+        last.others += [o for o in attrs["others"] if o not in last.others]
+        if last.others:
+            last.sources["others"] = "rules"
+        return True
+
+    def _lesion(self, seg: _Segment, mentions, f: CaseFindings) -> Lesion | None:
         text = seg.text
         nouns = [m for m in _NOUN.finditer(text) if not negated_at(text, m.start(), m.end())]
         all_nouns = list(_NOUN.finditer(text))
         sizes = [s for s, short in sizes_mm(text) if not short]
         attrs = attributes(text)
-        organ, part = self._locate(mentions, nouns[0].start() + seg.start if nouns else None)
+        organ, part, n_parts = self._locate(mentions, nouns[0].start() + seg.start if nouns else None)
         if not nouns:
             if all_nouns:  # every lesion noun negated: "no focal lesion in the liver"
                 f.drop(f"'{text.strip()}'", "negated mention")
                 return None
             if not (sizes and organ and (attrs["density"] or attrs["shape"] or attrs["boundary"])):
                 return None
-        if _RX["HEDGE"].search(text):
+        hedge_before = _RX["HEDGE_BEFORE"].search(text[:nouns[0].start()] if nouns else text)
+        if _RX["HEDGE"].search(text) or hedge_before:
             f.drop(f"lesion '{text.strip()}'", "hedged mention (uncertain)")
             return None
         kind = "metastasis" if _RX["METASTASIS"].search(text) else "primary"
         size = None
         if sizes:
             size = max(sizes)
-            if len(sizes) > 1 and not _UP_TO.search(text) and min(sizes) < (1 - SIZE_TOLERANCE) * size and \
-                    not re.search(r"\bx\b|×|\bby\b", text):
+            plural = any(m.group().lower().endswith(("s", "ci")) and m.group().lower() not in ("focus", "mass")
+                         for m in nouns) or re.search(r"\b(?:two|three|both|\d)\b[^.]*\b(?:lesions|masses|nodules)", text, re.I)
+            if len(sizes) > 1 and not plural and not _UP_TO.search(text) and \
+                    min(sizes) < (1 - SIZE_TOLERANCE) * size and not re.search(r"\bx\b|×|\bby\b", text):
                 f.drop(f"size of '{text.strip()}'", f"contradictory sizes {sorted(sizes)} mm")
                 size = None
         les = Lesion(organ=organ, substructure=part, diameter_mm=size, kind=kind, evidence=text.strip(), **attrs)
@@ -292,6 +326,9 @@ class RuleExtractor:
         if n is None and nouns and nouns[0].group().lower().endswith(("s", "ses", "ci")) and \
                 nouns[0].group().lower() not in ("focus", "mass", "thickening"):
             n = -1
+        if n_parts > 1 and (n is None or n == 1):  # one lesion over several sub-regions: none of them
+            les.substructure = None
+            les.sources.pop("substructure", None)
         les._count = n  # type: ignore[attr-defined]  # consumed by _add
         return les
 
@@ -320,8 +357,13 @@ class RuleExtractor:
         described.append(les)
 
     # -- the case ---------------------------------------------------------------------------------
-    def _assemble(self, f: CaseFindings, described: list[Lesion], counts, report: str) -> None:
-        path, source = self._pathology(f, described)
+    def assemble(self, f: CaseFindings, described: list[Lesion], report: str,
+                 pathology: tuple[str | None, str] | None = None) -> None:
+        """Sort the described lesions into primary / metastasis / incidental, pad each organ to its stated
+        count, set pathology (``pathology`` = (name, source) given by another extractor), primary organ,
+        category and the stage the texts state. Each lesion's ``_stated`` attribute is its count word."""
+        counts: dict[tuple[str, str], int] = {}
+        path, source = pathology if pathology is not None else self._pathology(f, described, report)
         f.pathology = path
         if path:
             f.sources["pathology"] = source
@@ -339,7 +381,8 @@ class RuleExtractor:
                      f.metastases if d.kind == "metastasis" else f.incidental)
             group.append(d)
             if stated is not None:
-                counts[(d.organ, d.kind)] = max(counts.get((d.organ, d.kind), 0), stated)
+                old = counts.get((d.organ, d.kind))
+                counts[(d.organ, d.kind)] = -1 if -1 in (old, stated) else max(old or 0, stated)
         for (organ, kind), n in counts.items():
             group = f.lesions if kind == "primary" and organ == f.primary_organ else \
                 f.metastases if kind == "metastasis" else f.incidental
@@ -359,9 +402,9 @@ class RuleExtractor:
         if f.stated_stage:
             f.sources["stage"] = "rules"
 
-    def _pathology(self, f: CaseFindings, described: list[Lesion]) -> tuple[str | None, str]:
+    def _pathology(self, f: CaseFindings, described: list[Lesion], findings_text: str = "") -> tuple[str | None, str]:
         organs = {d.organ for d in described if d.kind == "primary"}
-        for text in (f.pathology_text, f.impression):
+        for text in (f.pathology_text, f.impression, findings_text):
             if not text:
                 continue
             hit = self._named_pathology(text, organs)
@@ -392,13 +435,14 @@ class RuleExtractor:
 
 def derive_pathology(kg: KnowledgeGraph, les: Lesion) -> str | None:
     """The one pathology of the lesion's organ whose knowledge-graph pattern fits its density, boundary and
-    other features (the graph guarantees they determine one); None when several or none fit."""
-    if les.density is None:
+    other features (the graph guarantees that these three determine one); None when one of them is not stated,
+    or several or no pathologies fit."""
+    if les.density is None or les.boundary is None:
         return None
     fits = []
     for p in kg.pathologies_of(les.organ):
         for q in p.patterns:
-            if q.density != les.density or (les.boundary and les.boundary not in q.boundary):
+            if q.density != les.density or les.boundary not in q.boundary:
                 continue
             if any(set(group) == set(les.others) for group in q.others):
                 fits.append(p.name)

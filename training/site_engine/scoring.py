@@ -79,3 +79,25 @@ def table(scores: dict[str, FieldScore]) -> str:
     for name, s in scores.items():
         rows.append(f"| {name} | {pct(s.precision)} | {pct(s.recall)} | {s.tp} / {s.predicted} / {s.expected} |")
     return "\n".join(rows)
+
+
+def expected_view(expected: dict) -> dict:
+    """A hand-labelled fixture entry (tests/fixtures/site_reports.json) as a view; a left-out field is None."""
+    return {name: expected.get(name) for name in FIELDS}
+
+
+def score_fixture(reports: list[dict], extractor, kg) -> dict[str, FieldScore]:
+    """Run ``extractor`` (+ staging) on each fixture report and score it against its hand labels."""
+    from .rule_extractor import ReportInput
+    from .tnm import stage_findings
+    from .rule_extractor import stated_stage
+
+    pairs = []
+    for r in reports:
+        f = extractor.extract(r["id"], ReportInput(r["report"], r.get("impression", ""), r.get("pathology", ""),
+                                                   r.get("stage", "")))
+        if r.get("stage"):
+            f.stated_stage = stated_stage(r["stage"])
+        stage_findings(kg, f)
+        pairs.append((r["id"], expected_view(r["expected"]), findings_view(f)))
+    return score(pairs)
