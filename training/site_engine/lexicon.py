@@ -62,7 +62,8 @@ NODES_NEGATED = r"no\s+extra-?hepatic\s+disease"
 NEGATION_BEFORE = (r"\b(?:no|without|not|absence\s+of|negative\s+for|free\s+of|nor|neither|lack\s+of|no\s+evidence\s+of|"
                    r"no\s+signs?\s+of|rules?\s+out|ruled\s+out)\b")
 NEGATION_AFTER = (r"\b(?:is|are|was|were)?\s*(?:not\s+(?:seen|identified|demonstrated|visualized|present|detected|evident)|absent|excluded|ruled\s+out)\b")
-CLAUSE_BREAK = r"\bbut\b|\bhowever\b|\bwith\b|\bwhich\b|\bwhereas\b|\bwhile\b|;|,\s*(?:and\s+)?(?:a|an|the)\b"
+CLAUSE_BREAK = (r"\bbut\b|\bhowever\b|\bwith\b|\bwhich\b|\bwhereas\b|\bwhile\b|;|,\s*(?:and\s+)?(?:a|an|the)\b|"
+                r"\b(?:possibly|likely|probably|consistent\s+with|compatible\s+with|suggest\w*|represent\w*)\b")
 
 COUNT_WORDS = {"a": 1, "an": 1, "one": 1, "single": 1, "solitary": 1, "unifocal": 1, "two": 2, "three": 3, "four": 4,
                "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "twin": 2, "both": 2}
