@@ -126,8 +126,11 @@ class SiteConverter:
             f.sources["stage"] = "column"
         if (row.get("pathology") or "").strip() and f.sources.get("pathology") == "rules":
             f.sources["pathology"] = "column"
-        if not f.lesions and not f.metastases and not match_organs(inp.report):
-            raise RowError("the report names no organ")
+        table = merged_labels()
+        named = {table.by_id(table.parent_or_self(i)).name for m in match_organs(inp.report) for i in m.label_ids}
+        if not f.lesions and not f.metastases and not named & set(self.kg.organs):
+            raise RowError("the report names no digestive organ (" + (", ".join(sorted(named)) or "no organ at all")
+                           + "): nothing to train on")
         stage_findings(self.kg, f)
         ground(f, case_masks)
         f.organ_abnormal.update(labels)
