@@ -265,3 +265,14 @@ def test_llm_settings_refuse_a_non_http_url():
 
     with pytest.raises(InputError, match="--llm-url"):
         LLMSettings("localhost:8000")
+
+
+def test_cohort_chains_unchanged_by_the_writers_site_refactor():
+    """The writers now take facts a report may leave out; with ground truth they write exactly what they
+    wrote before: the bundled demo case's samples, regenerated from its ground truth, equal the committed ones."""
+    from training.cohort.ground_truth import read_truth
+    from training.cohort.vqa import case_samples
+
+    demo = Path(__file__).resolve().parents[1] / "resources" / "demo_case"
+    lines = [json.dumps(s.to_dict(), ensure_ascii=False) for s in case_samples(read_truth(demo / "ground_truth.json"), ".")]
+    assert "\n".join(lines) + "\n" == (demo / "samples.jsonl").read_text(encoding="utf-8")

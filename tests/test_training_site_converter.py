@@ -171,3 +171,21 @@ def test_cli_convert_site_dry_run_and_llm_needs_a_url(tmp_path, capsys):
     assert main(["convert-site", "--cts", str(cts), "--reports", str(csv_path), "--out", str(out),
                  "--extractor", "llm"]) == 2
     assert "--llm-url" in capsys.readouterr().err
+
+
+def test_without_masks_organs_are_segmented_during_training(tmp_path):
+    from training.manifest import load_manifest
+    from training.site_engine.convert import convert_site
+
+    case = sorted((_cohort() / "cases").iterdir())[0]
+    csv_path = tmp_path / "r.csv"
+    csv_path.write_text(f"ct,report,organ_labels\n{case / 'ct.nii.gz'},\"A 3 cm ill-defined hypodense mass in the "
+                        "pancreatic head. No lymphadenopathy. No distant metastasis. Impression: pancreatic cancer.\","
+                        "liver:0\n", encoding="utf-8")
+    report = convert_site(tmp_path, csv_path, tmp_path / "m.jsonl")
+    samples = load_manifest(tmp_path / "m.jsonl")
+    assert all(s.masks is None and s.parts is None for s in samples)
+    assert {s.subtask for s in samples} >= {"organ_position", "density", "boundary", "T", "N", "M", "report"}
+    # no parts mask: the sub-region is kept in the findings but no sub-region chain is written
+    assert report.cases[0].not_written["tumor_position"] == "sub-region without mask"
+    assert all(s.organ_labels.get("pancreas") == 1 and s.organ_labels.get("liver") == 0 for s in samples)

@@ -29,7 +29,8 @@ def shape(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFacto
         Step(f"On the global view, a {density_word(les.density)} lesion is seen in the {disp(organ)}; "
              f"its outline appears {guess}.", f"The lesion looks {guess}.", block.lettered(guess), [organ]),
         Step(f"The local view of the {disp(organ)} shows {kg.describe('shape', les.shape)}"
-             f"{sized(les.diameter_mm, ', with a long axis of ')}.", f"The lesion shape is {les.shape}.", block.final, [organ],
+             f"{sized(les.diameter_mm, ', with a long axis of ')}.", f"The lesion shape is {les.shape}.", block.final,
+             [organ],
              revisits(guess, les.shape, f"a {guess} outline")),
     ]
     return f.make("attributes", "shape", f"What is the shape of the largest lesion in the {disp(organ)}?", [organ],
@@ -62,7 +63,8 @@ def density(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFac
     steps = [
         Step(f"On the global view, a focal lesion in the {disp(organ)} appears {guess}.",
              f"The lesion looks {guess}.", block.lettered(guess), [organ]),
-        Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}{measured}.", f"The lesion is {answer}.", block.final, [organ],
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}{measured}.",
+             f"The lesion is {answer}.", block.final, [organ],
              revisits(guess, answer, f"{guess} attenuation")),
     ]
     return f.make("attributes", "density", f"What is the density of the largest lesion in the {disp(organ)}?",

@@ -30,7 +30,8 @@ from .ground_truth import CaseTruth, LesionTruth
 DIGESTIVE = ("liver", "pancreas", "stomach", "colorectum", "esophagus")
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
 DENSITY_WORD = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed-density", "isodense": "isodense"}
-DENSITY_OPTION = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed density", "isodense": "isodense"}
+DENSITY_OPTION = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed density",
+                  "isodense": "isodense"}
 IMPRESSION_HIT_RATE = 0.5  # share of chains whose round-1 impression is already the answer
 
 

@@ -99,7 +99,8 @@ def tumor_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
         Step(f"On the global view, a {density_word(les.density)} lesion is seen in the {disp(organ)}; the "
              f"{join([disp(p) for p in parts])} need the local view. It appears to project over the {disp(guess)}.",
              f"The lesion may arise from the {disp(guess)}.", disp(guess), [organ] + parts),
-        Step(f"On the local views, {part_verdicts(truth, parts, part)}.{sized(les.diameter_mm, ' The lesion measures ', '.')}",
+        Step(f"On the local views, {part_verdicts(truth, parts, part)}."
+             f"{sized(les.diameter_mm, ' The lesion measures ', '.')}",
              f"The lesion arises from the {disp(part)}.", disp(part), parts,
              revisits(guess, part, f"the {disp(guess)}")),
     ]

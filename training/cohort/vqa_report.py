@@ -34,7 +34,8 @@ def _mets_sentence(truth: CaseTruth) -> tuple[str, list[str]]:
     site = mets[0].organ
     n = len(mets)
     adjectives, feature = met_words(mets)
-    return (f" {words(n).capitalize()} {adjectives + ' ' if adjectives else ''}{plural(n, 'lesion', 'lesions')}{feature} "
+    described = f"{adjectives} " if adjectives else ""
+    return (f" {words(n).capitalize()} {described}{plural(n, 'lesion', 'lesions')}{feature} "
             f"in the {disp(site)} {plural(n, 'suggests a metastasis', 'suggest metastases')}."), [site]
 
 

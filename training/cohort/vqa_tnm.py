@@ -23,9 +23,10 @@ def t_stage(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Samp
     multi = f"{words(n)} tumors, the largest" if n > 1 else "a solitary tumor"
     guess = impression(tnm.T, block.options, rng)
     steps = [
-        Step(f"On the global view, a {density_word(les.density)} tumor{sized(les.diameter_mm, ' of about ')} is seen in "
-             f"the {disp(organ)}.", f"Its extent suggests {guess}.", block.lettered(guess), [organ]),
-        Step(f"The local view of the {disp(organ)} shows {multi}{sized(les.diameter_mm, ' measuring ', ' in greatest dimension')}"
+        Step(f"On the global view, a {density_word(les.density)} tumor{sized(les.diameter_mm, ' of about ')} is seen "
+             f"in the {disp(organ)}.", f"Its extent suggests {guess}.", block.lettered(guess), [organ]),
+        Step(f"The local view of the {disp(organ)} shows {multi}"
+             f"{sized(les.diameter_mm, ' measuring ', ' in greatest dimension')}"
              f"{'' if les.boundary is None else f', with {article(les.boundary)} {les.boundary} outer margin'}. "
              f"By AJCC criteria, {tnm.T_rule}.",
              f"The tumor is {tnm.T}.", block.final, [organ], revisits(guess, tnm.T, guess)),
@@ -82,7 +83,8 @@ def m_stage(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Samp
         one = f"{article(described or 'lesion')} {described}lesion is"
         glob = f"{plural(n, one, f'{described}lesions are')} seen in the {disp(site)}"
         local = (f"The local view of the {disp(site)} shows {words(n)} {described}"
-                 f"{plural(n, 'lesion', 'lesions')}{feature},{sized(max(known) if known else None, ' up to ', ',')} consistent with "
+                 f"{plural(n, 'lesion', 'lesions')}{feature},{sized(max(known) if known else None, ' up to ', ',')} "
+                 "consistent with "
                  f"{plural(n, 'a metastasis', 'metastases')}.")
     else:
         glob = f"the {disp(site)} shows no focal lesion"

@@ -47,8 +47,9 @@ class Node:
 
 @dataclass
 class Stage:
-    """TNM with the reason of each axis (the writers' ``*_rule``); an axis neither given nor derivable is None; ``derived`` lists the axes computed
-    from the findings by the knowledge graph's rules rather than read from pathology/stage."""
+    """TNM with the reason of each axis (the writers' ``*_rule``); an axis neither given nor derivable is None;
+    ``derived`` lists the axes computed from the findings by the knowledge graph's rules rather than read from
+    pathology/stage."""
 
     system: str
     title: str
