@@ -30,6 +30,7 @@ class Lesion:
     others: list[str] = field(default_factory=list)
     vessel_invasion: bool | None = None
     kind: str = "primary"
+    stated_count: int | None = None  # the count its description gives ("two lesions": 2, "multiple": -1)
     uncertain: bool = False
     evidence: str = ""
     sources: dict[str, str] = field(default_factory=dict)
@@ -91,6 +92,7 @@ class CaseFindings:
     incidental: list[Lesion] = field(default_factory=list)  # lesions of other organs, not metastases
     unknown_counts: list[str] = field(default_factory=list)  # organs with "multiple" lesions (no count)
     nodes_stated: bool = False
+    nodes_counted: bool = True  # False for "enlarged nodes" without a number (at least two)
     metastases_stated: bool = False
     normal_organs: list[str] = field(default_factory=list)  # organs the report calls normal / negates
     primary_organ: str | None = None

@@ -220,7 +220,7 @@ class LLMExtractor:
         if les.diameter_mm is not None:
             les.diameter_mm = float(les.diameter_mm)
         count = item.get("count")
-        les._stated = int(count) if _number(count, 1, 50) else None  # type: ignore[attr-defined]
+        les.stated_count = int(count) if _number(count, 1, 50) else None
         return les
 
 

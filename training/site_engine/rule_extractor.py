@@ -266,7 +266,7 @@ class RuleExtractor:
             plural = bool(re.search(r"nodes\b|lymphadenopathy|adenopathy", text, re.IGNORECASE))
             n = -1 if plural and not sizes else (len(sizes) if plural else 1) or 1
         if n == -1:
-            f.sources["nodes_count"] = "unknown"
+            f.nodes_counted = False
             n = 2  # "enlarged nodes": at least two, exact number not stated
         largest = max(sizes) if sizes else None
         f.nodes += [Node(largest if k == 0 else None, text.strip()) for k in range(n)]
@@ -329,12 +329,11 @@ class RuleExtractor:
         if n_parts > 1 and (n is None or n == 1):  # one lesion over several sub-regions: none of them
             les.substructure = None
             les.sources.pop("substructure", None)
-        les._count = n  # type: ignore[attr-defined]  # consumed by _add
+        les.stated_count = n
         return les
 
     def _add(self, les: Lesion, text: str, described: list[Lesion], f: CaseFindings) -> None:
-        n = getattr(les, "_count", None)
-        del les._count  # type: ignore[attr-defined]
+        n = les.stated_count
         prev = next((d for d in reversed(described) if d.organ == les.organ and d.kind == les.kind), None)
         refers = bool(_REFERS.search(text)) and not _ANOTHER.search(text)
         if prev is not None and refers:
@@ -351,9 +350,8 @@ class RuleExtractor:
                     prev.sources[k] = "rules"
             prev.others += [o for o in les.others if o not in prev.others]
             if n and n > 1:
-                prev._stated = max(getattr(prev, "_stated", 1), n)  # type: ignore[attr-defined]
+                prev.stated_count = max(prev.stated_count or 1, n)
             return
-        les._stated = n  # type: ignore[attr-defined]
         described.append(les)
 
     # -- the case ---------------------------------------------------------------------------------
@@ -361,7 +359,7 @@ class RuleExtractor:
                  pathology: tuple[str | None, str] | None = None) -> None:
         """Sort the described lesions into primary / metastasis / incidental, pad each organ to its stated
         count, set pathology (``pathology`` = (name, source) given by another extractor), primary organ,
-        category and the stage the texts state. Each lesion's ``_stated`` attribute is its count word."""
+        category and the stage the texts state."""
         counts: dict[tuple[str, str], int] = {}
         path, source = pathology if pathology is not None else self._pathology(f, described, report)
         f.pathology = path
@@ -375,8 +373,7 @@ class RuleExtractor:
         if f.primary_organ:
             f.sources["primary_organ"] = source if path else "rules"
         for d in described:
-            stated = getattr(d, "_stated", None)
-            del d._stated  # type: ignore[attr-defined]
+            stated = d.stated_count
             group = (f.lesions if d.kind == "primary" and d.organ == f.primary_organ else
                      f.metastases if d.kind == "metastasis" else f.incidental)
             group.append(d)

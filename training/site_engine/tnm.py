@@ -60,7 +60,7 @@ def _facts(kg: KnowledgeGraph, f: CaseFindings) -> dict:
     count = len(f.lesions)
     threshold = float(kg.lymph_node["enlarged_short_axis_mm"])
     positive = [n for n in f.nodes if n.short_axis_mm is None or n.short_axis_mm > threshold]
-    nodes = (len(positive), 99) if f.sources.get("nodes_count") == "unknown" else len(positive)
+    nodes = len(positive) if f.nodes_counted else (len(positive), 99)
     return {"largest_mm": les.diameter_mm if les else None,
             "count": (count, 99) if f.primary_organ in f.unknown_counts else count,
             "boundary": les.boundary if les else None,
