@@ -10,16 +10,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-LESION_FIELDS = ("organ", "substructure", "diameter_mm", "shape", "boundary", "density", "others",
-                 "vessel_invasion")
-EXTRACTORS = ("rules", "llm", "column", "derived", "mask")
-
 
 @dataclass
 class Lesion:
     """One lesion (kind "primary" or "metastasis"). ``organ``/``substructure`` are merged label names;
-    ``diameter_mm`` the long axis; ``uncertain`` when the report hedges ("cannot exclude");
-    ``evidence`` the report sentence it came from."""
+    ``diameter_mm`` the long axis; ``evidence`` the report text it came from. A lesion the report only
+    hedges ("cannot exclude a lesion") is not a Lesion: the extractors drop it with the reason."""
 
     organ: str | None
     substructure: str | None = None
@@ -31,7 +27,6 @@ class Lesion:
     vessel_invasion: bool | None = None
     kind: str = "primary"
     stated_count: int | None = None  # the count its description gives ("two lesions": 2, "multiple": -1)
-    uncertain: bool = False
     evidence: str = ""
     sources: dict[str, str] = field(default_factory=dict)
     attenuation_hu: float | None = None  # measured only when the site gives a lesion mask
@@ -66,9 +61,6 @@ class Stage:
     def label(self) -> str:
         return " ".join(s for s in (self.T, self.N, self.M) if s)
 
-    @property
-    def complete(self) -> bool:
-        return None not in (self.T, self.N, self.M)
 
 
 @dataclass
@@ -110,9 +102,6 @@ class CaseFindings:
     organ_abnormal: dict[str, int] = field(default_factory=dict)
 
     # -- what the cohort's chain writers read -------------------------------------------------
-    def all_lesions(self) -> list:
-        return self.lesions + self.metastases + self.nodes
-
     def lesions_in(self, organ: str) -> list[Lesion]:
         return [les for les in self.lesions + self.metastases + self.incidental if les.organ == organ]
 

@@ -92,7 +92,6 @@ class LLMExtractor:
         self.kg = kg or load_kg()
         self.rules = RuleExtractor(self.kg)
         self.schema = findings_schema(self.kg)
-        self.calls = 0
 
     # -- the endpoint -----------------------------------------------------------------------------
     def _chat(self, messages: list[dict]) -> str:
@@ -105,7 +104,6 @@ class LLMExtractor:
             headers["Authorization"] = f"Bearer {key}"
         req = urllib.request.Request(f"{s.url}/chat/completions", data=json.dumps(body).encode(), headers=headers,
                                      method="POST")
-        self.calls += 1
         with urllib.request.urlopen(req, timeout=s.timeout_s) as resp:
             data = json.loads(resp.read().decode("utf-8"))
         return str(data["choices"][0]["message"]["content"])
