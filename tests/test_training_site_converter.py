@@ -189,3 +189,33 @@ def test_without_masks_organs_are_segmented_during_training(tmp_path):
     # no parts mask: the sub-region is kept in the findings but no sub-region chain is written
     assert report.cases[0].not_written["tumor_position"] == "sub-region without mask"
     assert all(s.organ_labels.get("pancreas") == 1 and s.organ_labels.get("liver") == 0 for s in samples)
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "example_seg.nii.gz").is_file(),
+                    reason="../shared/data (real CT + TotalSegmentator mask) is not beside the checkout")
+def test_real_ct_with_a_totalsegmentator_mask(tmp_path):
+    from training.case_cache import CaseCache, Geometry
+    from training.chain_plan import plan_chain
+    from training.manifest import load_manifest
+    from training.site_engine.convert import convert_site
+
+    csv_path = tmp_path / "r.csv"
+    csv_path.write_text(
+        "ct,report,masks\n"
+        f"{SHARED_DATA / 'example_ct_sm.nii.gz'},\"LIVER: 2.4 x 1.9 cm ill-defined hypoattenuating lesion in segment "
+        "VII. PANCREAS: unremarkable. Two enlarged portocaval lymph nodes, up to 14 mm short axis. No evidence of "
+        f"distant metastatic disease. Impression: hepatocellular carcinoma.\",{SHARED_DATA / 'example_seg.nii.gz'}\n",
+        encoding="utf-8")
+    out = tmp_path / "site.jsonl"
+    report = convert_site(tmp_path, csv_path, out)
+    case = report.cases[0]
+    assert case.status == "converted" and case.extracted["tnm"]["T"] == {"value": "T1", "source": "derived"}
+    assert case.not_written["tumor_position"] == "sub-region without mask"  # the 'total' task has no segments
+    samples = load_manifest(out, check_files=True)
+    cache = CaseCache(tmp_path / "cache", Geometry((16, 64, 64), (4, 16, 16), 4))
+    for s in samples:
+        counts = cache.load(cache.ensure(s.case_id, s.ct_file, s.masks_file, None)).counts
+        assert plan_chain(s.question, [(r.answer, r.attend) for r in s.chain], counts, 8, 4, 0).agrees, s.id
