@@ -94,23 +94,33 @@ def ground(f: CaseFindings, masks: CaseMasks) -> CaseFindings:
 
 
 def _from_lesion_mask(f: CaseFindings, masks: CaseMasks) -> None:
+    """Each connected lesion component inside the primary organ sits in the sub-region at its centroid (the
+    cohort's rule; else the one holding most of its voxels). The report's sub-region must hold one of them;
+    without one, the largest component's is taken."""
+    from scipy import ndimage
+
     table = merged_labels()
     les = f.largest_primary()
     organ_id = table.by_name(f.primary_organ).id
-    inside = (masks.lesions > 0) & (masks.organs == organ_id)
-    if not inside.any():
+    components, n = ndimage.label((masks.lesions > 0) & (masks.organs == organ_id))
+    if not n:
         f.drop("lesion mask", f"no lesion voxel inside the {f.primary_organ}")
         return
+    sizes = np.bincount(components.ravel())[1:]
+    order = [1 + int(k) for k in np.argsort(-sizes)]  # component labels, largest first
+    inside = components == order[0]
     if masks.parts is not None:
-        ids, n = np.unique(masks.parts[inside], return_counts=True)
-        votes = {int(i): int(c) for i, c in zip(ids, n) if i}
-        if votes:
-            part = table.by_id(max(votes, key=votes.get)).name
-            if les.substructure and les.substructure != part:
-                raise GroundingError(f"the report puts the lesion in {les.substructure}, the lesion mask in {part}")
-            if not les.substructure:
-                les.substructure = part
-                les.sources["substructure"] = "mask"
+        where = {k: _part_of(components == k, masks.parts) for k in order}
+        if les.substructure:
+            hits = [k for k in order if where[k] == les.substructure]
+            if not hits:
+                found = sorted({p for p in where.values() if p})
+                raise GroundingError(f"the report puts the lesion in {les.substructure}, the lesion mask in "
+                                     f"{', '.join(found) or 'no sub-region'}")
+            inside = components == hits[0]
+        elif where[order[0]]:
+            les.substructure = where[order[0]]
+            les.sources["substructure"] = "mask"
     if masks.hu is not None:
         hu, ref = _measured_hu(masks, inside, organ_id)
         contradicts = hu is not None and ((les.density == "hypodense" and hu >= ref) or
@@ -120,6 +130,16 @@ def _from_lesion_mask(f: CaseFindings, masks: CaseMasks) -> None:
         elif hu is not None:
             les.attenuation_hu, les.reference_hu = hu, ref
             les.sources["attenuation_hu"] = "mask"
+
+
+def _part_of(component: np.ndarray, parts: np.ndarray) -> str | None:
+    centre = tuple(int(round(c)) for c in np.argwhere(component).mean(axis=0))
+    part_id = int(parts[centre])
+    if not part_id:
+        ids, counts = np.unique(parts[component], return_counts=True)
+        votes = {int(i): int(c) for i, c in zip(ids, counts) if i}
+        part_id = max(votes, key=votes.get) if votes else 0
+    return merged_labels().by_id(part_id).name if part_id else None
 
 
 def _measured_hu(masks: CaseMasks, inside: np.ndarray, organ_id: int) -> tuple[float | None, float | None]:
