@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inference.atomic_write import atomic_write
 from inference.errors import InputError
 from inference.labels import merged_labels
 
@@ -222,7 +223,11 @@ def load_manifest(path: str | Path, check_files: bool = False) -> list[Sample]:
 
 
 def write_manifest(path: str | Path, samples: list[Sample]) -> Path:
-    """Write samples as JSONL after checking each; a sample that would not load is a bug."""
+    """Write samples as JSONL after checking each (a sample that would not load is a bug).
+
+    Atomic (inference/atomic_write.py): a failed write (disk full, file too large, read-only
+    folder) raises StorageError naming ``path`` and leaves any previous manifest there untouched,
+    so a training run never reads half a manifest."""
     path = Path(path)
     out = []
     for s in samples:
@@ -231,6 +236,9 @@ def write_manifest(path: str | Path, samples: list[Sample]) -> Path:
         if problems:
             raise ValueError(f"sample {s.id} is invalid: {'; '.join(problems)}")
         out.append(json.dumps(d, ensure_ascii=False))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(out) + ("\n" if out else ""), encoding="utf-8")
-    return path
+
+    def _lines(fh) -> None:
+        for line in out:
+            fh.write(line.encode("utf-8") + b"\n")
+
+    return atomic_write(path, _lines, what="manifest")

@@ -21,7 +21,6 @@ manifest is written only at the end and atomically, with the conversion report b
 from __future__ import annotations
 
 import csv
-import os
 import re
 from pathlib import Path
 
@@ -178,9 +177,7 @@ def convert_site(cts: str | Path, reports_csv: str | Path, out: str | Path, mask
         return report
     if not samples:
         raise InputError(csv_path, "no row could be converted:\n" + report.summary())
-    tmp = out.with_name(f".{out.name}.partial")
-    write_manifest(tmp, samples)
-    os.replace(tmp, out)
+    write_manifest(out, samples)  # atomic: a failed write leaves any previous manifest as it was
     report.written = str(out)
     atomic_write(conversion_report_path(out), report.to_json(), what="conversion report")
     return report
