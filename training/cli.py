@@ -5,6 +5,7 @@
     tumorchain-train export --checkpoint runs/x/checkpoint-500 --out models/ft [--dtype bfloat16]
     tumorchain-train evaluate --model DIR --manifest test.jsonl --out results/ [--judge-url URL]
     tumorchain-train convert-site --cts FOLDER --reports reports.csv --out site.jsonl [--dry-run] [--extractor llm --llm-url URL]
+    tumorchain-train import-deeptumorvqa --questions benchmark/test_qa.json --images benchmark/ct --out dtv.jsonl
 
 Multi-process: ``torchrun --nproc_per_node N -m training.cli train ...`` or the scripts in
 training/launch/. ``tumorchain evaluate`` is the same command through the workstation's CLI
@@ -83,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--llm-api-key-env", default="TUMORCHAIN_LLM_API_KEY",
                    help="environment variable holding the endpoint's API key, if it needs one")
     s.set_defaults(handler=_convert_site)
+    d = sub.add_parser("import-deeptumorvqa", help="DeepTumorVQA's question file -> manifest samples scored in its own categories")
+    d.add_argument("--questions", type=Path, required=True,
+                   help="benchmark/test_qa.json, test_qa.jsonl or train/train_qa.csv of DeepTumorVQA")
+    d.add_argument("--images", type=Path, required=True,
+                   help="the site's copy of its CTs: <images>/<image_id>/ct.nii.gz (or <image_id>.nii.gz, a DICOM folder)")
+    d.add_argument("--out", type=Path, required=True, help="manifest JSONL to write (paths relative to it)")
+    d.add_argument("--masks-dir", type=Path, help="label NIfTIs <image_id>.nii.gz (else: segment on the fly)")
+    d.add_argument("--format", choices=("mc", "freeform"), default="mc",
+                   help="mc: its options and correct_option (the leaderboard's default); freeform: question and answer")
+    d.add_argument("--limit", type=int, help="only the first N questions")
+    d.add_argument("--dry-run", action="store_true", help="show what would be imported, write nothing")
+    d.set_defaults(handler=_import_deeptumorvqa)
     return p
 
 
@@ -155,6 +168,16 @@ def _convert_site(args) -> int:
         print("dry run: nothing written")
     else:
         print(f"wrote {report.totals()['samples']} samples to {args.out}; report: {conversion_report_path(args.out)}")
+    return EXIT_OK
+
+
+def _import_deeptumorvqa(args) -> int:
+    from training.public_benchmarks.deeptumorvqa import import_deeptumorvqa
+
+    report = import_deeptumorvqa(args.questions, args.images, args.out, masks_dir=args.masks_dir, fmt=args.format,
+                                 limit=args.limit, dry_run=args.dry_run)
+    print(report.summary())
+    print("dry run: nothing written" if args.dry_run else f"wrote {report.imported} samples to {args.out}")
     return EXIT_OK
 
 

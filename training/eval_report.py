@@ -39,7 +39,9 @@ def markdown_table(results: dict) -> str:
                          f"S_LRC {cot['S_LRC']:.1f}, CoT_e {cot['CoT_e']:.1f}")
         if extra:
             lines.append(f"{MODE_NAMES.get(mode, mode)}: " + "; ".join(extra) + ".")
-    return "\n".join(lines) + "\n"
+    from training.public_benchmarks.categories import markdown as benchmark_markdown
+
+    return "\n".join(lines) + "\n" + benchmark_markdown(results)
 
 
 def plot_results(results: dict, path: Path) -> Path | None:

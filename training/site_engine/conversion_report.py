@@ -10,10 +10,10 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from ..manifest import SUBTASKS
+from ..manifest import TABLE1_SUBTASKS
 from .findings import CaseFindings
 
-ALL_SUBTASKS = tuple(s for group in SUBTASKS.values() for s in group)
+ALL_SUBTASKS = TABLE1_SUBTASKS
 
 
 @dataclass
