@@ -182,3 +182,16 @@ def _rebased(sample, old_root: Path, new_root: Path):
 
 def test_markdown_without_benchmark_questions_is_unchanged():
     assert markdown({"modes": {"iir": {"columns": {}}}}) == ""
+
+
+def test_markdown_of_a_benchmark_only_run_has_no_empty_table_1():
+    from training.eval_report import markdown_table
+    from training.evaluate import summarize
+
+    rows = [{"id": f"q{i}", "mode": "iir", "subtask": "deeptumorvqa", "correct": ok, "token_f1": 1.0, "rounds": 1,
+             "benchmark": {"name": "DeepTumorVQA", "qid": f"q{i}", "category": cat, "subcategory": "x"}}
+            for i, (cat, ok) in enumerate([("recognition", True), ("medical reasoning", False), ("recognition", False)])]
+    md = markdown_table(summarize(rows, ["iir"]))
+    assert "Organ Pos." not in md
+    assert md.startswith("DeepTumorVQA (its own categories")
+    assert "| with IIR | 50.0 | 0.0 | 33.3 |" in md
