@@ -28,6 +28,7 @@ line number and skipped; the manifest is written once, atomically, only if some 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ def read_records(path: str | Path) -> list[tuple[int, dict]]:
         raise InputError(path, f"cannot read the question file: {exc}") from None
     if path.suffix.lower() == ".csv":
         try:
-            reader = csv.DictReader(text.splitlines())
+            reader = csv.DictReader(io.StringIO(text, newline=""))  # quoted fields may span lines
             rows = [(reader.line_num, {_key(k): v for k, v in row.items() if k is not None}) for row in reader]
         except csv.Error as exc:
             raise InputError(path, f"not a valid CSV: {exc}") from None
