@@ -107,3 +107,63 @@ def test_write_refuses_an_invalid_sample(tmp_path):
 def load_manifest_from(rows, tmp_path):
     _write(tmp_path / "src.jsonl", rows)
     return load_manifest(tmp_path / "src.jsonl")
+
+
+_FSIZE_LIMITED_WRITE = """
+import resource, signal, sys
+from pathlib import Path
+from training.manifest import load_manifest, write_manifest
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+samples = load_manifest(src)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    write_manifest(dst, samples)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs POSIX resource limits")
+def test_a_failing_write_leaves_the_old_manifest_intact(tmp_path):
+    """A write that really fails half-way (the file-size limit is hit after 4 KiB, as a full disk
+    would be) raises StorageError naming the manifest; the old manifest and nothing else stays."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    old = tmp_path / "train.jsonl"
+    write_manifest(old, load_manifest_from([_sample(0)], tmp_path))
+    before = old.read_bytes()
+    _write(tmp_path / "big.jsonl", [_sample(i) for i in range(40)])  # ~40 x 1 KiB: over the limit
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", _FSIZE_LIMITED_WRITE, str(tmp_path / "big.jsonl"), str(old)],
+                          capture_output=True, text=True, cwd=root, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("StorageError") and str(old) in proc.stdout and "manifest" in proc.stdout
+    assert old.read_bytes() == before
+    assert len(load_manifest(old)) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl", "src.jsonl", "train.jsonl"]
+
+
+def test_disk_full_while_syncing_leaves_the_old_manifest(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from inference.errors import StorageError
+
+    old = tmp_path / "train.jsonl"
+    samples = load_manifest_from([_sample(0), _sample(1)], tmp_path)
+    write_manifest(old, samples[:1])
+    before = old.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StorageError, match="cannot write the manifest: the disk is full"):
+        write_manifest(old, samples)
+    monkeypatch.undo()
+    assert old.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.jsonl", "train.jsonl"]

@@ -4,7 +4,8 @@
     tumorchain-train cache --config run.yaml            # preprocess every case once (CPU nodes)
     tumorchain-train export --checkpoint runs/x/checkpoint-500 --out models/ft [--dtype bfloat16]
     tumorchain-train evaluate --model DIR --manifest test.jsonl --out results/ [--judge-url URL]
-    tumorchain-train convert-site --cts FOLDER --reports reports.csv --out site.jsonl
+    tumorchain-train convert-site --cts FOLDER --reports reports.csv --out site.jsonl [--dry-run] [--extractor llm --llm-url URL]
+    tumorchain-train import-deeptumorvqa --questions benchmark/test_qa.json --images benchmark/ct --out dtv.jsonl
 
 Multi-process: ``torchrun --nproc_per_node N -m training.cli train ...`` or the scripts in
 training/launch/. ``tumorchain evaluate`` is the same command through the workstation's CLI
@@ -69,12 +70,32 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="weights dtype (default: as trained, fp32)")
     x.set_defaults(handler=_export)
     add_evaluate_subcommand(sub)
-    s = sub.add_parser("convert-site", help="a folder of CTs + a CSV of reports -> a manifest")
+    s = sub.add_parser("convert-site", help="a folder of CTs + a CSV of reports -> TumorCoT chains for all subtasks")
     s.add_argument("--cts", type=Path, required=True, help="folder of CTs (NIfTI files or DICOM series folders)")
-    s.add_argument("--reports", type=Path, required=True, help="CSV: ct, report [, impression, masks, parts, case_id]")
+    s.add_argument("--reports", type=Path, required=True,
+                   help="CSV: ct, report [, impression, pathology, stage, masks, parts, lesions, case_id, organ_labels]")
     s.add_argument("--out", type=Path, required=True, help="manifest JSONL to write (paths relative to it)")
     s.add_argument("--masks-dir", type=Path, help="folder of label NIfTIs named like the CTs (else: segment on the fly)")
+    s.add_argument("--dry-run", action="store_true", help="show the conversion report, write nothing")
+    s.add_argument("--extractor", choices=("rules", "llm"), default="rules",
+                   help="findings extractor (llm: needs --llm-url; falls back to the rules per field and per case)")
+    s.add_argument("--llm-url", help="OpenAI-compatible endpoint the site runs (e.g. http://localhost:8000/v1)")
+    s.add_argument("--llm-model", default="extractor", help="model name the endpoint serves")
+    s.add_argument("--llm-api-key-env", default="TUMORCHAIN_LLM_API_KEY",
+                   help="environment variable holding the endpoint's API key, if it needs one")
     s.set_defaults(handler=_convert_site)
+    d = sub.add_parser("import-deeptumorvqa", help="DeepTumorVQA's question file -> manifest samples scored in its own categories")
+    d.add_argument("--questions", type=Path, required=True,
+                   help="benchmark/test_qa.json, test_qa.jsonl or train/train_qa.csv of DeepTumorVQA")
+    d.add_argument("--images", type=Path, required=True,
+                   help="the site's copy of its CTs: <images>/<image_id>/ct.nii.gz (or <image_id>.nii.gz, a DICOM folder)")
+    d.add_argument("--out", type=Path, required=True, help="manifest JSONL to write (paths relative to it)")
+    d.add_argument("--masks-dir", type=Path, help="label NIfTIs <image_id>.nii.gz (else: segment on the fly)")
+    d.add_argument("--format", choices=("mc", "freeform"), default="mc",
+                   help="mc: its options and correct_option (the leaderboard's default); freeform: question and answer")
+    d.add_argument("--limit", type=int, help="only the first N questions")
+    d.add_argument("--dry-run", action="store_true", help="show what would be imported, write nothing")
+    d.set_defaults(handler=_import_deeptumorvqa)
     return p
 
 
@@ -131,10 +152,32 @@ def _evaluate(args) -> int:
 
 
 def _convert_site(args) -> int:
-    from training.site_converter import convert_site
+    from training.site_engine.convert import conversion_report_path, convert_site
 
-    n = convert_site(args.cts, args.reports, args.out, masks_dir=args.masks_dir)
-    print(f"wrote {n} samples to {args.out}")
+    extractor = None
+    if args.extractor == "llm":
+        from training.site_engine.llm_extractor import LLMExtractor, LLMSettings
+
+        if not args.llm_url:
+            raise ValueError("--extractor llm needs --llm-url (an OpenAI-compatible endpoint the site runs)")
+        extractor = LLMExtractor(LLMSettings(args.llm_url, args.llm_model, args.llm_api_key_env))
+    report = convert_site(args.cts, args.reports, args.out, masks_dir=args.masks_dir, extractor=extractor,
+                          dry_run=args.dry_run)
+    print(report.summary())
+    if args.dry_run:
+        print("dry run: nothing written")
+    else:
+        print(f"wrote {report.totals()['samples']} samples to {args.out}; report: {conversion_report_path(args.out)}")
+    return EXIT_OK
+
+
+def _import_deeptumorvqa(args) -> int:
+    from training.public_benchmarks.deeptumorvqa import import_deeptumorvqa
+
+    report = import_deeptumorvqa(args.questions, args.images, args.out, masks_dir=args.masks_dir, fmt=args.format,
+                                 limit=args.limit, dry_run=args.dry_run)
+    print(report.summary())
+    print("dry run: nothing written" if args.dry_run else f"wrote {report.imported} samples to {args.out}")
     return EXIT_OK
 
 

@@ -15,7 +15,13 @@ def _pct(v) -> str:
 
 
 def markdown_table(results: dict) -> str:
+    from training.public_benchmarks.categories import markdown as benchmark_markdown
+
     modes = results["modes"]
+    first = next(iter(modes.values()))
+    n_table1 = sum(first["columns"][sub]["n"] for sub, _ in COLUMNS)  # imported benchmark questions are not in it
+    if n_table1 == 0 and any(t.get("benchmarks") for t in modes.values()):
+        return benchmark_markdown(results).lstrip("\n")
     head = ["Mode"] + [title for _, title in COLUMNS] + ["Avg."]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for mode, table in modes.items():
@@ -23,10 +29,9 @@ def markdown_table(results: dict) -> str:
         cells += [_pct(table["columns"][sub]["accuracy"]) for sub, _ in COLUMNS]
         cells.append(_pct(table["avg"]))
         lines.append("| " + " | ".join(cells) + " |")
-    first = next(iter(modes.values()))
     counts = ", ".join(f"{title} {first['columns'][sub]['n']}" for sub, title in COLUMNS if first["columns"][sub]["n"])
     lines.append("")
-    lines.append(f"Accuracy in %, {results['n_samples']} samples ({counts}).")
+    lines.append(f"Accuracy in %, {n_table1} samples ({counts}).")
     for mode, table in modes.items():
         extra = []
         if table.get("mean_rounds") is not None:
@@ -39,7 +44,7 @@ def markdown_table(results: dict) -> str:
                          f"S_LRC {cot['S_LRC']:.1f}, CoT_e {cot['CoT_e']:.1f}")
         if extra:
             lines.append(f"{MODE_NAMES.get(mode, mode)}: " + "; ".join(extra) + ".")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + benchmark_markdown(results)
 
 
 def plot_results(results: dict, path: Path) -> Path | None:

@@ -8,7 +8,8 @@ preprocess, encode once per case, the IIR loop with greedy decoding) in each mod
 
 The conclusion ("Thus, the answer is X") is scored per eval_metrics; open answers that do not
 match literally go to the judge when one is given. Results: results.json (every sample, every
-mode), results.md (the Table 1 columns), results.png (a bar chart).
+mode), results.md (the Table 1 columns; questions imported from a public benchmark also in that
+benchmark's own categories, training/public_benchmarks/), results.png (a bar chart).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Callable, Sequence
 from inference.vocabulary import DEFAULT_MAX_NEW_TOKENS
 from training.eval_metrics import column_table, score_answer, token_f1
 from training.manifest import Sample, load_manifest
+from training.public_benchmarks.categories import benchmark_tables
 
 log = logging.getLogger("tumorchain.training")
 MODES = ("iir", "no_iir")
@@ -91,7 +93,7 @@ def _score(s: Sample, mode: str, rec, judge) -> dict:
                           for r in rec.rounds for o in r.organs},
         "token_f1": round(token_f1(rec.rounds[-1].text, s.answer), 4),
         "text": rec.rounds[-1].text,
-    }
+    } | ({"benchmark": s.benchmark} if s.benchmark else {})
 
 
 def summarize(rows: list[dict], modes: Sequence[str], cot_scores: dict | None = None, seconds: float = 0.0) -> dict:
@@ -104,6 +106,9 @@ def summarize(rows: list[dict], modes: Sequence[str], cot_scores: dict | None = 
         reports = [r["token_f1"] for r in mine if r["subtask"] == "report"]
         table["report_token_f1"] = sum(reports) / len(reports) if reports else None
         table["mean_rounds"] = sum(r["rounds"] for r in mine) / len(mine) if mine else None
+        benchmarks = benchmark_tables(mine)  # imported public-benchmark questions, in their own categories
+        if benchmarks:
+            table["benchmarks"] = benchmarks
         if cot_scores and cot_scores.get(mode):
             table["cot_eval"] = aggregate(cot_scores[mode])
         out["modes"][mode] = table

@@ -8,7 +8,10 @@ A line (paths relative to the manifest's folder):
   "<letter>. <option>" for multiple choice), roi_organs (label names examined, in order),
   organ_labels ({label name: 0 normal | 1 abnormal}),
   chain ([{"answer": round text ending "Thus, the answer is ...", "attend": [label names the
-  next round examines]}]; the last round's answer is ``answer`` and it attends nothing new).
+  next round examines]}]; the last round's answer is ``answer`` and it attends nothing new),
+  benchmark (optional; only on questions imported from a public benchmark, task "benchmark"):
+  {"name", "qid", "category", "subcategory", ...}: the benchmark's own id and categories, which
+  evaluation reports beside Table 1's columns (training/public_benchmarks/).
 
 ``load_manifest`` reads and checks every line and raises one InputError that names the file
 and each bad line's number and problem.
@@ -20,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inference.atomic_write import atomic_write
 from inference.errors import InputError
 from inference.labels import merged_labels
 
@@ -28,7 +32,11 @@ SUBTASKS: dict[str, tuple[str, ...]] = {
     "attributes": ("shape", "boundary", "density", "count", "others"),
     "tnm": ("T", "N", "M"),
     "report": ("report",),
+    # questions imported from public benchmarks: scored in the benchmark's own categories, not Table 1's
+    "benchmark": ("deeptumorvqa",),
 }
+BENCHMARK_TASK = "benchmark"
+TABLE1_SUBTASKS = tuple(s for task, group in SUBTASKS.items() if task != BENCHMARK_TASK for s in group)
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 CONCLUSION = "Thus, the answer is "
 MAX_ERRORS_SHOWN = 20
@@ -62,6 +70,7 @@ class Sample:
     roi_organs: tuple[str, ...]
     organ_labels: dict[str, int]
     chain: tuple[ChainRound, ...]
+    benchmark: dict | None = None  # a public benchmark's qid and categories (imported questions only)
     root: Path = field(default=Path("."), compare=False)
 
     @property
@@ -83,7 +92,7 @@ class Sample:
             "options": None if self.options is None else list(self.options),
             "answer": self.answer, "final_answer": self.final_answer, "roi_organs": list(self.roi_organs),
             "organ_labels": dict(self.organ_labels), "chain": [r.to_dict() for r in self.chain],
-        }
+        } | ({} if self.benchmark is None else {"benchmark": dict(self.benchmark)})
 
 
 def _str_list(value, what: str) -> list[str]:
@@ -118,6 +127,7 @@ def sample_problems(d: dict) -> list[str]:
     for key in ("masks", "parts"):
         if d[key] is not None and not (isinstance(d[key], str) and d[key].strip()):
             problems.append(f"'{key}' must be a file path or null")
+    problems += _benchmark_problems(d)
     final = d["final_answer"]
     if not d["answer"].rstrip().endswith(f"{CONCLUSION}{final}."):
         problems.append(f"'answer' must end with \"{CONCLUSION}{final}.\"")
@@ -142,6 +152,19 @@ def sample_problems(d: dict) -> list[str]:
     except ValueError as exc:
         problems.append(str(exc))
     return problems
+
+
+def _benchmark_problems(d: dict) -> list[str]:
+    bench = d.get("benchmark")
+    if bench is None:
+        return ["task 'benchmark' needs a 'benchmark' object (name, qid, category, subcategory)"] \
+            if d["task"] == BENCHMARK_TASK else []
+    if d["task"] != BENCHMARK_TASK:
+        return [f"'benchmark' belongs only to task '{BENCHMARK_TASK}'"]
+    if not isinstance(bench, dict) or not all(isinstance(bench.get(k), str) and bench[k].strip()
+                                              for k in ("name", "qid", "category", "subcategory")):
+        return ["'benchmark' must be an object with non-empty strings name, qid, category, subcategory"]
+    return []
 
 
 def _chain_problems(chain: list, answer: str, roi: list[str], table) -> list[str]:
@@ -178,7 +201,8 @@ def sample_from_dict(d: dict, root: Path) -> Sample:
         subtask=d["subtask"], question=d["question"], options=None if d["options"] is None else tuple(d["options"]),
         answer=d["answer"], final_answer=d["final_answer"], roi_organs=tuple(d["roi_organs"]),
         organ_labels={k: int(v) for k, v in d["organ_labels"].items()},
-        chain=tuple(ChainRound(r["answer"], tuple(r["attend"])) for r in d["chain"]), root=root)
+        chain=tuple(ChainRound(r["answer"], tuple(r["attend"])) for r in d["chain"]),
+        benchmark=None if d.get("benchmark") is None else dict(d["benchmark"]), root=root)
 
 
 def load_manifest(path: str | Path, check_files: bool = False) -> list[Sample]:
@@ -222,7 +246,11 @@ def load_manifest(path: str | Path, check_files: bool = False) -> list[Sample]:
 
 
 def write_manifest(path: str | Path, samples: list[Sample]) -> Path:
-    """Write samples as JSONL after checking each; a sample that would not load is a bug."""
+    """Write samples as JSONL after checking each (a sample that would not load is a bug).
+
+    Atomic (inference/atomic_write.py): a failed write (disk full, file too large, read-only
+    folder) raises StorageError naming ``path`` and leaves any previous manifest there untouched,
+    so a training run never reads half a manifest."""
     path = Path(path)
     out = []
     for s in samples:
@@ -231,6 +259,9 @@ def write_manifest(path: str | Path, samples: list[Sample]) -> Path:
         if problems:
             raise ValueError(f"sample {s.id} is invalid: {'; '.join(problems)}")
         out.append(json.dumps(d, ensure_ascii=False))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(out) + ("\n" if out else ""), encoding="utf-8")
-    return path
+
+    def _lines(fh) -> None:
+        for line in out:
+            fh.write(line.encode("utf-8") + b"\n")
+
+    return atomic_write(path, _lines, what="manifest")

@@ -11,8 +11,8 @@ import numpy as np
 from ..manifest import Sample
 from .ground_truth import CaseTruth, LesionTruth
 from .knowledge import BOUNDARIES, SHAPES, KnowledgeGraph
-from .vqa_common import (DENSITY_OPTION, DENSITY_WORD, DIGESTIVE, SampleFactory, Step, article, choice, disp, hu,
-                         impression, join, mm, others_phrase, plural, revisits, words)
+from .vqa_common import (DENSITY_OPTION, DIGESTIVE, SampleFactory, Step, article, choice, density_word, disp, hu,
+                         impression, join, others_phrase, plural, revisits, sized, sizes_list, words)
 
 DENSITY_OPTIONS = ("hypodense", "isodense", "hyperdense", "mixed density")
 
@@ -26,10 +26,11 @@ def shape(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFacto
     block = choice(list(SHAPES), les.shape, rng)
     guess = impression(les.shape, block.options, rng)
     steps = [
-        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
+        Step(f"On the global view, a {density_word(les.density)} lesion is seen in the {disp(organ)}; "
              f"its outline appears {guess}.", f"The lesion looks {guess}.", block.lettered(guess), [organ]),
-        Step(f"The local view of the {disp(organ)} shows {kg.describe('shape', les.shape)}, with a long axis of "
-             f"{mm(les.diameter_mm)}.", f"The lesion shape is {les.shape}.", block.final, [organ],
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('shape', les.shape)}"
+             f"{sized(les.diameter_mm, ', with a long axis of ')}.", f"The lesion shape is {les.shape}.", block.final,
+             [organ],
              revisits(guess, les.shape, f"a {guess} outline")),
     ]
     return f.make("attributes", "shape", f"What is the shape of the largest lesion in the {disp(organ)}?", [organ],
@@ -41,7 +42,7 @@ def boundary(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFa
     block = choice(list(BOUNDARIES), les.boundary, rng)
     guess = impression(les.boundary, block.options, rng)
     steps = [
-        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; "
+        Step(f"On the global view, a {density_word(les.density)} lesion is seen in the {disp(organ)}; "
              f"its margin appears {guess}.", f"The margin looks {guess}.", block.lettered(guess), [organ]),
         Step(f"The local view of the {disp(organ)} shows {kg.describe('boundary', les.boundary)}.",
              f"The lesion boundary is {les.boundary}.", block.final, [organ],
@@ -56,12 +57,14 @@ def density(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFac
     answer = DENSITY_OPTION[les.density]
     block = choice(list(DENSITY_OPTIONS), answer, rng)
     guess = impression(answer, block.options, rng)
+    measured = "" if les.attenuation_hu is None else (
+        f", with an attenuation of about {hu(les.attenuation_hu)} against {hu(les.reference_hu)} in the surrounding "
+        f"{_surround(truth, organ, kg)}")
     steps = [
         Step(f"On the global view, a focal lesion in the {disp(organ)} appears {guess}.",
              f"The lesion looks {guess}.", block.lettered(guess), [organ]),
-        Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}, with an attenuation "
-             f"of about {hu(les.attenuation_hu)} against {hu(les.reference_hu)} in the surrounding "
-             f"{_surround(truth, organ, kg)}.", f"The lesion is {answer}.", block.final, [organ],
+        Step(f"The local view of the {disp(organ)} shows {kg.describe('density', les.density)}{measured}.",
+             f"The lesion is {answer}.", block.final, [organ],
              revisits(guess, answer, f"{guess} attenuation")),
     ]
     return f.make("attributes", "density", f"What is the density of the largest lesion in the {disp(organ)}?",
@@ -69,7 +72,7 @@ def density(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFac
 
 
 def count(truth: CaseTruth, organ: str, f: SampleFactory, rng, suffix: str = "") -> Sample:
-    found = sorted(truth.lesions_in(organ), key=lambda les: -les.diameter_mm)
+    found = sorted(truth.lesions_in(organ), key=lambda les: -(les.diameter_mm or 0.0))
     n = len(found)
     guess = int(impression(str(n), [str(k) for k in (n - 1, n + 1) if k >= 0], rng))
     question = f"How many focal lesions are seen in the {disp(organ)}?"
@@ -85,9 +88,11 @@ def count(truth: CaseTruth, organ: str, f: SampleFactory, rng, suffix: str = "")
         second = Step(f"The local view of the {disp(organ)} shows homogeneous attenuation without a hypodense or "
                       "hyperdense focus.", f"The {disp(organ)} contains no focal lesion.", "0", [organ], closing)
     else:
-        sizes = join([mm(les.diameter_mm) for les in found])
+        known = [les.diameter_mm for les in found if les.diameter_mm is not None]
+        sizes = (f" measuring {sizes_list(known)}" if len(known) == n else
+                 f", the largest measuring {sizes_list(known[:1])}" if known else "")
         second = Step(f"The local view of the {disp(organ)} shows {words(n)} separate "
-                      f"{plural(n, 'lesion', 'lesions')} measuring {sizes}, with no further focus.",
+                      f"{plural(n, 'lesion', 'lesions')}{sizes}, with no further focus.",
                       f"The {disp(organ)} contains {words(n)} {plural(n, 'lesion', 'lesions')}.", str(n), [organ],
                       closing)
     return f.make("attributes", "count", question, [organ], [first, second], suffix=suffix)
@@ -111,7 +116,7 @@ def others(truth: CaseTruth, les: LesionTruth, kg: KnowledgeGraph, f: SampleFact
                  "rim enhancement, duct dilatation or wall thickening.")
     seen = "no additional feature is evident" if guess == "none" else f"it suggests {guess}"
     steps = [
-        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; {seen}.",
+        Step(f"On the global view, a {density_word(les.density)} lesion is seen in the {disp(organ)}; {seen}.",
              "No additional feature is evident." if guess == "none" else f"The additional feature may be {guess}.",
              guess, [organ]),
         Step(local, f"The additional feature is {answer}." if les.others else "There is no additional feature.",

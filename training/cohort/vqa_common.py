@@ -29,8 +29,9 @@ from .ground_truth import CaseTruth, LesionTruth
 
 DIGESTIVE = ("liver", "pancreas", "stomach", "colorectum", "esophagus")
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
-DENSITY_WORD = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed-density"}
-DENSITY_OPTION = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed density"}
+DENSITY_WORD = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed-density", "isodense": "isodense"}
+DENSITY_OPTION = {"hypodense": "hypodense", "hyperdense": "hyperdense", "mixed": "mixed density",
+                  "isodense": "isodense"}
 IMPRESSION_HIT_RATE = 0.5  # share of chains whose round-1 impression is already the answer
 
 
@@ -51,6 +52,39 @@ def words(n: int) -> str:
 
 def mm(value: float) -> str:
     return f"{int(round(value))} mm"
+
+
+# The writers read a case's facts through the attribute names of ground_truth.CaseTruth; the site engine's
+# CaseFindings (training/site_engine/findings.py) has the same names, but a report may leave any attribute
+# out (None). The helpers below write what is known; with every value known they write exactly the text
+# the cohort always wrote.
+
+def density_word(density: str | None) -> str:
+    """"hypodense", "mixed-density"; "focal" when the density is not known."""
+    return DENSITY_WORD.get(density, "focal")
+
+
+def sized(value: float | None, before: str = "", after: str = "") -> str:
+    """``before + "32 mm" + after``, or "" when the size is not known."""
+    return "" if value is None else f"{before}{mm(value)}{after}"
+
+
+def sizes_list(values: list[float | None]) -> str:
+    """"32 mm, 20 mm and 15 mm" (largest first as given); unknown sizes left out."""
+    return join([mm(v) for v in values if v is not None])
+
+
+def met_words(mets: list) -> tuple[str, str]:
+    """(adjectives, " with ..." feature) shared by all metastases: ("round hypodense", " with rim enhancement")
+    for the knowledge graph's metastases; what is not shared or not known is left out."""
+    def common(values):
+        values = set(values)
+        return values.pop() if len(values) == 1 and None not in values else None
+
+    shape, density = common(m.shape for m in mets), common(m.density for m in mets)
+    others = common(tuple(m.others) for m in mets)
+    adjectives = " ".join(w for w in (shape, DENSITY_WORD.get(density) if density else None) if w)
+    return adjectives, (f" with {join(list(others))}" if others else "")
 
 
 def hu(value: float) -> str:
@@ -147,9 +181,12 @@ def revisits(initial: str, final: str, what: str) -> str:
 class SampleFactory:
     """Builds manifest samples of one case (paths relative to the manifest folder)."""
 
-    def __init__(self, truth: CaseTruth, case_dir: str):
+    def __init__(self, truth: CaseTruth, case_dir: str, files: tuple[str, str | None, str | None] | None = None):
+        """``files``: (ct, masks, parts) paths relative to the manifest; default: the cohort's case folder layout."""
         self.truth = truth
         self.case_dir = case_dir.rstrip("/")
+        self.files = files or (f"{self.case_dir}/ct.nii.gz", f"{self.case_dir}/organs.nii.gz",
+                               f"{self.case_dir}/parts.nii.gz")
 
     def organ_labels(self, roi: list[str]) -> dict[str, int]:
         present = set(self.truth.organs_present) | set(self.truth.parts_present)
@@ -163,16 +200,16 @@ class SampleFactory:
         q = question if choice_block is None else f"{question} {choice_block.listing}"
         return Sample(
             id=f"{self.truth.case_id}_{subtask}{suffix}", case_id=self.truth.case_id,
-            ct=f"{self.case_dir}/ct.nii.gz", masks=f"{self.case_dir}/organs.nii.gz",
-            parts=f"{self.case_dir}/parts.nii.gz", task=task, subtask=subtask, question=q,
+            ct=self.files[0], masks=self.files[1], parts=self.files[2], task=task, subtask=subtask, question=q,
             options=None if choice_block is None else tuple(choice_block.options), answer=chain[-1].answer,
             final_answer=steps[-1].answer, roi_organs=tuple(roi), organ_labels=self.organ_labels(roi),
             chain=tuple(chain))
 
 
 def lesion_phrase(les: LesionTruth) -> str:
-    """"a 32 mm hypodense lesion" (density word, long axis)."""
-    return f"a {mm(les.diameter_mm)} {DENSITY_WORD[les.density]} lesion"
+    """"a 32 mm hypodense lesion" (density word, long axis; each left out when not known)."""
+    words_ = " ".join(w for w in (sized(les.diameter_mm), DENSITY_WORD.get(les.density)) if w)
+    return f"{article(words_ or 'lesion')} {words_ + ' ' if words_ else ''}lesion"
 
 
 def others_phrase(others: list[str]) -> str:

@@ -12,8 +12,8 @@ from inference.labels import merged_labels
 
 from ..manifest import Sample
 from .ground_truth import CaseTruth
-from .vqa_common import (DENSITY_WORD, DIGESTIVE, SampleFactory, Step, choice, disp, dominant_organ, impression, join,
-                          lesion_phrase, revisits)
+from .vqa_common import (DIGESTIVE, SampleFactory, Step, choice, density_word, disp, dominant_organ, impression, join,
+                          lesion_phrase, revisits, sized)
 
 NO_LESION = "no lesion"
 ORGAN_QUESTIONS = ("Which organ harbours the dominant lesion?", "In which organ does the main lesion arise?",
@@ -96,11 +96,12 @@ def tumor_position(truth: CaseTruth, f: SampleFactory, rng: np.random.Generator)
     guess = impression(part, parts, rng)
     question = f"Where is the lesion located in the {disp(organ)}? Identify its sub-region."
     steps = [
-        Step(f"On the global view, a {DENSITY_WORD[les.density]} lesion is seen in the {disp(organ)}; the "
+        Step(f"On the global view, a {density_word(les.density)} lesion is seen in the {disp(organ)}; the "
              f"{join([disp(p) for p in parts])} need the local view. It appears to project over the {disp(guess)}.",
              f"The lesion may arise from the {disp(guess)}.", disp(guess), [organ] + parts),
-        Step(f"On the local views, {part_verdicts(truth, parts, part)}. The lesion measures "
-             f"{int(round(les.diameter_mm))} mm.", f"The lesion arises from the {disp(part)}.", disp(part), parts,
+        Step(f"On the local views, {part_verdicts(truth, parts, part)}."
+             f"{sized(les.diameter_mm, ' The lesion measures ', '.')}",
+             f"The lesion arises from the {disp(part)}.", disp(part), parts,
              revisits(guess, part, f"the {disp(guess)}")),
     ]
     return f.make("localization", "tumor_position", question, [organ], steps)

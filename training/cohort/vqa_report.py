@@ -8,8 +8,8 @@ from __future__ import annotations
 from ..manifest import Sample
 from .ground_truth import CaseTruth
 from .knowledge import KnowledgeGraph
-from .vqa_common import (DENSITY_WORD, DIGESTIVE, SampleFactory, Step, disp, dominant_organ, impression, join, mm,
-                         plural, revisits, words)
+from .vqa_common import (DENSITY_WORD, DIGESTIVE, SampleFactory, Step, article, disp, dominant_organ, impression, join,
+                         met_words, plural, revisits, sized, words)
 from .vqa_localization import NO_LESION, organ_verdicts, part_verdicts, parts_of
 
 QUESTION = "Write a CT report for this abdominal CT with findings, impression and the reasoning that links them."
@@ -22,9 +22,9 @@ def _nodes_sentence(truth: CaseTruth, kg: KnowledgeGraph) -> str:
     if not k:
         return " No enlarged regional lymph node is seen."
     station = kg.organs[truth.primary_organ].station
-    largest = max(nd.short_axis_mm for nd in truth.nodes)
-    return (f" {words(k).capitalize()} enlarged {station} {plural(k, 'lymph node is', 'lymph nodes are')} present, "
-            f"the largest with a short axis of {mm(largest)}.")
+    known = [nd.short_axis_mm for nd in truth.nodes if nd.short_axis_mm is not None]
+    return (f" {words(k).capitalize()} enlarged {station} {plural(k, 'lymph node is', 'lymph nodes are')} present"
+            f"{sized(max(known) if known else None, ', the largest with a short axis of ')}.")
 
 
 def _mets_sentence(truth: CaseTruth) -> tuple[str, list[str]]:
@@ -33,8 +33,17 @@ def _mets_sentence(truth: CaseTruth) -> tuple[str, list[str]]:
         return (" No distant metastasis is seen." if truth.category == "malignant" else ""), []
     site = mets[0].organ
     n = len(mets)
-    return (f" {words(n).capitalize()} round hypodense {plural(n, 'lesion', 'lesions')} with rim enhancement in the "
-            f"{disp(site)} {plural(n, 'suggests a metastasis', 'suggest metastases')}."), [site]
+    adjectives, feature = met_words(mets)
+    described = f"{adjectives} " if adjectives else ""
+    return (f" {words(n).capitalize()} {described}{plural(n, 'lesion', 'lesions')}{feature} "
+            f"in the {disp(site)} {plural(n, 'suggests a metastasis', 'suggest metastases')}."), [site]
+
+
+def _described(les) -> str:
+    """"32 mm hypodense lesion with round shape and well-defined margins"; what is not known left out."""
+    head = " ".join(w for w in (sized(les.diameter_mm), DENSITY_WORD.get(les.density), "lesion") if w)
+    with_ = [w for w in (les.shape and f"{les.shape} shape", les.boundary and f"{les.boundary} margins") if w]
+    return head + (f" with {' and '.join(with_)}" if with_ else "")
 
 
 def _candidates(truth: CaseTruth, met_sites: list[str]) -> list[str]:
@@ -93,13 +102,14 @@ def report_sample(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -
                       f"The dominant lesion is located in the {disp(organ)}.", f"{kind} lesion of the {disp(organ)}",
                       [organ] + parts, revisits(guess, organ, _doubt(guess)))
     n = len(truth.lesions)
-    count = f"{words(n).capitalize()} lesions are seen, the largest being a" if n > 1 else "There is a"
+    described = _described(les)
+    count = (f"{words(n).capitalize()} lesions are seen, the largest being {article(described)}" if n > 1
+             else f"There is {article(described)}")
     others = f", showing {join(les.others)}" if les.others else ""
     stage = f", staged {truth.tnm.label}" if truth.tnm else ""
     final = f"{path.display}{stage.replace(', staged', ',')}"
     where = f"the {disp(part)}" if part else f"the {disp(organ)}"
-    findings = (f"Findings: {count} {mm(les.diameter_mm)} {DENSITY_WORD[les.density]} lesion with {les.shape} "
-                f"shape and {les.boundary} margins in {where}{others}.{_nodes_sentence(truth, kg)}{mets_text}")
+    findings = f"Findings: {count} {described} in {where}{others}.{_nodes_sentence(truth, kg)}{mets_text}"
     report = (f"{findings} Impression: the {path.finding} suggests {path.impression}. Pathology: the features "
               f"are consistent with {path.display}{stage}.")
     summary = f"{path.display} of {where}{stage}."

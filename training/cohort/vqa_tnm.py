@@ -7,8 +7,8 @@ from __future__ import annotations
 from ..manifest import Sample
 from .ground_truth import CaseTruth
 from .knowledge import KnowledgeGraph
-from .vqa_common import (DENSITY_WORD, SampleFactory, Step, article, choice, disp, impression, join, mm, plural,
-                         revisits, words)
+from .vqa_common import (SampleFactory, Step, article, choice, density_word, disp, impression, met_words, mm, plural,
+                         revisits, sized, sizes_list, words)
 
 
 def _cap(text: str) -> str:
@@ -23,10 +23,12 @@ def t_stage(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Samp
     multi = f"{words(n)} tumors, the largest" if n > 1 else "a solitary tumor"
     guess = impression(tnm.T, block.options, rng)
     steps = [
-        Step(f"On the global view, a {DENSITY_WORD[les.density]} tumor of about {mm(les.diameter_mm)} is seen in "
-             f"the {disp(organ)}.", f"Its extent suggests {guess}.", block.lettered(guess), [organ]),
-        Step(f"The local view of the {disp(organ)} shows {multi} measuring {mm(les.diameter_mm)} in greatest "
-             f"dimension, with {article(les.boundary)} {les.boundary} outer margin. By AJCC criteria, {tnm.T_rule}.",
+        Step(f"On the global view, a {density_word(les.density)} tumor{sized(les.diameter_mm, ' of about ')} is seen "
+             f"in the {disp(organ)}.", f"Its extent suggests {guess}.", block.lettered(guess), [organ]),
+        Step(f"The local view of the {disp(organ)} shows {multi}"
+             f"{sized(les.diameter_mm, ' measuring ', ' in greatest dimension')}"
+             f"{'' if les.boundary is None else f', with {article(les.boundary)} {les.boundary} outer margin'}. "
+             f"By AJCC criteria, {tnm.T_rule}.",
              f"The tumor is {tnm.T}.", block.final, [organ], revisits(guess, tnm.T, guess)),
     ]
     return f.make("tnm", "T", f"What is the T stage of the {disp(organ)} tumor?", [organ], steps, block)
@@ -40,9 +42,10 @@ def n_stage(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Samp
     if k:
         seen = (f"{words(k)} enlarged {plural(k, 'lymph node is', 'lymph nodes are')} seen in the {station} "
                 "region")
-        sizes = join([mm(nd.short_axis_mm) for nd in sorted(truth.nodes, key=lambda nd: -nd.short_axis_mm)])
+        known = sorted((nd.short_axis_mm for nd in truth.nodes if nd.short_axis_mm is not None), reverse=True)
+        sizes = f" ({sizes_list(known)})" if len(known) == k else f" (the largest {mm(known[0])})" if known else ""
         local = (f"Around the {disp(organ)}, {words(k)} {station} {plural(k, 'lymph node has', 'lymph nodes have')} "
-                 f"a short axis over 10 mm ({sizes}).")
+                 f"a short axis over 10 mm{sizes}.")
     else:
         seen = "no enlarged lymph node is evident nearby"
         local = f"Around the {disp(organ)}, no {station} lymph node has a short axis over 10 mm."
@@ -74,10 +77,14 @@ def m_stage(truth: CaseTruth, kg: KnowledgeGraph, f: SampleFactory, rng) -> Samp
     site = sites[0]
     if mets:
         n = len(mets)
-        largest = max(m.diameter_mm for m in mets)
-        glob = f"{plural(n, 'a round hypodense lesion is', 'round hypodense lesions are')} seen in the {disp(site)}"
-        local = (f"The local view of the {disp(site)} shows {words(n)} round hypodense "
-                 f"{plural(n, 'lesion', 'lesions')} with rim enhancement, up to {mm(largest)}, consistent with "
+        known = [m.diameter_mm for m in mets if m.diameter_mm is not None]
+        adjectives, feature = met_words(mets)
+        described = f"{adjectives} " if adjectives else ""
+        one = f"{article(described or 'lesion')} {described}lesion is"
+        glob = f"{plural(n, one, f'{described}lesions are')} seen in the {disp(site)}"
+        local = (f"The local view of the {disp(site)} shows {words(n)} {described}"
+                 f"{plural(n, 'lesion', 'lesions')}{feature},{sized(max(known) if known else None, ' up to ', ',')} "
+                 "consistent with "
                  f"{plural(n, 'a metastasis', 'metastases')}.")
     else:
         glob = f"the {disp(site)} shows no focal lesion"
