@@ -371,6 +371,7 @@ class MainWindow(QMainWindow):
         self.store.sync()
         self.controller.shutdown()
         self.pacs_retrier.shutdown()
+        self.weights_import.runner.shutdown()  # a QThread destroyed while running aborts the process
         for v in self.views.values():
             v.detach()
         self.labels.detach()
