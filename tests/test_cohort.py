@@ -12,7 +12,7 @@ from scipy.ndimage import binary_erosion
 
 from inference.labels import merged_labels
 from training.cohort.case import generate_case, read_case, write_case
-from training.cohort.generate import generate_cohort, main
+from training.cohort.generate import generate_cohort, main, regrid_cases
 from training.cohort.ground_truth import LesionTruth
 from training.cohort.grid import lid
 from training.cohort.knowledge import check_kg, load_kg, parse_kg
@@ -386,6 +386,27 @@ def test_generate_cohort_mixes_samplings_over_one_field_of_view(tmp_path):
     assert summary["fine_shape"] == [64, 64, 32] and summary["fine_every"] == 2
     with pytest.raises(ValueError, match="fine"):
         generate_cohort(tmp_path / "d", 2, seed=3, shape=(48, 48, 24), log=None, fine_every=2)
+
+
+def test_generate_cohort_cycles_through_grids_and_regrids_held_out_cases(tmp_path):
+    """grids: case i on grids[i % n] over one field of view; regrid_cases writes chosen cases again on one
+    grid with the same anatomy and the same questions and answers (held-out evaluation per grid)."""
+    grids = [(48, 48, 24), (64, 64, 32), (56, 56, 40)]
+    summary = generate_cohort(tmp_path / "c", 4, seed=3, log=None, grids=grids)
+    shapes = [read_case(tmp_path / "c" / "cases" / f"case_{i:04d}").ct.shape for i in range(4)]
+    assert shapes == [grids[0], grids[1], grids[2], grids[0]]
+    assert summary["grids"] == [list(g) for g in grids]
+    manifest = regrid_cases(tmp_path / "r", 3, ["case_0001", "case_0002"], (40, 40, 20))
+    again = load_manifest(manifest)
+    for cid in ("case_0001", "case_0002"):
+        a, b = (read_case(tmp_path / d / "cases" / cid).truth for d in ("c", "r"))
+        assert tuple(b.shape) == (40, 40, 20) and np.allclose(np.multiply(a.shape, a.spacing), np.multiply(b.shape, b.spacing))
+        assert (a.pathology, a.primary_organ, len(a.lesions)) == (b.pathology, b.primary_organ, len(b.lesions))
+        # the same questions (answers and options come from each grid's own masks: at 10 mm voxels a
+        # lesion's sub-region may flip)
+        assert [s.id for s in case_samples(a, "x")] == [s.id for s in again if s.case_id == cid]
+    with pytest.raises(ValueError, match="grids"):
+        generate_cohort(tmp_path / "d", 2, seed=3, log=None, grids=grids, fine_shape=(64, 64, 32), fine_every=2)
 
 
 def test_cli_errors(tmp_path, capsys):

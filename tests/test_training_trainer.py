@@ -92,7 +92,7 @@ def test_config_defaults_are_table5_and_flags_override(tmp_path):
     cfg = TrainConfig()
     assert (cfg.optimizer, cfg.learning_rate, cfg.lr_scheduler, cfg.weight_decay, cfg.warmup_ratio, cfg.bf16,
             cfg.gradient_accumulation_steps, cfg.per_device_batch_size, cfg.dataloader_workers, cfg.num_epochs,
-            cfg.cls_loss_weight) == ("adamw_torch", 3e-5, "cosine", 0.0, 0.03, True, 2, 2, 16, 1.0, 1.0)
+            cfg.cls_loss_weight) == ("adamw_torch", 3e-5, "cosine", 0.0, 0.03, True, 2, 2, None, 1.0, 1.0)
     (tmp_path / "run.yaml").write_text("learning_rate: 1.0e-4\nlora: true\nlora_r: 16\n")
     p = argparse.ArgumentParser()
     add_config_arguments(p)
@@ -105,6 +105,45 @@ def test_config_defaults_are_table5_and_flags_override(tmp_path):
 
     with pytest.raises(InputError, match="bad.json.*learning_rat"):
         TrainConfig.load(tmp_path / "bad.json")
+
+
+def test_default_dataloader_workers_follow_the_cores(monkeypatch):
+    """Table 5's 16 workers per process, but never more than the cores each process has beside its own:
+    16 workers on a 2-core machine only fight the training threads."""
+    from training import config
+    from training.config import TrainConfig, workers_for_cores
+
+    assert [workers_for_cores(c) for c in (1, 2, 4, 17, 64)] == [0, 1, 3, 16, 16]
+    assert workers_for_cores(32, processes_per_node=4) == 7 and workers_for_cores(2, processes_per_node=4) == 0
+    monkeypatch.setattr(config, "available_cores", lambda: 2)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert TrainConfig().workers == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert TrainConfig().workers == 0
+    assert TrainConfig(dataloader_workers=5).workers == 5  # a setting wins
+    with pytest.raises(ValueError, match="dataloader_workers"):
+        TrainConfig(dataloader_workers=-1)
+
+
+def test_train_help_describes_every_flag():
+    """`tumorchain-train train --help`: every setting has a flag with its own description (and its default)."""
+    import contextlib
+    import io
+    from dataclasses import fields
+
+    from training.cli import main
+    from training.config import FIELD_HELP, TrainConfig
+
+    assert set(FIELD_HELP) == {f.name for f in fields(TrainConfig)}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(out.getvalue().split())  # argparse wraps lines
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in text, flag
+        assert " ".join(FIELD_HELP[f.name].split()) in text, f.name
+    assert "(default: 3e-05)" in text and "(default: 16)" not in text
 
 
 def _masked_model_config(a, tmp_path):

@@ -1,7 +1,8 @@
 """TrainConfig: every setting of a training run in one JSON/YAML-serialisable dataclass.
 
 Defaults are the paper's Table 5 (appendix 10.1): AdamW, lr 3e-5, cosine decay, warmup ratio 0.03,
-weight decay 0, bf16, gradient accumulation 2, per-device batch 2, 16 dataloader workers, 1 epoch,
+weight decay 0, bf16, gradient accumulation 2, per-device batch 2, 16 dataloader workers (capped by
+the cores each process has: ``dataloader_workers`` None = min(16, cores per process - 1)), 1 epoch,
 and alpha = 1.0 for the classification loss (section 4.3, the best setting of Table 8).
 
 A run reads a config file (``--config run.yaml`` or ``.json``) and then command-line overrides
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass, field, fields
+import os
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -50,7 +52,7 @@ class TrainConfig:
     bf16: bool = True  # ignored on CPU (fp32 there), with a log line saying so
     gradient_accumulation_steps: int = 2
     per_device_batch_size: int = 2
-    dataloader_workers: int = 16
+    dataloader_workers: int | None = None  # None: the paper's 16, capped by this process's cores (workers_for_cores)
     num_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides num_epochs
     # -- the joint loss (eq. 8) ----------------------------------------------------------------
@@ -96,6 +98,8 @@ class TrainConfig:
                 out.append(f"{name} must be positive")
         if not 0.0 <= self.warmup_ratio < 1.0:
             out.append("warmup_ratio must be in [0, 1)")
+        if self.dataloader_workers is not None and self.dataloader_workers < 0:
+            out.append("dataloader_workers must be >= 0 (0: load in the training process)")
         if self.cls_loss_weight < 0:
             out.append("cls_loss_weight (alpha) must be >= 0")
         if self.lora and self.freeze_llm:
@@ -128,8 +132,91 @@ class TrainConfig:
         return cls.from_dict(read_config_file(path), path)
 
     @property
+    def workers(self) -> int:
+        """Data-loader worker processes this run uses: the setting, or by default as many as the cores allow."""
+        if self.dataloader_workers is not None:
+            return int(self.dataloader_workers)
+        return workers_for_cores(available_cores(), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+    @property
     def cache_path(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else Path(self.output_dir) / "case_cache"
+
+
+# What each setting does, for ``tumorchain-train train --help`` (tests check every field has one).
+FIELD_HELP: dict[str, str] = {
+    "train_manifest": "JSONL manifest of training samples (training/manifest.py); required",
+    "eval_manifest": "JSONL manifest evaluated during training (optional)",
+    "cache_dir": "folder of preprocessed cases (default: <output_dir>/case_cache); share it between runs",
+    "segmentation": "segmentation backend for samples whose masks are null",
+    "cls_organs": "which organs the auxiliary classifier trains on: 'labeled' (every organ with a label) or "
+                  "'roi' (only the chain's organs)",
+    "group_by_case": "batch samples of one case together, so the encoder runs once per case and batch",
+    "max_samples": "use only the first N samples (smoke tests)",
+    "model": "a TumorChain model folder to fine-tune (e.g. resources/demo_model)",
+    "llm": "a local Hugging Face causal-LM folder to build a new model around (with --model-config)",
+    "model_config": "TumorChainConfig JSON for a new model built with --llm",
+    "vision_weights": "converted M3D encoder safetensors for a new model (python -m inference.model.convert_m3d)",
+    "optimizer": "Hugging Face optimizer name",
+    "learning_rate": "peak learning rate",
+    "lr_scheduler": "Hugging Face scheduler name",
+    "warmup_ratio": "fraction of the steps spent warming the learning rate up, in [0, 1)",
+    "weight_decay": "AdamW weight decay",
+    "adam_beta1": "AdamW beta1",
+    "adam_beta2": "AdamW beta2",
+    "max_grad_norm": "gradient clipping norm",
+    "bf16": "train in bfloat16 (GPU; CPU trains in float32 and logs it)",
+    "gradient_accumulation_steps": "batches accumulated per optimizer step",
+    "per_device_batch_size": "samples per batch on each device",
+    "dataloader_workers": "data-loader worker processes (default: min(16, cores per process - 1); 0 loads in "
+                          "the training process)",
+    "num_epochs": "passes over the training samples",
+    "max_steps": "optimizer steps to run; > 0 overrides --num-epochs",
+    "cls_loss_weight": "alpha of eq. 8: weight of the classifier's loss beside the LM loss",
+    "freeze_encoder": "keep the vision encoder's weights fixed",
+    "frozen_encoder_cache_mb": "with --freeze-encoder: keep each case's encoder outputs in memory, up to this "
+                               "many MB, so the encoder runs once per case",
+    "freeze_projector": "keep the projector's weights fixed",
+    "freeze_llm": "keep the LLM's weights fixed",
+    "freeze_classifier": "keep the auxiliary classifier's weights fixed",
+    "lora": "train LoRA adapters on the LLM instead of its weights (export merges them)",
+    "lora_r": "LoRA rank",
+    "lora_alpha": "LoRA scaling alpha",
+    "lora_dropout": "LoRA dropout",
+    "lora_targets": "LLM modules that get LoRA adapters",
+    "gradient_checkpointing": "recompute the LLM's activations in the backward pass (less memory, slower)",
+    "deepspeed": "'zero2', 'zero3' or a DeepSpeed JSON file",
+    "ddp_timeout_s": "seconds a collective may wait (first-step cache building and slow storage need it)",
+    "output_dir": "folder for checkpoints, train_log.jsonl, train_config.json and final/",
+    "logging_steps": "log losses every N optimizer steps",
+    "save_steps": "save a checkpoint every N optimizer steps",
+    "save_total_limit": "keep at most N checkpoints",
+    "save_on_each_node": "save on every node (when output_dir is node-local, not shared storage)",
+    "seed": "seed of weights' initialisation, data order and sampling",
+    "resume_from_checkpoint": "a checkpoint folder, or 'latest' in output_dir, to resume from",
+    "report_to": "experiment tracker ('none', 'tensorboard', 'wandb', ...) when installed",
+    "device": "'cpu' forces CPU; default: CUDA when present",
+    "num_threads": "torch CPU threads per process (1 avoids oversubscription on shared CPUs)",
+}
+
+
+PAPER_DATALOADER_WORKERS = 16  # Table 5
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity, which containers and schedulers set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def workers_for_cores(cores: int, processes_per_node: int = 1) -> int:
+    """The paper's 16 data-loader workers per process, but no more than the cores each training process
+    has beside its own (16 workers on a 2-core machine only fight the training threads for the CPU):
+    2 cores, one process -> 1 worker; 1 core -> 0 (load in the training process)."""
+    per_process = max(1, cores // max(1, processes_per_node))
+    return max(0, min(PAPER_DATALOADER_WORKERS, per_process - 1))
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -163,17 +250,22 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per field (``--learning-rate``, ``--lora`` / ``--no-lora``); defaults are None so
     that only flags given on the command line override the config file."""
     hints = get_type_hints(TrainConfig)
-    parser.add_argument("--config", type=Path, help="a JSON or YAML file of settings (flags override it)")
+    parser.add_argument("--config", type=Path, help="a JSON or YAML file of settings (flags override it); "
+                        "the file's keys are the flags' names with underscores")
     for f in fields(TrainConfig):
         hint = hints[f.name]
         flag = _flag(f.name)
+        default = f.default if f.default_factory is MISSING else f.default_factory()  # type: ignore[misc]
+        text = FIELD_HELP[f.name] + ("" if default in (None, "") else f" (default: {default})")
+        text = text.replace("%", "%%")
         if hint is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif f.name == "lora_targets":
-            parser.add_argument(flag, dest=f.name, nargs="+", default=None, metavar="MODULE")
+            parser.add_argument(flag, dest=f.name, nargs="+", default=None, metavar="MODULE", help=text)
         else:
             base = _base_type(hint)
-            parser.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper())
+            parser.add_argument(flag, dest=f.name, type=base, default=None, help=text,
+                                metavar={int: "N", float: "X"}.get(base, "TEXT"))
 
 
 def _base_type(hint) -> type:

@@ -134,8 +134,8 @@ def training_arguments(cfg: TrainConfig, cpu: bool):
         save_on_each_node=cfg.save_on_each_node,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        dataloader_num_workers=cfg.dataloader_workers,
-        dataloader_persistent_workers=cfg.dataloader_workers > 0,
+        dataloader_num_workers=cfg.workers,
+        dataloader_persistent_workers=cfg.workers > 0,
         remove_unused_columns=False,
         report_to=[] if cfg.report_to in ("none", "", None) else [cfg.report_to],
         deepspeed=deepspeed_config(cfg.deepspeed, cpu) if cfg.deepspeed else None,
@@ -190,6 +190,8 @@ def run_training(cfg: TrainConfig, log_fn=print, model=None) -> dict:
     args = training_arguments(cfg, cpu)  # initialises torch.distributed under a launcher
     if rank == 0:
         log_fn(f"trainable parameters: {trainable}")
+        log_fn(f"data-loader workers: {cfg.workers}" + (" (dataloader_workers unset: min(16, cores per process - 1))"
+                                                        if cfg.dataloader_workers is None else ""))
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         cfg.save(Path(cfg.output_dir) / CONFIG_FILE)
     train_ds = build_datasets(cfg, model, log_fn=log_fn if rank == 0 else None, samples=samples)

@@ -46,23 +46,12 @@ def _one(job: tuple) -> tuple[CaseTruth, list[Sample], float]:
     return case.truth, case_samples(case.truth, f"cases/{case_id}"), time.perf_counter() - t0
 
 
-def generate_cohort(out: str | Path, cases: int, seed: int, shape=DEFAULT_SHAPE, spacing=None, workers: int = 1,
-                    log=print, fine_shape=None, fine_every: int = 0) -> dict:
-    """Write a cohort; returns its summary (also written as cohort_summary.json). With ``fine_shape`` and
-    ``fine_every`` = k, every k-th case is sampled on that finer grid over the same field of view, so a
-    model sees more than one sampling (scanners and protocols differ; the bundled demo case is 2 mm)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "exists and is not a folder")
-    if cases < 1:
-        raise ValueError("--cases must be at least 1")
-    if fine_every < 0 or (fine_every and fine_shape is None):
-        raise ValueError("--fine-every needs --fine-shape and must be at least 1")
-    out.mkdir(parents=True, exist_ok=True)
-    fine = (lambda i: bool(fine_every) and i % fine_every == fine_every - 1)
-    jobs = [(str(out), i, case_seed(seed, i), tuple(fine_shape if fine(i) else shape),
-             None if spacing is None or fine(i) else tuple(spacing)) for i in range(cases)]
-    t0 = time.perf_counter()
+def case_index(case_id: str) -> int:
+    """The index ``generate_cohort`` made ``case_id`` from ("case_0042" -> 42)."""
+    return int(case_id.rsplit("_", 1)[-1])
+
+
+def _run(jobs: list[tuple], workers: int, log) -> list:
     results = []
     if workers > 1:
         with Pool(workers) as pool:
@@ -74,6 +63,34 @@ def generate_cohort(out: str | Path, cases: int, seed: int, shape=DEFAULT_SHAPE,
             res = _one(job)
             results.append(res)
             _log_case(log, res)
+    return results
+
+
+def generate_cohort(out: str | Path, cases: int, seed: int, shape=DEFAULT_SHAPE, spacing=None, workers: int = 1,
+                    log=print, fine_shape=None, fine_every: int = 0, grids=None) -> dict:
+    """Write a cohort; returns its summary (also written as cohort_summary.json). With ``fine_shape`` and
+    ``fine_every`` = k, every k-th case is sampled on that finer grid over the same field of view, so a
+    model sees more than one sampling (scanners and protocols differ; the bundled demo case is 2 mm).
+    With ``grids`` (a list of shapes over the same field of view), case i is sampled on grids[i % len]:
+    sampling-grid variety across the whole cohort (demo model v0.5)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder")
+    if cases < 1:
+        raise ValueError("--cases must be at least 1")
+    if fine_every < 0 or (fine_every and fine_shape is None):
+        raise ValueError("--fine-every needs --fine-shape and must be at least 1")
+    if grids is not None and (fine_every or spacing is not None or not grids):
+        raise ValueError("grids: a non-empty list of shapes, without --fine-every or --spacing")
+    out.mkdir(parents=True, exist_ok=True)
+    fine = (lambda i: bool(fine_every) and i % fine_every == fine_every - 1)
+    if grids is not None:
+        jobs = [(str(out), i, case_seed(seed, i), tuple(grids[i % len(grids)]), None) for i in range(cases)]
+    else:
+        jobs = [(str(out), i, case_seed(seed, i), tuple(fine_shape if fine(i) else shape),
+                 None if spacing is None or fine(i) else tuple(spacing)) for i in range(cases)]
+    t0 = time.perf_counter()
+    results = _run(jobs, workers, log)
     seconds = time.perf_counter() - t0
     truths = [r[0] for r in results]
     by_case = {r[0].case_id: r[1] for r in results}
@@ -81,9 +98,24 @@ def generate_cohort(out: str | Path, cases: int, seed: int, shape=DEFAULT_SHAPE,
     for name in SPLITS:
         write_manifest(out / f"{name}.jsonl", [s for cid in split[name] for s in by_case[cid]])
     summary = _summary(truths, by_case, split, seed, shape, spacing, seconds)
-    summary.update(fine_shape=None if fine_shape is None else list(fine_shape), fine_every=int(fine_every))
+    summary.update(fine_shape=None if fine_shape is None else list(fine_shape), fine_every=int(fine_every),
+                   grids=None if grids is None else [list(g) for g in grids])
     (out / "cohort_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def regrid_cases(out: str | Path, seed: int, case_ids: list[str], shape, workers: int = 1, log=None) -> Path:
+    """The cohort (``seed``)'s cases ``case_ids`` again, all sampled on ``shape`` over the same field of
+    view: the same anatomy, lesions and questions (measurements may differ by a voxel), written to
+    ``out``/cases with their samples in ``out``/samples.jsonl. Held-out evaluation per grid uses it, so
+    every grid is scored on the same cases. Returns the manifest's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(out), case_index(cid), case_seed(seed, case_index(cid)), tuple(shape), None) for cid in case_ids]
+    results = _run(jobs, workers, log)
+    manifest = out / "samples.jsonl"
+    write_manifest(manifest, [s for r in results for s in r[1]])
+    return manifest
 
 
 def _log_case(log, res) -> None:
@@ -133,6 +165,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fine-shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
                    help="a finer grid (same field of view) for every --fine-every-th case")
     p.add_argument("--fine-every", type=int, default=0, metavar="K")
+    p.add_argument("--grid", type=int, nargs=3, action="append", metavar=("X", "Y", "Z"), dest="grids",
+                   help="sample case i on the (i mod n)-th of the grids given (repeat; same field of view)")
     p.add_argument("--spacing", type=float, nargs=3, metavar=("SX", "SY", "SZ"),
                    help="voxel size in mm (default: 384 x 384 x 256 mm field of view / shape)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
@@ -154,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = generate_cohort(args.out, args.cases, args.seed, tuple(args.shape),
                                   None if args.spacing is None else tuple(args.spacing), max(1, args.workers),
                                   log=None if args.quiet else print, fine_shape=args.fine_shape,
-                                  fine_every=args.fine_every)
+                                  fine_every=args.fine_every, grids=args.grids)
     except (InputError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

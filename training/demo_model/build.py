@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 RECIPE = Path(__file__).resolve().parent / "recipe.json"
+REPO = Path(__file__).resolve().parents[2]
 DEMO_COMMAND = "python -m training.demo_model.build --out resources/demo_model --seed 0"
 
 
@@ -32,22 +33,24 @@ def load_recipe(path: str | Path = RECIPE) -> dict:
 
 
 def ensure_cohort(folder: Path, cases: int, seed: int, shape, workers: int, log=print, fine_shape=None,
-                  fine_every: int = 0) -> Path:
+                  fine_every: int = 0, grids=None) -> Path:
     """Generate the cohort unless ``folder`` already holds the same one (same seed, size, sampling, generator)."""
     from training.cohort.generate import generate_cohort
     from training.cohort.ground_truth import GENERATOR_VERSION
 
     summary = folder / "cohort_summary.json"
+    as_lists = lambda g: None if g is None else [list(x) for x in g]
     if summary.is_file():
         s = json.loads(summary.read_text())
         if (s.get("seed"), s.get("cases"), list(s.get("shape", [])), s.get("generator_version"), s.get("fine_shape"),
-                s.get("fine_every", 0)) == (seed, cases, list(shape), GENERATOR_VERSION,
-                                             None if fine_shape is None else list(fine_shape), fine_every):
+                s.get("fine_every", 0), s.get("grids")) == (seed, cases, list(shape), GENERATOR_VERSION,
+                                                             None if fine_shape is None else list(fine_shape),
+                                                             fine_every, as_lists(grids)):
             log(f"cohort: reusing {folder}")
             return folder
     t0 = time.perf_counter()
     generate_cohort(folder, cases, seed, tuple(shape), None, workers, log=None, fine_shape=fine_shape,
-                    fine_every=fine_every)
+                    fine_every=fine_every, grids=grids)
     log(f"cohort: {cases} cases in {time.perf_counter() - t0:.0f} s")
     return folder
 
@@ -159,7 +162,10 @@ def guard_samples(work: Path, guard: dict, log=print):
 
     folder = ensure_cohort(work / f"guard_{guard['seed']}", guard["cases"], guard["seed"],
                            guard.get("shape", [128, 128, 64]), 1, log)
-    samples = [s for name in ("train", "val", "test") for s in load_manifest(folder / f"{name}.jsonl")]
+    splits = json.loads((folder / "cohort_summary.json").read_text())["splits"]
+    # a small guard cohort may leave a split without cases (its manifest is empty): skip it, do not fail
+    samples = [s for name in ("train", "val", "test") if splits[name]["samples"]
+               for s in load_manifest(folder / f"{name}.jsonl")]
     return [s for s in samples if s.subtask in set(guard["subtasks"])]
 
 
@@ -176,7 +182,8 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
     work.mkdir(parents=True, exist_ok=True)
     c = recipe["cohort"]
     cohort = ensure_cohort(work / f"cohort_{seed}", c["cases"], seed, c["shape"], c.get("workers", 1), log,
-                           c.get("fine_shape"), c.get("fine_every", 0))
+                           c.get("fine_shape"), c.get("fine_every", 0), c.get("grids"))
+    demo = demo_case_check(recipe, work, log) if recipe.get("demo_case") else None  # fixed before training
     llm = make_llm(cohort, work, recipe, seed)
     model_cfg = TumorChainConfig.from_dict(dict(recipe["model"]))
     model_cfg.save(work / "tumorchain_config.json")
@@ -207,6 +214,7 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
            "last_log": train["log"][-1] if train["log"] else None, "torch": torch.__version__},
         "size_bytes": exported["bytes"],
         "visual_pretraining": {k: v for k, v in pre.items() if k != "folder"},
+        "demo_case": demo,
     }
     if not skip_eval:
         summary.update(evaluate_demo(out, cohort, work, recipe, log))
@@ -216,61 +224,123 @@ def build(out: Path, seed: int, work: Path, recipe: dict, log=print, skip_eval: 
     return summary
 
 
-def heldout_manifest(cohort: Path, work: Path, e: dict) -> Path:
-    """The held-out split, cut to its first ``max_cases`` cases (sorted ids) to bound the build time."""
-    from training.manifest import load_manifest, write_manifest
+def heldout_case_ids(cohort: Path, e: dict) -> list[str]:
+    """The held-out split's first ``max_cases`` cases (sorted ids), to bound the build time."""
+    from training.manifest import load_manifest
 
-    samples = load_manifest(cohort / f"{e['split']}.jsonl")
-    keep = sorted({s.case_id for s in samples})[:e.get("max_cases") or None]
-    if len(keep) == len({s.case_id for s in samples}):
-        return cohort / f"{e['split']}.jsonl"
-    out = cohort / f"{e['split']}_first{len(keep)}.jsonl"
-    write_manifest(out, [s for s in samples if s.case_id in set(keep)])
-    return out
+    ids = sorted({s.case_id for s in load_manifest(cohort / f"{e['split']}.jsonl")})
+    return ids[:e.get("max_cases") or None]
+
+
+def heldout_grid_manifest(cohort: Path, work: Path, case_ids: list[str], shape, workers: int = 1) -> Path:
+    """The held-out cases regenerated on one grid (training.cohort.generate.regrid_cases), reused when
+    ``work`` already holds them for the same cohort seed, cases, grid and generator."""
+    from training.cohort.generate import regrid_cases
+    from training.cohort.ground_truth import GENERATOR_VERSION
+
+    seed = json.loads((cohort / "cohort_summary.json").read_text())["seed"]
+    folder = work / f"heldout_{seed}_{'x'.join(str(n) for n in shape)}"
+    key = {"seed": seed, "cases": case_ids, "shape": list(shape), "generator_version": GENERATOR_VERSION}
+    stamp = folder / "heldout.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == key:
+        return folder / "samples.jsonl"
+    manifest = regrid_cases(folder, seed, case_ids, shape, workers)
+    stamp.write_text(json.dumps(key))
+    return manifest
+
+
+def demo_case_check(recipe: dict, work: Path, log=print) -> dict:
+    """The bundled demo case is what the recipe's demo seed (fixed before training) regenerates: written
+    again under ``work`` and compared file by file with resources/demo_case. Returns the record."""
+    from training.case_cache import file_digest
+    from training.cohort.generate import DEMO_SEED, write_demo
+
+    d = recipe.get("demo_case") or {}
+    if d.get("seed") != DEMO_SEED:
+        raise ValueError(f"recipe demo_case seed {d.get('seed')} is not the generator's DEMO_SEED {DEMO_SEED}")
+    bundled = REPO / d.get("folder", "resources/demo_case")
+    write_demo(work / "demo_case")
+    names = ("ct.nii.gz", "organs.nii.gz", "parts.nii.gz", "lesions.nii.gz", "ground_truth.json", "samples.jsonl")
+    same = {n: (bundled / n).is_file() and file_digest(bundled / n) == file_digest(work / "demo_case" / n)
+            for n in names}
+    log(f"demo case (seed {DEMO_SEED}): bundled files identical to a regeneration: {same}")
+    return {"seed": DEMO_SEED, "folder": str(d.get("folder", "resources/demo_case")), "identical": same}
 
 
 def evaluate_demo(out: Path, cohort: Path, work: Path, recipe: dict, log=print) -> dict:
-    from inference.pipeline import load_model
+    """Held-out evaluation on every grid of recipe['eval']['grids'] (the first is the cohort's: it is
+    also "heldout", the table EVAL.md and the workstation's model card show first), the classifier's
+    held-out AUC, the guard set, and the bundled demo case."""
+    from inference.pipeline import Pipeline, load_model
     from training.classifier_eval import classifier_scores, classifier_summary
     from training.eval_report import markdown_table
-    from training.evaluate import run_evaluation
+    from training.evaluate import evaluate_samples, run_evaluation
     from training.manifest import load_manifest
 
     e, g = recipe["eval"], recipe["guard"]
     model = load_model(out, device="cpu")
-    t0 = time.perf_counter()
-    held = run_evaluation(out, heldout_manifest(cohort, work, e), work / "eval", max_rounds=e["max_rounds"],
-                          max_new_tokens=e["max_new_tokens"], model=model, log_fn=log)
-    log(markdown_table(held))
-    eval_minutes = (time.perf_counter() - t0) / 60.0
+    compact = lambda res: {m: {k: v["accuracy"] for k, v in t["columns"].items() if v["n"]} | {"avg": t["avg"]}
+                           for m, t in res["modes"].items()}
+    ids = heldout_case_ids(cohort, e)
+    grids = e.get("grids") or [{"name": "cohort", "shape": recipe["cohort"]["shape"]}]
+    per_grid = []
+    for grid in grids:
+        t0 = time.perf_counter()
+        manifest = heldout_grid_manifest(cohort, work, ids, grid["shape"], recipe["cohort"].get("workers", 1))
+        held = run_evaluation(out, manifest, work / "eval" / "x".join(str(n) for n in grid["shape"]),
+                              max_rounds=e["max_rounds"], max_new_tokens=e["max_new_tokens"], model=model, log_fn=None)
+        per_grid.append({"name": grid["name"], "shape": list(grid["shape"]), "spacing_mm": grid_spacing(grid["shape"]),
+                         "split": e["split"], "cases": len(ids), "n_samples": held["n_samples"],
+                         "accuracy": compact(held),
+                         "counts": {k: v["n"] for k, v in held["modes"]["iir"]["columns"].items()},
+                         "mean_rounds": {m: t["mean_rounds"] for m, t in held["modes"].items()},
+                         "report_token_f1": {m: t["report_token_f1"] for m, t in held["modes"].items()},
+                         "minutes": round((time.perf_counter() - t0) / 60.0, 2), "table_md": markdown_table(held)})
+        log(f"held-out on {grid['name']} {grid['shape']}:\n{per_grid[-1]['table_md']}")
     cls = classifier_summary(classifier_scores(model, load_manifest(cohort / f"{e['split']}.jsonl")))
     cls["cases"] = len({s.case_id for s in load_manifest(cohort / f"{e['split']}.jsonl")})
     log(f"classifier on held-out organs: {cls}")
-    from training.evaluate import evaluate_samples
-    from inference.pipeline import Pipeline
-
-    guard = evaluate_samples(Pipeline(model, out), guard_samples(work, g, log), max_rounds=e["max_rounds"],
+    pipeline = Pipeline(model, out)
+    guard = evaluate_samples(pipeline, guard_samples(work, g, log), max_rounds=e["max_rounds"],
                              max_new_tokens=e["max_new_tokens"])
-    compact = lambda res: {m: {k: v["accuracy"] for k, v in t["columns"].items() if v["n"]} | {"avg": t["avg"]}
-                           for m, t in res["modes"].items()}
+    demo = recipe.get("demo_case") or {}
+    demo_res = None
+    if demo:
+        demo_res = evaluate_samples(pipeline, load_manifest(REPO / demo.get("folder", "resources/demo_case")
+                                                            / "samples.jsonl"),
+                                    max_rounds=e["max_rounds"], max_new_tokens=e["max_new_tokens"])
+        log(f"demo case: {compact(demo_res)}")
     return {
-        "heldout": {"split": e["split"], "n_samples": held["n_samples"], "accuracy": compact(held),
-                    "counts": {k: v["n"] for k, v in held["modes"]["iir"]["columns"].items()},
-                    "mean_rounds": {m: t["mean_rounds"] for m, t in held["modes"].items()},
-                    "report_token_f1": {m: t["report_token_f1"] for m, t in held["modes"].items()},
-                    "minutes": round(eval_minutes, 2), "table_md": markdown_table(held)},
+        "heldout": per_grid[0],
+        "heldout_grids": per_grid,
         "classifier": cls,
         "guard": {"seed": g["seed"], "cases": g["cases"], "subtasks": g["subtasks"], "margin": g["margin"],
                   "n_samples": guard["n_samples"], "accuracy": compact(guard),
                   "counts": {k: v["n"] for k, v in guard["modes"]["iir"]["columns"].items() if v["n"]},
                   "max_rounds": e["max_rounds"], "max_new_tokens": e["max_new_tokens"]},
-    }
+    } | ({"demo_case_eval": {
+        "accuracy": compact(demo_res),
+        "answers": [{k: r[k] for k in ("subtask", "mode", "reference", "answer", "correct", "examined",
+                                        "abnormal_prob")} | {"text": r["text"][:600]} for r in demo_res["samples"]]}}
+         if demo_res else {})
+
+
+def grid_spacing(shape) -> list[float]:
+    """Voxel size in mm of a cohort grid (shape over the default field of view)."""
+    from training.cohort.grid import DEFAULT_FOV_MM
+
+    return [round(f / n, 3) for f, n in zip(DEFAULT_FOV_MM, shape)]
 
 
 def eval_markdown(s: dict) -> str:
     lines = ["# Demo model: how it was made and how well it does", "",
              f"Made by `{s['command']}` in {s.get('build_minutes', '?')} min on CPU "
              f"({s['size_bytes'] / 1e6:.1f} MB of safetensors).", ""]
+    grids = (s.get("recipe") or {}).get("cohort", {}).get("grids")
+    if grids:
+        lines += [f"Cohort: {s['recipe']['cohort']['cases']} cases, case i sampled on grid i mod {len(grids)} of "
+                  + ", ".join(f"{g[0]}x{g[1]}x{g[2]} ({' x '.join(f'{v:g}' for v in grid_spacing(g))} mm)"
+                              for g in grids) + " over one field of view.", ""]
     v = s.get("visual_pretraining") or {}
     if v:
         auc = v.get("heldout_organ_auc") or v.get("heldout_patch_auc")
@@ -285,15 +355,29 @@ def eval_markdown(s: dict) -> str:
               f"{t['last_log']['loss']:.3f} (LM {t['first_log'].get('lm_loss')} -> {t['last_log'].get('lm_loss')}, "
               f"classifier {t['first_log'].get('cls_loss')} -> {t['last_log'].get('cls_loss')}).", ""]
     if "heldout" in s:
-        h = s["heldout"]
-        lines += [f"## Held-out {h['split']} split ({h['n_samples']} samples), accuracy in %", "", h["table_md"]]
+        for h in s.get("heldout_grids") or [s["heldout"]]:
+            where = (f" on the {h['name']} grid ({h['shape'][0]}x{h['shape'][1]}x{h['shape'][2]} voxels, "
+                     f"{' x '.join(f'{v:g}' for v in h['spacing_mm'])} mm)" if "shape" in h else "")
+            lines += [f"## Held-out {h['split']} split{where}: {h['n_samples']} samples, accuracy in %", "",
+                      h["table_md"]]
         c = s["classifier"]
         lines += [f"Auxiliary classifier on {c['n']} held-out (case, organ) pairs ({c['abnormal']} abnormal): "
                   f"accuracy {100 * c['accuracy']:.1f}% (majority class {100 * c['majority_baseline']:.1f}%), "
-                  f"ROC AUC {c['auc']:.3f}.", ""]
+                  "ROC AUC " + (f"{c['auc']:.3f}" if c.get("auc") is not None else "n/a (one class only)") + ".", ""]
         g = s["guard"]
         lines += [f"Guard set (cohort seed {g['seed']}, {g['cases']} cases, {g['n_samples']} samples; "
                   f"tests/test_training_demo_model.py re-runs it): " + json.dumps(g["accuracy"]), ""]
+    d, de = s.get("demo_case"), s.get("demo_case_eval")
+    if d:
+        lines += [f"Bundled demo case: seed {d['seed']} (fixed in the recipe before training); the bundled files "
+                  + ("are identical to a regeneration." if all(d["identical"].values())
+                     else f"differ from a regeneration: {d['identical']}."), ""]
+    if de:
+        lines += ["| Demo case question | Mode | Reference | Answer | Right |", "|---|---|---|---|---|"]
+        cell = lambda t: t[:40].replace("|", "/").replace("\n", " ")
+        lines += [f"| {r['subtask']} | {r['mode']} | {cell(r['reference'])} | {cell(r['answer'])} | "
+                  f"{'yes' if r['correct'] else 'no'} |" for r in de["answers"]]
+        lines += [""]
     return "\n".join(lines) + "\n"
 
 

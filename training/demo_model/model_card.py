@@ -59,8 +59,8 @@ def grids(summary: dict) -> list[dict]:
     out = [grid(summary["shape"], summary.get("spacing"))]
     if summary.get("fine_shape") and summary.get("fine_every"):
         out.append(grid(summary["fine_shape"]))
-    for g in summary.get("grids", []) or []:
-        out.append(grid(g["shape"], g.get("spacing") or g.get("spacing_mm")))
+    for g in summary.get("grids", []) or []:  # the cohort writes shapes over its field of view
+        out.append(grid(g["shape"], g.get("spacing") or g.get("spacing_mm")) if isinstance(g, dict) else grid(g))
     unique = []
     for g in out:
         if g not in unique:
