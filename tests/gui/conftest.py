@@ -77,6 +77,25 @@ def module_profile(tmp_path_factory):
         yield folder
 
 
+@pytest.fixture(autouse=True)
+def _collect_closed_windows():
+    """After each test, delete the widgets it closed and collect their Python cycles now, between
+    tests. Left to the garbage collector, a closed window's VTK render windows were destroyed at
+    whatever moment the next allocation triggered a collection, once inside a new window's
+    vtkRenderWindow constructor: a segfault after enough windows (test_memory, test_non_ct_refusal,
+    test_overlay_and_highlight, then test_pacs_dialogs, in one process)."""
+    yield
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is not None:
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        QApplication.processEvents()
+    gc.collect()
+
+
 @pytest.fixture(scope="module")
 def viewer(qapp):
     """Four views shared by one test module (creating GL windows is the slow part)."""
