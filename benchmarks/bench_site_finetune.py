@@ -80,10 +80,13 @@ def finetune(name: str, manifest: Path, work: Path, args) -> tuple[Path, dict]:
 def evaluate(name: str, model: Path, manifest: Path, work: Path, args) -> dict:
     out = work / f"eval_{name}"
     t0 = time.perf_counter()
-    rc = train_cli(["evaluate", "--model", str(model), "--manifest", str(manifest), "--out", str(out),
-                    "--modes", "iir", "--device", "cpu", "--no-plot", "--max-new-tokens", str(args.max_new_tokens)])
-    if rc:
-        raise SystemExit(f"evaluate {name} failed ({rc})")
+    if args.resume and (out / "results.json").is_file():
+        print(f"[{name}] reusing the finished evaluation {out}", flush=True)
+    else:
+        rc = train_cli(["evaluate", "--model", str(model), "--manifest", str(manifest), "--out", str(out),
+                        "--modes", "iir", "--device", "cpu", "--no-plot", "--max-new-tokens", str(args.max_new_tokens)])
+        if rc:
+            raise SystemExit(f"evaluate {name} failed ({rc})")
     res = json.loads((out / "results.json").read_text())
     iir = res["modes"]["iir"]
     cols = {k: round(100 * v["accuracy"], 1) for k, v in iir["columns"].items() if v["n"]}
@@ -107,6 +110,8 @@ def main() -> int:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--no-base", action="store_true", help="skip scoring the demo model itself (the reference)")
     p.add_argument("--work", type=Path, default=Path("/tmp/bench_site_finetune"))
+    p.add_argument("--resume", action="store_true",
+                   help="reuse what an earlier run in --work finished (a fine-tuned model, a finished evaluation)")
     args = p.parse_args()
     t_all = time.perf_counter()
     work = args.work
@@ -138,7 +143,13 @@ def main() -> int:
                                                           for k, v in vars(args).items()}}, indent=1))
 
     for name, manifest in (("converted", converted), ("cohort", cohort / "train.jsonl")):
-        model, summary = finetune(name, manifest, work, args)
+        model = work / f"model_{name}"
+        if args.resume and (model / "config.json").is_file():
+            done = work / f"run_{name}" / "train_summary.json"
+            summary = json.loads(done.read_text()) if done.is_file() else {"train_loss": None}
+            print(f"[{name}] reusing the fine-tuned model {model}", flush=True)
+        else:
+            model, summary = finetune(name, manifest, work, args)
         results[name] = evaluate(name, model, test, work, args) | {"train_loss": summary["train_loss"],
                                                                     "train_samples": len(load_manifest(manifest))}
         save()
