@@ -60,9 +60,9 @@ def heldout(cohort: Path) -> Path:
     return write_manifest(cohort / "heldout.jsonl", samples)
 
 
-def finetune(name: str, manifest: Path, work: Path, args) -> tuple[Path, dict]:
+def finetune(name: str, manifest: Path, work: Path, args, seed: int) -> tuple[Path, dict]:
     cfg = TrainConfig(train_manifest=str(manifest), model=str(DEMO_MODEL), output_dir=str(work / f"run_{name}"),
-                      cache_dir=str(work / "case_cache"), seed=args.seed, learning_rate=args.lr, max_steps=args.steps,
+                      cache_dir=str(work / "case_cache"), seed=seed, learning_rate=args.lr, max_steps=args.steps,
                       per_device_batch_size=4, gradient_accumulation_steps=2, warmup_ratio=0.03, bf16=False,
                       dataloader_workers=0, num_threads=args.threads, device="cpu", logging_steps=10,
                       save_steps=10**6, save_total_limit=1, cls_loss_weight=1.0, freeze_encoder=True,
@@ -106,6 +106,9 @@ def main() -> int:
     p.add_argument("--shape", type=int, nargs=3, default=[128, 128, 64], help="the demo model's cohort grid")
     p.add_argument("--steps", type=int, default=50, help="optimizer steps of each fine-tune (batch 4 x 2)")
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--train-seeds", type=int, nargs="+", default=None,
+                   help="fine-tune each manifest once per training seed (default: --seed once); the spread "
+                        "between seeds on the same manifest is the noise floor the difference is read against")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--no-base", action="store_true", help="skip scoring the demo model itself (the reference)")
@@ -142,23 +145,37 @@ def main() -> int:
         record.write_text(json.dumps(results | {"args": {k: (str(v) if isinstance(v, Path) else v)
                                                           for k, v in vars(args).items()}}, indent=1))
 
-    for name, manifest in (("converted", converted), ("cohort", cohort / "train.jsonl")):
-        model = work / f"model_{name}"
-        if args.resume and (model / "config.json").is_file():
-            done = work / f"run_{name}" / "train_summary.json"
-            summary = json.loads(done.read_text()) if done.is_file() else {"train_loss": None}
-            print(f"[{name}] reusing the fine-tuned model {model}", flush=True)
-        else:
-            model, summary = finetune(name, manifest, work, args)
-        results[name] = evaluate(name, model, test, work, args) | {"train_loss": summary["train_loss"],
-                                                                    "train_samples": len(load_manifest(manifest))}
-        save()
-    results["difference"] = results["converted"]["avg"] - results["cohort"]["avg"]
-    results["difference_micro"] = results["converted"]["micro"] - results["cohort"]["micro"]
-    print(f"\nheld-out ({results['cohort']['n']} samples, IIR): fine-tuned on converted reports "
-          f"{results['converted']['avg']:.1f} % (micro {results['converted']['micro']:.1f} %), on the cohort's own "
-          f"chains {results['cohort']['avg']:.1f} % (micro {results['cohort']['micro']:.1f} %); difference "
+    seeds = args.train_seeds or [args.seed]
+    for seed in seeds:
+        for kind, manifest in (("converted", converted), ("cohort", cohort / "train.jsonl")):
+            name = kind if seed == args.seed else f"{kind}_seed{seed}"
+            model = work / f"model_{name}"
+            if args.resume and (model / "config.json").is_file():
+                done = work / f"run_{name}" / "train_summary.json"
+                summary = json.loads(done.read_text()) if done.is_file() else {"train_loss": None}
+                print(f"[{name}] reusing the fine-tuned model {model}", flush=True)
+            else:
+                model, summary = finetune(name, manifest, work, args, seed)
+            results[name] = evaluate(name, model, test, work, args) | {
+                "train_loss": summary["train_loss"], "train_samples": len(load_manifest(manifest)), "seed": seed}
+            save()
+    names = {k: [k if s == args.seed else f"{k}_seed{s}" for s in seeds] for k in ("converted", "cohort")}
+    for key in ("avg", "micro"):
+        for kind in names:
+            results[f"{kind}_mean_{key}"] = sum(results[n][key] for n in names[kind]) / len(seeds)
+        results[f"difference{'' if key == 'avg' else '_micro'}"] = \
+            results[f"converted_mean_{key}"] - results[f"cohort_mean_{key}"]
+    n = results[names["cohort"][0]]["n"]
+    print(f"\nheld-out ({n} samples, IIR, {len(seeds)} training seed(s)): fine-tuned on converted reports "
+          f"{results['converted_mean_avg']:.1f} % (micro {results['converted_mean_micro']:.1f} %), on the cohort's "
+          f"own chains {results['cohort_mean_avg']:.1f} % (micro {results['cohort_mean_micro']:.1f} %); difference "
           f"{results['difference']:+.1f} points (micro {results['difference_micro']:+.1f}; goal: within 3)", flush=True)
+    if len(seeds) > 1:  # the noise floor: the same manifest, another seed
+        for kind in names:
+            avgs = [results[m]["avg"] for m in names[kind]]
+            results[f"{kind}_seed_spread"] = max(avgs) - min(avgs)
+            print(f"  {kind}: per seed {', '.join(f'{a:.1f}' for a in avgs)} (spread {max(avgs) - min(avgs):.1f} points)",
+                  flush=True)
     save()
     if not args.no_base:  # last: the reference that says whether fine-tuning moved the model at all
         results["base"] = evaluate("demo model", DEMO_MODEL, test, work, args)
