@@ -50,15 +50,17 @@ LESION_NOUN = (r"lesions?|mass(?:es)?|tumou?rs?|nodules?|foci|focus|cysts?|polyp
                r"neoplasms?|carcinomas?|deposits?|hypodensit(?:y|ies)|thickening|growths?|malignanc(?:y|ies)")
 NODE = r"lymph[- ]?nodes?|lymphadenopath\w*|adenopathy|(?<!\w)nodes?(?!\w)|\bLNs?\b"
 NODE_POSITIVE = r"enlarged|pathologic\w*|suspicious|metastatic|malignant|bulky|necrotic|prominent|positive|lymphadenopath\w*|adenopathy|involved"
-NODE_NEGATIVE = r"subcentimet\w*|sub-centimet\w*|small|non-?enlarged|not\s+enlarged|normal[- ]sized|reactive|shotty"
+NODE_NEGATIVE = (r"subcentimet\w*|sub-centimet\w*|small|non-?enlarged|not\s+enlarged|normal[- ]sized|reactive|shotty|"
+                 r"\bnone\s+(?:(?:is|are|were)\s+)?(?:enlarged|pathologic\w*|suspicious)|unremarkable|within\s+normal\s+limits")
 METASTASIS = r"metasta\w*|secondar(?:y|ies)|deposits?"
-DISTANT_NEGATED = (r"no\s+(?:evidence\s+of\s+|signs?\s+of\s+|definite\s+)?(?:[\w-]+\s+)?(?:metastas[ie]s|mets|metastatic\s+disease|"
+DISTANT_NEGATED = (r"no\s+(?:evidence\s+of\s+|signs?\s+of\s+|definite\s+)?(?:[\w-]+,?\s+(?:(?:or|and|nor)\s+)?){0,4}?(?:metastas[ie]s|mets|metastatic\s+disease|"
                    r"(?:distant|extra-?hepatic)\s+(?:spread|disease))|"
                    r"without\s+(?:evidence\s+of\s+)?(?:distant\s+)?metasta\w*|(?:distant\s+)?metastas[ie]s\s+(?:are|is)\s+(?:not\s+seen|absent|excluded)")
 HEDGE = (r"cannot\s+(?:be\s+)?(?:exclude[d]?|rule[d]?\s+out)|can\s+not\s+(?:be\s+)?(?:exclude[d]?|rule[d]?\s+out)|"
          r"cannot\s+be\s+excluded|not\s+excluded")  # about existence wherever they stand
 HEDGE_BEFORE = r"\bpossible\b|\bpossibly\b|questionabl[ey]|question\s+of|equivocal|\?"  # only before the lesion noun
-NODES_NEGATED = r"no\s+extra-?hepatic\s+disease"
+NODES_NEGATED = (r"no\s+extra-?hepatic\s+disease|\bno\s+(?:evidence\s+of\s+)?(?:[\w-]+\s+(?:or|and)\s+)?nodal\b|"
+                 r"negative\s+for\s+(?:[\w-]+\s+(?:or|and)\s+)?nodal\b")
 NEGATION_BEFORE = (r"\b(?:no|without|not|absence\s+of|negative\s+for|free\s+of|nor|neither|lack\s+of|no\s+evidence\s+of|"
                    r"no\s+signs?\s+of|rules?\s+out|ruled\s+out)\b")
 NEGATION_AFTER = (r"\b(?:is|are|was|were)?\s*(?:not\s+(?:seen|identified|demonstrated|visualized|present|detected|evident)|absent|excluded|ruled\s+out)\b")
@@ -95,6 +97,11 @@ PATHOLOGY = (
     ("esophageal_squamous_cell_carcinoma", r"squamous\s+cell\s+carcinoma|\b(?:E)?SCC\b|o?esophageal\s+(?:carcinoma|cancer)|malignant\s+esophageal\s+wall\s+tumou?r"),
 )
 PATHOLOGY_GENERIC = r"adenocarcinoma|carcinoma|cancer|malignan\w+|neoplasm"
+# a diagnosis about lesions already described ("Findings are consistent with multifocal HCC"), not a new lesion
+INTERPRETATION = (r"(?:consistent|compatible|in\s+keeping)\s+with|suggestive\s+of|suspicious\s+for|concerning\s+for|"
+                  r"diagnostic\s+of|characteristic\s+of|typical\s+(?:of|for)|represent\w*|favou?r\w*")
+# a node size given as a threshold: "five nodes measure more than 1 cm" (at least that size)
+AT_LEAST = r"(?:more|greater|larger|bigger)\s+than|over|exceeding|above|at\s+least|>=?|≥"
 
 # stage tokens: "pT3 N1 M0", "T3N1M0", "ypT2", "T4a"
 STAGE = re.compile(r"(?<![A-Za-z])(?:[cpy]|yp|yc)?(?P<axis>[TNM])(?P<value>[0-4]|is|x|X)(?P<sub>[a-d]?)(?![0-9])")

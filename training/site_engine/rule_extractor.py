@@ -27,7 +27,7 @@ _DENSITY, _SHAPE, _BOUNDARY, _OTHERS = (lx.compile_table(t) for t in (lx.DENSITY
 _PATHOLOGY = lx.compile_table(lx.PATHOLOGY)
 _RX = {name: re.compile(getattr(lx, name), re.IGNORECASE) for name in (
     "VESSEL", "LESION_NOUN", "NODE", "NODE_POSITIVE", "NODE_NEGATIVE", "METASTASIS", "DISTANT_NEGATED", "HEDGE",
-    "HEDGE_BEFORE", "NODES_NEGATED",
+    "HEDGE_BEFORE", "NODES_NEGATED", "INTERPRETATION", "AT_LEAST",
     "NEGATION_BEFORE", "NEGATION_AFTER", "CLAUSE_BREAK", "COUNT", "PATHOLOGY_GENERIC")}
 _NOUN = re.compile(rf"(?<![\w-])(?:{lx.LESION_NOUN})(?![\w-])", re.IGNORECASE)
 _NODE_WORD = re.compile(rf"(?:{lx.NODE})", re.IGNORECASE)
@@ -42,6 +42,7 @@ _REFERS = re.compile(r"^\s*(?:it|this|which|the\s+(?:\w+\s+){0,2}(?:lesion|mass|
                      r"demonstrates|shows|extends|abuts|encases|involves|invades)\b", re.IGNORECASE)
 _ANOTHER = re.compile(r"\b(?:another|second|additional|other|further|separate|smaller)\b", re.IGNORECASE)
 _UP_TO = re.compile(r"\b(?:up\s+to|largest|the\s+largest|measuring\s+up\s+to|max(?:imum|imal)?)\b", re.IGNORECASE)
+ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8}
 SIZE_TOLERANCE = 0.2  # two sizes of one lesion that differ by more than this are contradictory
 
 
@@ -174,21 +175,35 @@ class RuleExtractor:
         parts = [n for n in names if n != organ]
         return organ, (parts[0] if len(parts) == 1 and len(names) == 1 else None)
 
-    def _locate(self, mentions, noun_pos: int | None) -> tuple[str | None, str | None]:
+    def _locate(self, mentions, noun_pos: int | None) -> tuple[str | None, str | None, list[str]]:
+        """(organ, its first sub-region, every sub-region of that organ in mention order)."""
         located = []
         for m in mentions:
             organ, part = self._organ_of(m.label_ids)
             if organ is not None and not m.negated:
                 located.append((m, organ, part))
         if not located:
-            return None, None, 0
+            return None, None, []
         if noun_pos is not None:  # "lesion in/of the X" beats an organ named elsewhere in the segment
             after = [x for x in located if x[0].start >= noun_pos]
             if after:
                 located = after + [x for x in located if x[0].start < noun_pos]
         organ = located[0][1]
-        parts = list(dict.fromkeys(p for m, o, p in located if o == organ and p))
-        return organ, (parts[0] if parts else None), len(parts)
+        first = next((p for m, o, p in located if o == organ and p), None)
+        parts = list(dict.fromkeys(q for m, o, p in located if o == organ for q in self._parts_in_order(m, organ)))
+        return organ, first, parts
+
+    def _parts_in_order(self, mention, organ: str) -> list[str]:
+        """The sub-regions one mention names, in the order its text names them: "segments 7 and 5" is one
+        mention whose ids are sorted (5, 7); the numbers in its surface give the order. [] when unsure."""
+        names = [self.table.by_id(i).name for i in mention.label_ids]
+        parts = [n for n in names if n != organ]
+        if len(parts) < 2:
+            return parts
+        numbers = [ROMAN.get(w.upper(), w) for w in re.findall(r"\b(?:\d|[IVX]{1,4})\b", mention.surface)]
+        numbered = {n: re.search(r"_(\d)$", n).group(1) for n in parts if re.search(r"_(\d)$", n)}
+        order = [next(n for n, k in numbered.items() if k == str(num)) for num in numbers if str(num) in numbered.values()]
+        return order if sorted(order) == sorted(parts) else []
 
     # -- main -------------------------------------------------------------------------------------
     def extract(self, case_id: str, inp: ReportInput) -> CaseFindings:
@@ -216,6 +231,8 @@ class RuleExtractor:
                     self._nodes(seg.text, f)
                     continue
                 if described and self._more_attributes(seg.text, seg_mentions, described[-1]):
+                    continue
+                if described and self._interprets(seg.text, seg_mentions, described):
                     continue
                 lesion = self._lesion(seg, seg_mentions, f)
                 if lesion is None:
@@ -256,8 +273,10 @@ class RuleExtractor:
         if negated_at(text, word.start(), word.end()) or _RX["NODE_NEGATIVE"].search(text):
             return
         sizes = [s for s, _ in sizes_mm(text)]
-        positive = bool(_RX["NODE_POSITIVE"].search(text)) or any(s > self.kg.lymph_node["enlarged_short_axis_mm"]
-                                                                  for s in sizes)
+        limit = self.kg.lymph_node["enlarged_short_axis_mm"]
+        at_least = any(s >= limit and re.search(rf"(?:{lx.AT_LEAST})\s*$", text[:m.start()], re.IGNORECASE)
+                       for m in lx.SIZE.finditer(text) for s, _ in sizes_mm(m.group()))
+        positive = bool(_RX["NODE_POSITIVE"].search(text)) or at_least or any(s > limit for s in sizes)
         if not positive:
             return
         n = max((c for c in (count_before(text, m.start()) for m in _NODE_WORD.finditer(text)) if c is not None),
@@ -270,6 +289,19 @@ class RuleExtractor:
             n = 2  # "enlarged nodes": at least two, exact number not stated
         largest = max(sizes) if sizes else None
         f.nodes += [Node(largest if k == 0 else None, text.strip()) for k in range(n)]
+
+    def _interprets(self, text: str, mentions, described: list[Lesion]) -> bool:
+        """A segment that only names a diagnosis for lesions already described ("Findings are consistent
+        with multifocal hepatocellular carcinoma"): no size, no sub-region, no organ other than theirs."""
+        noun = _NOUN.search(text)
+        if noun is None or any(True for _ in lx.SIZE.finditer(text) if sizes_mm(text)):
+            return False
+        if not re.search(rf"(?:{lx.INTERPRETATION})\s+(?:[\w-]+\s+){{0,3}}$", text[:noun.start()], re.IGNORECASE):
+            return False
+        organs = {self._organ_of(m.label_ids) for m in mentions if not m.negated}
+        if any(part for _, part in organs):
+            return False
+        return all(organ in {d.organ for d in described} for organ, _ in organs)
 
     def _more_attributes(self, text: str, mentions, last: Lesion) -> bool:
         """A segment with attributes but no lesion, size or other organ ("; ill-defined serosal margin.")
@@ -296,7 +328,8 @@ class RuleExtractor:
         all_nouns = list(_NOUN.finditer(text))
         sizes = [s for s, short in sizes_mm(text) if not short]
         attrs = attributes(text)
-        organ, part, n_parts = self._locate(mentions, nouns[0].start() + seg.start if nouns else None)
+        organ, part, parts = self._locate(mentions, nouns[0].start() + seg.start if nouns else None)
+        n_parts = len(parts)
         if not nouns:
             if all_nouns:  # every lesion noun negated: "no focal lesion in the liver"
                 f.drop(f"'{text.strip()}'", "negated mention")
@@ -326,7 +359,14 @@ class RuleExtractor:
         if n is None and nouns and nouns[0].group().lower().endswith(("s", "ses", "ci")) and \
                 nouns[0].group().lower() not in ("focus", "mass", "thickening"):
             n = -1
-        if n_parts > 1 and (n is None or n == 1):  # one lesion over several sub-regions: none of them
+        all_sizes = [s for s, short in sizes_mm(text) if not short]
+        if n_parts > 1 and len(all_sizes) == n_parts and n != 1:
+            # "lesions in S5 (18 mm) and S7 (26 mm)", "2 cm and 1.5 cm lesions in segments 2 and 3": sizes and
+            # sub-regions pair in order; the described (largest) one lies in the largest one's sub-region
+            les.substructure = parts[all_sizes.index(max(all_sizes))]
+            if n is None or n == -1:
+                n = n_parts
+        elif n_parts > 1 and (n is None or n == 1):  # one lesion over several sub-regions: none of them
             les.substructure = None
             les.sources.pop("substructure", None)
         les.stated_count = n
