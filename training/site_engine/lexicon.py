@@ -37,7 +37,9 @@ OTHERS = (
     ("fluid attenuation", r"(?:fluid|water)[- ](?:attenuation|density)|near[- ]water\s+attenuation|simple\s+fluid"),
     ("rim enhancement", r"(?:thin\s+)?rim[- ]?enhanc\w*|peripheral(?:\s+rim)?\s+enhancement|ring[- ]enhanc\w*|enhancing\s+rim"),
     ("pancreatic duct dilatation", r"(?:main\s+)?(?:pancreatic\s+)?duct(?:al)?\s+dilat\w*|dilat\w*\s+(?:of\s+the\s+)?(?:main\s+)?pancreatic\s+duct|"
-                                   r"dilated\s+(?:main\s+)?(?:pancreatic\s+)?duct|double[- ]duct|upstream\s+ductal\s+dilat\w*|\bMPD\s+dilat\w*"),
+                                   r"dilated\s+(?:main\s+)?(?:pancreatic\s+)?duct|double[- ]duct|upstream\s+ductal\s+dilat\w*|\bMPD\s+dilat\w*|"
+                                   r"(?:main\s+|upstream\s+)?(?:pancreatic\s+)?duct(?:\s+[\w-]+){0,3}\s+(?:is|was|appears)\s+dilated|"
+                                   r"dilatation\s+of\s+the\s+(?:\w+\s+){0,2}duct|\bWirsung\w*\s+(?:is\s+)?dilat\w*"),
     ("wall thickening", r"wall\s+thickening|(?:wall|mural)\s+thickened|thickening\s+of\s+the\s+(?:\w+\s+){0,2}wall|thickened\s+(?:\w+\s+)?wall|"
                         r"mural\s+thickening|circumferential\s+thickening|(?:focal|asymmetric|irregular)\s+thickening"),
 )
@@ -48,7 +50,7 @@ VESSEL = (r"(?:encas\w+|invad\w+|invasion\s+of|abut\w+|involv\w+|occlu\w+|contac
 
 LESION_NOUN = (r"lesions?|mass(?:es)?|tumou?rs?|nodules?|foci|focus|cysts?|polyps?|ha?emangiomas?|metastas[ie]s|"
                r"neoplasms?|carcinomas?|deposits?|hypodensit(?:y|ies)|thickening|growths?|malignanc(?:y|ies)")
-NODE = r"lymph[- ]?nodes?|lymphadenopath\w*|adenopathy|(?<!\w)nodes?(?!\w)|\bLNs?\b"
+NODE = r"lymph[- ]?nodes?|lymphadenopath\w*|adenopathy|(?<!\w)nodes?(?!\w)|\bLNs?\b|\bLAD\b"
 NODE_POSITIVE = r"enlarged|pathologic\w*|suspicious|metastatic|malignant|bulky|necrotic|prominent|positive|lymphadenopath\w*|adenopathy|involved"
 NODE_NEGATIVE = (r"subcentimet\w*|sub-centimet\w*|small|non-?enlarged|not\s+enlarged|normal[- ]sized|reactive|shotty|"
                  r"\bnone\s+(?:(?:is|are|were)\s+)?(?:enlarged|pathologic\w*|suspicious)|unremarkable|within\s+normal\s+limits")
@@ -77,6 +79,8 @@ SIZE = re.compile(rf"(?P<a>{NUM})\s*(?P<ua>cm|mm)?(?:\s*(?:x|×|\*|by)\s*(?P<b>{
                   rf"(?:\s*(?:x|×|\*|by)\s*(?P<c>{NUM})\s*(?P<uc>cm|mm)?)?(?!\w)", re.IGNORECASE)
 SHORT_AXIS = re.compile(r"short[- ]axis(?:\s+(?:diameter|dimension|measurement))?(?:\s+(?:of|up\s+to|measuring|is|=|:))*\s*$"
                         r"|\(\s*short[- ]axis", re.IGNORECASE)
+# a size the report compares against ("now 2.9 cm (previously 2.1 cm)", "grown from 19 mm to 31 mm"): not the lesion's size
+PRIOR_SIZE = re.compile(r"(?:previously|prior(?:ly)?|formerly|from|(?:compared|versus|vs\.?)(?:\s+(?:with|to))?)\s*$", re.IGNORECASE)
 SHORT_AXIS_AFTER = re.compile(r"^\s*(?:in\s+)?short[- ]axis", re.IGNORECASE)
 
 # pathology name (knowledge graph key) -> phrases; generic words resolve through the organ (PATHOLOGY_GENERIC)

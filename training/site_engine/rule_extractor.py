@@ -120,11 +120,12 @@ def attributes(text: str) -> dict:
 
 
 def sizes_mm(text: str) -> list[tuple[float, bool]]:
-    """Long axes in mm of the sizes in ``text`` (a size needs a unit), with a flag for short-axis sizes."""
+    """Long axes in mm of the sizes in ``text`` (a size needs a unit), with a flag for short-axis sizes; a
+    prior study's size ("previously 2.1 cm", "from 19 mm") is left out."""
     out = []
     for m in lx.SIZE.finditer(text):
         units = [m.group(u) for u in ("ua", "ub", "uc")]
-        if not any(units):
+        if not any(units) or lx.PRIOR_SIZE.search(text[max(0, m.start() - 30):m.start()]):
             continue
         vals, unit = [], None
         for g, u in zip(("c", "b", "a"), reversed(units)):  # a number without a unit takes the next one's
@@ -306,7 +307,8 @@ class RuleExtractor:
     def _more_attributes(self, text: str, mentions, last: Lesion) -> bool:
         """A segment with attributes but no lesion, size or other organ ("; ill-defined serosal margin.")
         describes the lesion before it: fill what that one lacks. True when it did."""
-        if _NOUN.search(text) or any(not short for _, short in sizes_mm(text)):
+        duct_only = attributes(text)["others"] == ["pancreatic duct dilatation"]  # "duct dilated to 6 mm": a calibre
+        if _NOUN.search(text) or (not duct_only and any(not short for _, short in sizes_mm(text))):
             return False
         if any(self._organ_of(m.label_ids)[0] not in (None, last.organ) for m in mentions if not m.negated):
             return False
@@ -455,31 +457,44 @@ class RuleExtractor:
         return (derived, "derived") if derived else (None, "")
 
     def _named_pathology(self, text: str, organs: set[str]) -> str | None:
+        """The pathology a text names for the described organs: a malignant one before a benign one ("pancreatic
+        carcinoma; incidental hepatic hemangioma"), then the first in the text; a generic word ("carcinoma")
+        through the organ named right before it, or the only described organ."""
+        hits = []
         for name, rx in _PATHOLOGY:
             for m in rx.finditer(text):
                 organ = self.kg.pathologies[name].organ
                 if negated_at(text, m.start(), m.end()) or (organs and organ not in organs):
                     continue
-                return name
+                hits.append((not self.kg.pathologies[name].malignant, m.start(), name))
+                break
         generic = _RX["PATHOLOGY_GENERIC"].search(text)
-        if generic and not negated_at(text, generic.start(), generic.end()) and len(organs) == 1:
-            organ = next(iter(organs))
-            malignant = [p for p in self.kg.pathologies_of(organ) if p.malignant]
-            if malignant:
-                return max(malignant, key=lambda p: p.weight).name
-        return None
+        if generic is not None and not negated_at(text, generic.start(), generic.end()) and \
+                not any(start <= generic.start() < start + 40 for _, start, _ in hits):  # not inside a named one
+            near = {self._organ_of(m.label_ids)[0] for m in match_organs(text)
+                    if not m.negated and 0 <= generic.start() - m.end <= 20}
+            near.discard(None)
+            organ = next(iter(near)) if len(near) == 1 else next(iter(organs)) if len(organs) == 1 else None
+            malignant = [p for p in self.kg.pathologies_of(organ) if p.malignant] if organ else []
+            if malignant and (not organs or organ in organs):
+                hits.append((False, generic.start(), max(malignant, key=lambda p: p.weight).name))
+        return min(hits)[2] if hits else None
 
 
 def derive_pathology(kg: KnowledgeGraph, les: Lesion) -> str | None:
-    """The one pathology of the lesion's organ whose knowledge-graph pattern fits its density, boundary and
-    other features (the graph guarantees that these three determine one); None when one of them is not stated,
-    or several or no pathologies fit."""
-    if les.density is None or les.boundary is None:
+    """The one pathology of the lesion's organ whose knowledge-graph pattern agrees with everything the report
+    states of the lesion: its density and boundary where stated (an unstated one agrees with any pattern) and
+    its other features (exactly; none stated is none). An unstated density or boundary is only let pass when
+    the report names another feature ("circumferential wall thickening"): "an 8 mm hypodensity" alone fits
+    too much to name a disease. None when no or several pathologies fit."""
+    if (les.density is None or les.boundary is None) and not les.others:
         return None
     fits = []
     for p in kg.pathologies_of(les.organ):
         for q in p.patterns:
-            if q.density != les.density or les.boundary not in q.boundary:
+            if les.density is not None and q.density != les.density:
+                continue
+            if les.boundary is not None and les.boundary not in q.boundary:
                 continue
             if any(set(group) == set(les.others) for group in q.others):
                 fits.append(p.name)
