@@ -11,8 +11,10 @@
    and without it (pathology and stage must be derived from the findings by the knowledge graph).
    Also: the share of converted samples whose final answer equals the cohort's own sample of that id.
 2. Independent phrasings: tests/fixtures/site_reports.json (hand-written reports, hand labels; the rules
-   were refined on it) and site_reports_heldout.json (written afterwards, never tuned on): rule
-   extractor + staging, no masks.
+   were refined on it), site_reports_heldout.json (written afterwards; scored before the rules were
+   refined on it in session 10) and site_reports_blind.json (45 reports written in session 10 by another
+   author who never saw the extractor; its blind score is in the README, then the rules were refined on
+   it): rule extractor + staging, no masks.
 
 Figures to read, never a pass/fail test (tests/test_site_engine.py guards a floor).
 """
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
         print(f"## Site engine on a {args.cases}-case cohort (seed {args.seed}, {args.shape}), rule extractor")
         for keep in (True, False):
             run_cohort(cohort, Path(tmp), keep)
-    for name in ("site_reports.json", "site_reports_heldout.json"):
+    for name in ("site_reports.json", "site_reports_heldout.json", "site_reports_blind.json"):
         reports = json.loads((FIXTURES / name).read_text())["reports"]
         print(f"\n### Independent phrasings ({name}, {len(reports)} reports), rule extractor\n")
         scores = score_fixture(reports, RuleExtractor(kg), kg)

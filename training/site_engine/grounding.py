@@ -93,6 +93,9 @@ def ground(f: CaseFindings, masks: CaseMasks) -> CaseFindings:
     return f
 
 
+OVERLAP_SHARE = 0.1
+
+
 def _from_lesion_mask(f: CaseFindings, masks: CaseMasks) -> None:
     """Each connected lesion component inside the primary organ sits in the sub-region at its centroid (the
     cohort's rule; else the one holding most of its voxels). The report's sub-region must hold one of them;
@@ -112,7 +115,11 @@ def _from_lesion_mask(f: CaseFindings, masks: CaseMasks) -> None:
     if masks.parts is not None:
         where = {k: _part_of(components == k, masks.parts) for k in order}
         if les.substructure:
-            hits = [k for k in order if where[k] == les.substructure]
+            part_id = table.by_name(les.substructure).id if les.substructure in table else None
+            # a lesion across a boundary ("segment II/III") agrees with either side: the report's sub-region
+            # must hold its centroid or at least OVERLAP_SHARE of its voxels; a contradiction holds neither
+            hits = [k for k in order if where[k] == les.substructure or (
+                part_id is not None and np.mean(masks.parts[components == k] == part_id) >= OVERLAP_SHARE)]
             if not hits:
                 found = sorted({p for p in where.values() if p})
                 raise GroundingError(f"the report puts the lesion in {les.substructure}, the lesion mask in "

@@ -37,7 +37,9 @@ OTHERS = (
     ("fluid attenuation", r"(?:fluid|water)[- ](?:attenuation|density)|near[- ]water\s+attenuation|simple\s+fluid"),
     ("rim enhancement", r"(?:thin\s+)?rim[- ]?enhanc\w*|peripheral(?:\s+rim)?\s+enhancement|ring[- ]enhanc\w*|enhancing\s+rim"),
     ("pancreatic duct dilatation", r"(?:main\s+)?(?:pancreatic\s+)?duct(?:al)?\s+dilat\w*|dilat\w*\s+(?:of\s+the\s+)?(?:main\s+)?pancreatic\s+duct|"
-                                   r"dilated\s+(?:main\s+)?(?:pancreatic\s+)?duct|double[- ]duct|upstream\s+ductal\s+dilat\w*|\bMPD\s+dilat\w*"),
+                                   r"dilated\s+(?:main\s+)?(?:pancreatic\s+)?duct|double[- ]duct|upstream\s+ductal\s+dilat\w*|\bMPD\s+dilat\w*|"
+                                   r"(?:main\s+|upstream\s+)?(?:pancreatic\s+)?duct(?:\s+[\w-]+){0,3}\s+(?:is|was|appears)\s+dilated|"
+                                   r"dilatation\s+of\s+the\s+(?:\w+\s+){0,2}duct|\bWirsung\w*\s+(?:is\s+)?dilat\w*"),
     ("wall thickening", r"wall\s+thickening|(?:wall|mural)\s+thickened|thickening\s+of\s+the\s+(?:\w+\s+){0,2}wall|thickened\s+(?:\w+\s+)?wall|"
                         r"mural\s+thickening|circumferential\s+thickening|(?:focal|asymmetric|irregular)\s+thickening"),
 )
@@ -48,17 +50,19 @@ VESSEL = (r"(?:encas\w+|invad\w+|invasion\s+of|abut\w+|involv\w+|occlu\w+|contac
 
 LESION_NOUN = (r"lesions?|mass(?:es)?|tumou?rs?|nodules?|foci|focus|cysts?|polyps?|ha?emangiomas?|metastas[ie]s|"
                r"neoplasms?|carcinomas?|deposits?|hypodensit(?:y|ies)|thickening|growths?|malignanc(?:y|ies)")
-NODE = r"lymph[- ]?nodes?|lymphadenopath\w*|adenopathy|(?<!\w)nodes?(?!\w)|\bLNs?\b"
+NODE = r"lymph[- ]?nodes?|lymphadenopath\w*|adenopathy|(?<!\w)nodes?(?!\w)|\bLNs?\b|\bLAD\b"
 NODE_POSITIVE = r"enlarged|pathologic\w*|suspicious|metastatic|malignant|bulky|necrotic|prominent|positive|lymphadenopath\w*|adenopathy|involved"
-NODE_NEGATIVE = r"subcentimet\w*|sub-centimet\w*|small|non-?enlarged|not\s+enlarged|normal[- ]sized|reactive|shotty"
+NODE_NEGATIVE = (r"subcentimet\w*|sub-centimet\w*|small|non-?enlarged|not\s+enlarged|normal[- ]sized|reactive|shotty|"
+                 r"\bnone\s+(?:(?:is|are|were)\s+)?(?:enlarged|pathologic\w*|suspicious)|unremarkable|within\s+normal\s+limits")
 METASTASIS = r"metasta\w*|secondar(?:y|ies)|deposits?"
-DISTANT_NEGATED = (r"no\s+(?:evidence\s+of\s+|signs?\s+of\s+|definite\s+)?(?:[\w-]+\s+)?(?:metastas[ie]s|mets|metastatic\s+disease|"
+DISTANT_NEGATED = (r"no\s+(?:evidence\s+of\s+|signs?\s+of\s+|definite\s+)?(?:[\w-]+,?\s+(?:(?:or|and|nor)\s+)?){0,4}?(?:metastas[ie]s|mets|metastatic\s+disease|"
                    r"(?:distant|extra-?hepatic)\s+(?:spread|disease))|"
                    r"without\s+(?:evidence\s+of\s+)?(?:distant\s+)?metasta\w*|(?:distant\s+)?metastas[ie]s\s+(?:are|is)\s+(?:not\s+seen|absent|excluded)")
 HEDGE = (r"cannot\s+(?:be\s+)?(?:exclude[d]?|rule[d]?\s+out)|can\s+not\s+(?:be\s+)?(?:exclude[d]?|rule[d]?\s+out)|"
          r"cannot\s+be\s+excluded|not\s+excluded")  # about existence wherever they stand
 HEDGE_BEFORE = r"\bpossible\b|\bpossibly\b|questionabl[ey]|question\s+of|equivocal|\?"  # only before the lesion noun
-NODES_NEGATED = r"no\s+extra-?hepatic\s+disease"
+NODES_NEGATED = (r"no\s+extra-?hepatic\s+disease|\bno\s+(?:evidence\s+of\s+)?(?:[\w-]+\s+(?:or|and)\s+)?nodal\b|"
+                 r"negative\s+for\s+(?:[\w-]+\s+(?:or|and)\s+)?nodal\b")
 NEGATION_BEFORE = (r"\b(?:no|without|not|absence\s+of|negative\s+for|free\s+of|nor|neither|lack\s+of|no\s+evidence\s+of|"
                    r"no\s+signs?\s+of|rules?\s+out|ruled\s+out)\b")
 NEGATION_AFTER = (r"\b(?:is|are|was|were)?\s*(?:not\s+(?:seen|identified|demonstrated|visualized|present|detected|evident)|absent|excluded|ruled\s+out)\b")
@@ -75,6 +79,8 @@ SIZE = re.compile(rf"(?P<a>{NUM})\s*(?P<ua>cm|mm)?(?:\s*(?:x|×|\*|by)\s*(?P<b>{
                   rf"(?:\s*(?:x|×|\*|by)\s*(?P<c>{NUM})\s*(?P<uc>cm|mm)?)?(?!\w)", re.IGNORECASE)
 SHORT_AXIS = re.compile(r"short[- ]axis(?:\s+(?:diameter|dimension|measurement))?(?:\s+(?:of|up\s+to|measuring|is|=|:))*\s*$"
                         r"|\(\s*short[- ]axis", re.IGNORECASE)
+# a size the report compares against ("now 2.9 cm (previously 2.1 cm)", "grown from 19 mm to 31 mm"): not the lesion's size
+PRIOR_SIZE = re.compile(r"(?:previously|prior(?:ly)?|formerly|from|(?:compared|versus|vs\.?)(?:\s+(?:with|to))?)\s*$", re.IGNORECASE)
 SHORT_AXIS_AFTER = re.compile(r"^\s*(?:in\s+)?short[- ]axis", re.IGNORECASE)
 
 # pathology name (knowledge graph key) -> phrases; generic words resolve through the organ (PATHOLOGY_GENERIC)
@@ -95,6 +101,11 @@ PATHOLOGY = (
     ("esophageal_squamous_cell_carcinoma", r"squamous\s+cell\s+carcinoma|\b(?:E)?SCC\b|o?esophageal\s+(?:carcinoma|cancer)|malignant\s+esophageal\s+wall\s+tumou?r"),
 )
 PATHOLOGY_GENERIC = r"adenocarcinoma|carcinoma|cancer|malignan\w+|neoplasm"
+# a diagnosis about lesions already described ("Findings are consistent with multifocal HCC"), not a new lesion
+INTERPRETATION = (r"(?:consistent|compatible|in\s+keeping)\s+with|suggestive\s+of|suspicious\s+for|concerning\s+for|"
+                  r"diagnostic\s+of|characteristic\s+of|typical\s+(?:of|for)|represent\w*|favou?r\w*")
+# a node size given as a threshold: "five nodes measure more than 1 cm" (at least that size)
+AT_LEAST = r"(?:more|greater|larger|bigger)\s+than|over|exceeding|above|at\s+least|>=?|≥"
 
 # stage tokens: "pT3 N1 M0", "T3N1M0", "ypT2", "T4a"
 STAGE = re.compile(r"(?<![A-Za-z])(?:[cpy]|yp|yc)?(?P<axis>[TNM])(?P<value>[0-4]|is|x|X)(?P<sub>[a-d]?)(?![0-9])")

@@ -27,7 +27,7 @@ _DENSITY, _SHAPE, _BOUNDARY, _OTHERS = (lx.compile_table(t) for t in (lx.DENSITY
 _PATHOLOGY = lx.compile_table(lx.PATHOLOGY)
 _RX = {name: re.compile(getattr(lx, name), re.IGNORECASE) for name in (
     "VESSEL", "LESION_NOUN", "NODE", "NODE_POSITIVE", "NODE_NEGATIVE", "METASTASIS", "DISTANT_NEGATED", "HEDGE",
-    "HEDGE_BEFORE", "NODES_NEGATED",
+    "HEDGE_BEFORE", "NODES_NEGATED", "INTERPRETATION", "AT_LEAST",
     "NEGATION_BEFORE", "NEGATION_AFTER", "CLAUSE_BREAK", "COUNT", "PATHOLOGY_GENERIC")}
 _NOUN = re.compile(rf"(?<![\w-])(?:{lx.LESION_NOUN})(?![\w-])", re.IGNORECASE)
 _NODE_WORD = re.compile(rf"(?:{lx.NODE})", re.IGNORECASE)
@@ -42,6 +42,7 @@ _REFERS = re.compile(r"^\s*(?:it|this|which|the\s+(?:\w+\s+){0,2}(?:lesion|mass|
                      r"demonstrates|shows|extends|abuts|encases|involves|invades)\b", re.IGNORECASE)
 _ANOTHER = re.compile(r"\b(?:another|second|additional|other|further|separate|smaller)\b", re.IGNORECASE)
 _UP_TO = re.compile(r"\b(?:up\s+to|largest|the\s+largest|measuring\s+up\s+to|max(?:imum|imal)?)\b", re.IGNORECASE)
+ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8}
 SIZE_TOLERANCE = 0.2  # two sizes of one lesion that differ by more than this are contradictory
 
 
@@ -119,11 +120,12 @@ def attributes(text: str) -> dict:
 
 
 def sizes_mm(text: str) -> list[tuple[float, bool]]:
-    """Long axes in mm of the sizes in ``text`` (a size needs a unit), with a flag for short-axis sizes."""
+    """Long axes in mm of the sizes in ``text`` (a size needs a unit), with a flag for short-axis sizes; a
+    prior study's size ("previously 2.1 cm", "from 19 mm") is left out."""
     out = []
     for m in lx.SIZE.finditer(text):
         units = [m.group(u) for u in ("ua", "ub", "uc")]
-        if not any(units):
+        if not any(units) or lx.PRIOR_SIZE.search(text[max(0, m.start() - 30):m.start()]):
             continue
         vals, unit = [], None
         for g, u in zip(("c", "b", "a"), reversed(units)):  # a number without a unit takes the next one's
@@ -174,21 +176,35 @@ class RuleExtractor:
         parts = [n for n in names if n != organ]
         return organ, (parts[0] if len(parts) == 1 and len(names) == 1 else None)
 
-    def _locate(self, mentions, noun_pos: int | None) -> tuple[str | None, str | None]:
+    def _locate(self, mentions, noun_pos: int | None) -> tuple[str | None, str | None, list[str]]:
+        """(organ, its first sub-region, every sub-region of that organ in mention order)."""
         located = []
         for m in mentions:
             organ, part = self._organ_of(m.label_ids)
             if organ is not None and not m.negated:
                 located.append((m, organ, part))
         if not located:
-            return None, None, 0
+            return None, None, []
         if noun_pos is not None:  # "lesion in/of the X" beats an organ named elsewhere in the segment
             after = [x for x in located if x[0].start >= noun_pos]
             if after:
                 located = after + [x for x in located if x[0].start < noun_pos]
         organ = located[0][1]
-        parts = list(dict.fromkeys(p for m, o, p in located if o == organ and p))
-        return organ, (parts[0] if parts else None), len(parts)
+        first = next((p for m, o, p in located if o == organ and p), None)
+        parts = list(dict.fromkeys(q for m, o, p in located if o == organ for q in self._parts_in_order(m, organ)))
+        return organ, first, parts
+
+    def _parts_in_order(self, mention, organ: str) -> list[str]:
+        """The sub-regions one mention names, in the order its text names them: "segments 7 and 5" is one
+        mention whose ids are sorted (5, 7); the numbers in its surface give the order. [] when unsure."""
+        names = [self.table.by_id(i).name for i in mention.label_ids]
+        parts = [n for n in names if n != organ]
+        if len(parts) < 2:
+            return parts
+        numbers = [ROMAN.get(w.upper(), w) for w in re.findall(r"\b(?:\d|[IVX]{1,4})\b", mention.surface)]
+        numbered = {n: re.search(r"_(\d)$", n).group(1) for n in parts if re.search(r"_(\d)$", n)}
+        order = [next(n for n, k in numbered.items() if k == str(num)) for num in numbers if str(num) in numbered.values()]
+        return order if sorted(order) == sorted(parts) else []
 
     # -- main -------------------------------------------------------------------------------------
     def extract(self, case_id: str, inp: ReportInput) -> CaseFindings:
@@ -216,6 +232,8 @@ class RuleExtractor:
                     self._nodes(seg.text, f)
                     continue
                 if described and self._more_attributes(seg.text, seg_mentions, described[-1]):
+                    continue
+                if described and self._interprets(seg.text, seg_mentions, described):
                     continue
                 lesion = self._lesion(seg, seg_mentions, f)
                 if lesion is None:
@@ -256,8 +274,10 @@ class RuleExtractor:
         if negated_at(text, word.start(), word.end()) or _RX["NODE_NEGATIVE"].search(text):
             return
         sizes = [s for s, _ in sizes_mm(text)]
-        positive = bool(_RX["NODE_POSITIVE"].search(text)) or any(s > self.kg.lymph_node["enlarged_short_axis_mm"]
-                                                                  for s in sizes)
+        limit = self.kg.lymph_node["enlarged_short_axis_mm"]
+        at_least = any(s >= limit and re.search(rf"(?:{lx.AT_LEAST})\s*$", text[:m.start()], re.IGNORECASE)
+                       for m in lx.SIZE.finditer(text) for s, _ in sizes_mm(m.group()))
+        positive = bool(_RX["NODE_POSITIVE"].search(text)) or at_least or any(s > limit for s in sizes)
         if not positive:
             return
         n = max((c for c in (count_before(text, m.start()) for m in _NODE_WORD.finditer(text)) if c is not None),
@@ -271,10 +291,24 @@ class RuleExtractor:
         largest = max(sizes) if sizes else None
         f.nodes += [Node(largest if k == 0 else None, text.strip()) for k in range(n)]
 
+    def _interprets(self, text: str, mentions, described: list[Lesion]) -> bool:
+        """A segment that only names a diagnosis for lesions already described ("Findings are consistent
+        with multifocal hepatocellular carcinoma"): no size, no sub-region, no organ other than theirs."""
+        noun = _NOUN.search(text)
+        if noun is None or any(True for _ in lx.SIZE.finditer(text) if sizes_mm(text)):
+            return False
+        if not re.search(rf"(?:{lx.INTERPRETATION})\s+(?:[\w-]+\s+){{0,3}}$", text[:noun.start()], re.IGNORECASE):
+            return False
+        organs = {self._organ_of(m.label_ids) for m in mentions if not m.negated}
+        if any(part for _, part in organs):
+            return False
+        return all(organ in {d.organ for d in described} for organ, _ in organs)
+
     def _more_attributes(self, text: str, mentions, last: Lesion) -> bool:
         """A segment with attributes but no lesion, size or other organ ("; ill-defined serosal margin.")
         describes the lesion before it: fill what that one lacks. True when it did."""
-        if _NOUN.search(text) or any(not short for _, short in sizes_mm(text)):
+        duct_only = attributes(text)["others"] == ["pancreatic duct dilatation"]  # "duct dilated to 6 mm": a calibre
+        if _NOUN.search(text) or (not duct_only and any(not short for _, short in sizes_mm(text))):
             return False
         if any(self._organ_of(m.label_ids)[0] not in (None, last.organ) for m in mentions if not m.negated):
             return False
@@ -296,7 +330,8 @@ class RuleExtractor:
         all_nouns = list(_NOUN.finditer(text))
         sizes = [s for s, short in sizes_mm(text) if not short]
         attrs = attributes(text)
-        organ, part, n_parts = self._locate(mentions, nouns[0].start() + seg.start if nouns else None)
+        organ, part, parts = self._locate(mentions, nouns[0].start() + seg.start if nouns else None)
+        n_parts = len(parts)
         if not nouns:
             if all_nouns:  # every lesion noun negated: "no focal lesion in the liver"
                 f.drop(f"'{text.strip()}'", "negated mention")
@@ -326,7 +361,14 @@ class RuleExtractor:
         if n is None and nouns and nouns[0].group().lower().endswith(("s", "ses", "ci")) and \
                 nouns[0].group().lower() not in ("focus", "mass", "thickening"):
             n = -1
-        if n_parts > 1 and (n is None or n == 1):  # one lesion over several sub-regions: none of them
+        all_sizes = [s for s, short in sizes_mm(text) if not short]
+        if n_parts > 1 and len(all_sizes) == n_parts and n != 1:
+            # "lesions in S5 (18 mm) and S7 (26 mm)", "2 cm and 1.5 cm lesions in segments 2 and 3": sizes and
+            # sub-regions pair in order; the described (largest) one lies in the largest one's sub-region
+            les.substructure = parts[all_sizes.index(max(all_sizes))]
+            if n is None or n == -1:
+                n = n_parts
+        elif n_parts > 1 and (n is None or n == 1):  # one lesion over several sub-regions: none of them
             les.substructure = None
             les.sources.pop("substructure", None)
         les.stated_count = n
@@ -415,31 +457,44 @@ class RuleExtractor:
         return (derived, "derived") if derived else (None, "")
 
     def _named_pathology(self, text: str, organs: set[str]) -> str | None:
+        """The pathology a text names for the described organs: a malignant one before a benign one ("pancreatic
+        carcinoma; incidental hepatic hemangioma"), then the first in the text; a generic word ("carcinoma")
+        through the organ named right before it, or the only described organ."""
+        hits = []
         for name, rx in _PATHOLOGY:
             for m in rx.finditer(text):
                 organ = self.kg.pathologies[name].organ
                 if negated_at(text, m.start(), m.end()) or (organs and organ not in organs):
                     continue
-                return name
+                hits.append((not self.kg.pathologies[name].malignant, m.start(), name))
+                break
         generic = _RX["PATHOLOGY_GENERIC"].search(text)
-        if generic and not negated_at(text, generic.start(), generic.end()) and len(organs) == 1:
-            organ = next(iter(organs))
-            malignant = [p for p in self.kg.pathologies_of(organ) if p.malignant]
-            if malignant:
-                return max(malignant, key=lambda p: p.weight).name
-        return None
+        if generic is not None and not negated_at(text, generic.start(), generic.end()) and \
+                not any(start <= generic.start() < start + 40 for _, start, _ in hits):  # not inside a named one
+            near = {self._organ_of(m.label_ids)[0] for m in match_organs(text)
+                    if not m.negated and 0 <= generic.start() - m.end <= 20}
+            near.discard(None)
+            organ = next(iter(near)) if len(near) == 1 else next(iter(organs)) if len(organs) == 1 else None
+            malignant = [p for p in self.kg.pathologies_of(organ) if p.malignant] if organ else []
+            if malignant and (not organs or organ in organs):
+                hits.append((False, generic.start(), max(malignant, key=lambda p: p.weight).name))
+        return min(hits)[2] if hits else None
 
 
 def derive_pathology(kg: KnowledgeGraph, les: Lesion) -> str | None:
-    """The one pathology of the lesion's organ whose knowledge-graph pattern fits its density, boundary and
-    other features (the graph guarantees that these three determine one); None when one of them is not stated,
-    or several or no pathologies fit."""
-    if les.density is None or les.boundary is None:
+    """The one pathology of the lesion's organ whose knowledge-graph pattern agrees with everything the report
+    states of the lesion: its density and boundary where stated (an unstated one agrees with any pattern) and
+    its other features (exactly; none stated is none). An unstated density or boundary is only let pass when
+    the report names another feature ("circumferential wall thickening"): "an 8 mm hypodensity" alone fits
+    too much to name a disease. None when no or several pathologies fit."""
+    if (les.density is None or les.boundary is None) and not les.others:
         return None
     fits = []
     for p in kg.pathologies_of(les.organ):
         for q in p.patterns:
-            if q.density != les.density or les.boundary not in q.boundary:
+            if les.density is not None and q.density != les.density:
+                continue
+            if les.boundary is not None and les.boundary not in q.boundary:
                 continue
             if any(set(group) == set(les.others) for group in q.others):
                 fits.append(p.name)
