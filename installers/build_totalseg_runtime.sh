@@ -68,6 +68,13 @@ mkdir -p "$work" "$out"
 runtime="$work/dist/totalseg-runtime"
 # torch's own libraries carry ~120 MB of debug symbols (never numpy/scipy's auditwheel-patched ones)
 strip --strip-unneeded "$runtime"/_internal/torch/lib/*.so
+# PyInstaller collects torch's libraries a second time at the top of _internal (seen with PyInstaller
+# 6.22 and torch 2.13: libtorch_cpu.so, 415 MB unstripped, and 7 more). Nothing needs those copies:
+# torch's extensions and libraries find torch/lib through their own RUNPATH, and no other library
+# names them (readelf); the frozen test segments a CT without them.
+for lib in "$runtime"/_internal/*.so*; do
+  if [ -f "$runtime/_internal/torch/lib/$(basename "$lib")" ]; then rm -f "$lib"; fi
+done
 "$venv/bin/python" - "$runtime/RUNTIME-INFO.json" "$info" <<'PY'
 import json, sys, time
 info = json.loads(sys.argv[2])
