@@ -147,3 +147,29 @@ def test_runtime_pack_round_trip(runtime, tmp_path, clean_env):
     make_fake_weights(tmp_path / "tsh", [297])
     masks = TotalSegmentatorExpert(fast=True, home_dir=tmp_path / "tsh", env=fake_env(ct.affine, ct.shape)).segment(ct)
     assert masks.details["worker"] == f"segmentation runtime {targets.runtime_dir}" and masks.organs.any()
+
+
+def test_started_from_the_bundled_workstation(runtime, tmp_path, clean_env, monkeypatch):
+    """The bundled workstation is a PyInstaller program too: its bootloader puts the bundle's libraries
+    first on LD_LIBRARY_PATH and sets _PYI_* variables. The backend gives the runtime the launcher's
+    environment back; without that, the runtime loads the wrong libc10.so and fails."""
+    from inference.errors import SegmentationError
+
+    poison = tmp_path / "bundle_internal"  # stands for the bundle's _internal: same names, other files
+    poison.mkdir()
+    for name in ("libc10.so", "libtorch_cpu.so"):
+        (poison / name).write_bytes(b"not the runtime's library")
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(poison))
+    monkeypatch.setenv("_PYI_APPLICATION_HOME_DIR", str(poison))
+    monkeypatch.setenv("_PYI_PARENT_PROCESS_LEVEL", "1")
+    hu = np.full((48, 48, 30), -1000, dtype=np.int16)
+    hu[8:40, 8:40, 4:26] = 40
+    ct = CTVolume(hu=hu, affine=np.diag([4.0, 4.0, 5.0, 1.0]), source_path=tmp_path / "small.nii.gz")
+    make_fake_weights(tmp_path / "tsh", [297])
+    expert = TotalSegmentatorExpert(fast=True, runtime=runtime, home_dir=tmp_path / "tsh", env=fake_env(ct.affine, ct.shape))
+    with pytest.raises(SegmentationError) as err:  # the hazard, as a plain (unfrozen) caller passes it on
+        expert.segment(ct)
+    assert "libc10.so" in str(err.value) or "libtorch_cpu.so" in str(err.value), str(err.value)[-1500:]
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    masks = expert.segment(ct)  # as the bundled workstation runs it
+    assert masks.organs.any()

@@ -194,3 +194,20 @@ def test_nothing_installed_names_both_places(tmp_path, no_worker_env, monkeypatc
     with pytest.raises(SegmentationError, match=f"{tmp_path / 'elsewhere'} is broken"):
         find_worker()
     assert find_worker(python=Path(sys.executable)).kind == "python"
+
+
+def test_worker_env_outside_the_bundle(monkeypatch):
+    """Started from the bundled (PyInstaller) workstation, the worker gets the launcher's library path
+    back and no _PYI_* variables (tests/test_totalseg_runtime_frozen.py runs the real runtime so)."""
+    from inference.segmentation.totalseg_backend import outside_bundle_env
+
+    env = outside_bundle_env({"LD_LIBRARY_PATH": "/opt/app/lib/_internal:/site/lib", "LD_LIBRARY_PATH_ORIG": "/site/lib",
+                              "_PYI_APPLICATION_HOME_DIR": "/opt/app/lib/_internal", "_PYI_PARENT_PROCESS_LEVEL": "1",
+                              "HOME": "/home/r"})
+    assert env == {"LD_LIBRARY_PATH": "/site/lib", "HOME": "/home/r", "PYINSTALLER_RESET_ENVIRONMENT": "1"}
+    assert "LD_LIBRARY_PATH" not in outside_bundle_env({"LD_LIBRARY_PATH": "/opt/app/lib/_internal"})
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setenv("_PYI_ARCHIVE_FILE", "/opt/app/lib/tumorchain-workstation")
+    worker_env = TotalSegmentatorExpert(env={"EXTRA": "1"})._worker_env(Path("/h"))
+    assert "_PYI_ARCHIVE_FILE" not in worker_env and worker_env["EXTRA"] == "1"
+    assert worker_env["PYINSTALLER_RESET_ENVIRONMENT"] == "1" and worker_env["TOTALSEG_HOME_DIR"] == "/h"

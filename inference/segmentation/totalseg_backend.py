@@ -24,6 +24,7 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -63,6 +64,22 @@ def default_env_python() -> Path:
         return Path(os.environ[ENV_PYTHON]).expanduser()
     venv = REPO_ROOT / ".venv-totalseg"
     return venv / "Scripts" / "python.exe" if os.name == "nt" else venv / "bin" / "python"
+
+
+def outside_bundle_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment for a worker started by the bundled (PyInstaller) workstation. Its bootloader
+    put the bundle's own libraries first on LD_LIBRARY_PATH (keeping the caller's value in
+    LD_LIBRARY_PATH_ORIG) and set _PYI_* variables that make a PyInstaller program believe it is a
+    child of this one: the worker would load the bundle's libtorch/libpython, and a frozen runtime
+    would look for its files in the bundle. Give it the launcher's environment instead."""
+    env = {k: v for k, v in env.items() if not k.startswith("_PYI_")}
+    original = env.pop("LD_LIBRARY_PATH_ORIG", None)
+    if original is not None:
+        env["LD_LIBRARY_PATH"] = original
+    else:
+        env.pop("LD_LIBRARY_PATH", None)
+    env["PYINSTALLER_RESET_ENVIRONMENT"] = "1"  # PyInstaller >= 6.10: start as a program of its own
+    return env
 
 
 @dataclass(frozen=True)
@@ -171,6 +188,8 @@ class TotalSegmentatorExpert:
     # ----------------------------------------------------------------- checks before any work
     def _worker_env(self, home_dir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        if getattr(sys, "frozen", False):
+            env = outside_bundle_env(env)
         env.update(self.env)
         env["TOTALSEG_HOME_DIR"] = str(home_dir)
         env["PYTHONUNBUFFERED"] = "1"
