@@ -1,6 +1,6 @@
 """What this workstation has installed, in a few lines for Settings and the import report: model
-folders, TotalSegmentator weights per task, whether the TotalSegmentator environment is there, and
-whether a GPU is used (with the reason when not)."""
+folders, TotalSegmentator weights per task, which TotalSegmentator program a segmentation starts
+(the segmentation runtime or an environment), and whether a GPU is used (with the reason when not)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,8 @@ from app.settings import AppSettings
 
 
 def installed_lines(settings: AppSettings, check_gpu: bool = True) -> list[str]:
-    from inference.segmentation.totalseg_backend import default_env_python
+    from inference.errors import SegmentationError
+    from inference.segmentation.totalseg_backend import find_worker
     from inference.weights_pack.inventory import take_inventory
     from inference.weights_pack.locations import Targets
 
@@ -37,10 +38,11 @@ def installed_lines(settings: AppSettings, check_gpu: bool = True) -> list[str]:
     lines.append(f"{'✓' if ready else '✗'} TotalSegmentator weights in {inv.results}: "
                  + (f"ready for {', '.join(ready)}" if ready else "none")
                  + (f"; missing for {', '.join(missing)}" if missing and ready else ""))
-    env = default_env_python()
-    lines.append(f"{'✓' if env.is_file() else '✗'} TotalSegmentator environment: "
-                 + (str(env) if env.is_file() else f"not found ({env}); organ masks come from case folders "
-                    "or the synthetic backend"))
+    try:
+        worker = find_worker()  # what a segmentation would start: the runtime or an environment
+        lines.append(f"✓ TotalSegmentator: {worker.describe()}")
+    except SegmentationError as exc:
+        lines.append(f"✗ {str(exc).splitlines()[0]} — organ masks come from case folders or the synthetic backend")
     if check_gpu:
         from inference.model.gpu_status import gpu_status
 

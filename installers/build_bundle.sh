@@ -5,9 +5,11 @@
 # The bundle carries its own Python, torch, Qt, VTK, the demo model and the demo case; the target
 # machine needs no Python (only the usual desktop libraries: OpenGL, X11/xcb, fontconfig).
 #
-# Usage: bash installers/build_bundle.sh [--cuda] [--no-deb] [--out DIR]
+# Usage: bash installers/build_bundle.sh [--cuda] [--no-deb] [--out DIR] [--totalseg-runtime DIR]
 #   --cuda     torch with CUDA (PyPI's default Linux wheel, ~3 GB more) instead of the CPU build
 #   --no-deb   only the tarball
+#   --totalseg-runtime DIR   ship a segmentation runtime (installers/build_totalseg_runtime.sh) inside
+#              the bundle as totalseg-runtime/ (the launcher uses it); by default it travels in a pack
 # Environment:
 #   BUNDLE_VENV   build virtual environment (default /tmp/bundle-venv[-cuda]); never the project's .venv
 #   PYTHON        interpreter for it (default python3.11; needs its shared libpython, as pyenv/Debian have)
@@ -15,13 +17,14 @@
 # Takes ~10-15 min on 2 cores the first time (PyInstaller's analysis of torch and transformers).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cuda=0 deb=1 out="$root/dist"
+cuda=0 deb=1 out="$root/dist" ts_runtime=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --cuda) cuda=1 ;;
     --no-deb) deb=0 ;;
     --out) out="$2"; shift ;;
-    *) echo "usage: $0 [--cuda] [--no-deb] [--out DIR]" >&2; exit 2 ;;
+    --totalseg-runtime) ts_runtime="$(cd "$2" && pwd)"; shift ;;
+    *) echo "usage: $0 [--cuda] [--no-deb] [--out DIR] [--totalseg-runtime DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -84,6 +87,10 @@ install -m 755 "$root/installers/linux/launcher.sh" "$stage/tumorchain-workstati
 ln -s tumorchain-workstation "$stage/tumorchain"
 install -m 644 "$root/installers/linux/tumorchain-workstation.desktop" "$stage/share/applications/"
 install -m 644 "$root/installers/linux/tumorchain-workstation.svg" "$stage/share/icons/hicolor/scalable/apps/"
+if [ -n "$ts_runtime" ]; then
+  [ -x "$ts_runtime/tumorchain-totalseg" ] || { echo "error: $ts_runtime holds no tumorchain-totalseg" >&2; exit 1; }
+  cp -a "$ts_runtime" "$stage/totalseg-runtime"  # ~1 GB more; the launcher exports TUMORCHAIN_TOTALSEG_RUNTIME
+fi
 torch_version="$("$venv/bin/python" -c "import torch; print(torch.__version__)")"
 cat > "$stage/BUILD-INFO.txt" <<INFO
 TumorChain Workstation $version, Linux x86-64 bundle

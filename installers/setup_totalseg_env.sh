@@ -23,6 +23,9 @@
 #   bash installers/setup_totalseg_env.sh
 # Check: .venv-totalseg/bin/python -c "import torch; print(torch.cuda.is_available())"
 #
+# Machines without Python (the bundle): installers/build_totalseg_runtime.sh freezes this env with the
+# worker into the segmentation runtime, which a weights pack carries (README "Segmentation runtime").
+#
 # Weights are NOT downloaded here (nothing reaches the network at run time). Place them offline:
 # see inference/segmentation/totalseg_weights.py or run the workstation once for the message.
 #

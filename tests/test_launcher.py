@@ -1,7 +1,7 @@
 """The bundle's launcher (installers/linux/launcher.sh), run for real with a stand-in for the frozen
 program that prints what it was given: first start opens the demo case, `tumorchain` is the command
-line, a symlink from /usr/bin finds the bundle, a TotalSegmentator env beside it is used, and the
-environment keeps the workstation offline. The desktop entry is checked with desktop-file-validate
+line, a symlink from /usr/bin finds the bundle, a segmentation runtime or TotalSegmentator env
+beside it is used, and the environment keeps the workstation offline. The desktop entry is checked with desktop-file-validate
 when it is installed."""
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def bundle(tmp_path) -> Path:
     (app / "tumorchain").symlink_to("tumorchain-workstation")
     fake = app / "lib" / "tumorchain-workstation"
     fake.write_text('#!/bin/sh\necho "ARGS $*"\necho "TS ${TUMORCHAIN_TOTALSEG_PYTHON:-none}"\n'
+                    'echo "RT ${TUMORCHAIN_TOTALSEG_RUNTIME:-none}"\n'
                     'echo "ENV $HF_HUB_OFFLINE $TRANSFORMERS_OFFLINE $USE_HUB_KERNELS $LANG"\n')
     for f in (app / "tumorchain-workstation", fake):
         f.chmod(0o755)
@@ -62,6 +63,14 @@ def test_command_line_offline_environment_and_totalseg_env(bundle):
     python.chmod(0o755)
     assert run(bundle, "tumorchain-workstation", "--demo")["TS"] == str(python)
     assert run(bundle, "tumorchain", "x", TUMORCHAIN_TOTALSEG_PYTHON="/elsewhere/python")["TS"] == "/elsewhere/python"
+    # a segmentation runtime beside the bundle is preferred; one set by the caller is kept
+    runtime = bundle / "opt" / "tumorchain-workstation" / "totalseg-runtime"
+    runtime.mkdir()
+    (runtime / "tumorchain-totalseg").write_text("#!/bin/sh\n")
+    (runtime / "tumorchain-totalseg").chmod(0o755)
+    out = run(bundle, "tumorchain-workstation", "--demo")
+    assert out["RT"] == str(runtime) and out["TS"] == "none"
+    assert run(bundle, "tumorchain", "x", TUMORCHAIN_TOTALSEG_RUNTIME="/site/rt")["RT"] == "/site/rt"
 
 
 @pytest.mark.skipif(not shutil.which("desktop-file-validate"), reason="desktop-file-validate not installed")

@@ -6,6 +6,12 @@ while the workstation's viewer needs a current VTK. So TotalSegmentator lives in
 python, as 3D Slicer's TotalSegmentator extension and MITK do. A subprocess also makes cancel
 real: the whole process group (nnU-Net's helper processes included) is killed.
 
+Where there is no Python (a hospital machine with the bundle), the same worker runs frozen with its
+environment as the segmentation runtime (totalseg_runtime.py; installers/build_totalseg_runtime.sh;
+installed from a weights pack). ``find_worker`` picks one: an explicit python or runtime,
+$TUMORCHAIN_TOTALSEG_PYTHON, $TUMORCHAIN_TOTALSEG_RUNTIME, a runtime installed in the user data
+folder (a pack put it there on purpose), then the checkout's .venv-totalseg.
+
 Flow: CTVolume -> temp NIfTI (its own affine) -> worker (progress lines) -> total.nii.gz
 (+ liver_segments.nii.gz) -> checked against the CT grid -> merged scheme (+ parts 101..108).
 """
@@ -18,9 +24,11 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +38,7 @@ import numpy as np
 from inference.ct_volume import CTVolume
 from inference.errors import Cancelled, InputError, SegmentationError
 from inference.labels import totalseg_names, totalseg_to_merged
+from inference.segmentation import totalseg_runtime as runtimes
 from inference.segmentation import totalseg_weights as weights
 from inference.segmentation.expert import ProgressFn, notify_progress, raise_if_cancelled
 from inference.segmentation.grid_check import fit_to_ct_grid
@@ -57,6 +66,82 @@ def default_env_python() -> Path:
     return venv / "Scripts" / "python.exe" if os.name == "nt" else venv / "bin" / "python"
 
 
+def outside_bundle_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment for a worker started by the bundled (PyInstaller) workstation. Its bootloader
+    put the bundle's own libraries first on LD_LIBRARY_PATH (keeping the caller's value in
+    LD_LIBRARY_PATH_ORIG) and set _PYI_* variables that make a PyInstaller program believe it is a
+    child of this one: the worker would load the bundle's libtorch/libpython, and a frozen runtime
+    would look for its files in the bundle. Give it the launcher's environment instead."""
+    env = {k: v for k, v in env.items() if not k.startswith("_PYI_")}
+    original = env.pop("LD_LIBRARY_PATH_ORIG", None)
+    if original is not None:
+        env["LD_LIBRARY_PATH"] = original
+    else:
+        env.pop("LD_LIBRARY_PATH", None)
+    env["PYINSTALLER_RESET_ENVIRONMENT"] = "1"  # PyInstaller >= 6.10: start as a program of its own
+    return env
+
+
+@dataclass(frozen=True)
+class WorkerProgram:
+    """How the worker is started: an environment's python with totalseg_worker.py, or the runtime."""
+
+    kind: str  # "python" | "runtime"
+    path: Path  # the interpreter, or the runtime folder
+    command: tuple[str, ...]  # what precedes the worker's own arguments
+    fix: str  # what to tell a user whose worker cannot import TotalSegmentator
+
+    def describe(self) -> str:
+        return (f"TotalSegmentator environment {self.path}" if self.kind == "python"
+                else f"segmentation runtime {self.path}")
+
+
+_RUNTIME_FIX = ("Import a weights pack holding the segmentation runtime again (`tumorchain weights import "
+                "PACK` or Edit > Import Weights Pack).")
+
+
+def python_worker(python: Path) -> WorkerProgram:
+    if not python.is_file():
+        raise SegmentationError(
+            f"TotalSegmentator environment not found: {python} does not exist.\n"
+            f"Create it with `bash {weights.SETUP_SCRIPT}` (from the repository root), or set "
+            f"{ENV_PYTHON} to the python of an environment with totalsegmentator=={weights.TOTALSEG_VERSION}.")
+    return WorkerProgram("python", python, (str(python), "-u", "-c", _BOOT, str(WORKER)),
+                         f"Recreate the environment with `bash {weights.SETUP_SCRIPT}`.")
+
+
+def runtime_worker(folder: Path) -> WorkerProgram:
+    problem = runtimes.runtime_problem(folder)
+    if problem:
+        raise SegmentationError(f"The segmentation runtime in {folder} is broken: {problem}.\n{_RUNTIME_FIX}")
+    return WorkerProgram("runtime", Path(folder), (str(runtimes.program_path(folder)),), _RUNTIME_FIX)
+
+
+def find_worker(python: Path | None = None, runtime: Path | None = None) -> WorkerProgram:
+    """The worker to run; SegmentationError naming every place looked at when there is none."""
+    if python is not None:
+        return python_worker(Path(python))
+    if runtime is not None:
+        return runtime_worker(Path(runtime))
+    if os.environ.get(ENV_PYTHON):
+        return python_worker(default_env_python())
+    if os.environ.get(runtimes.ENV_RUNTIME):
+        return runtime_worker(runtimes.default_runtime_dir())
+    installed = runtimes.default_runtime_dir()
+    if installed.exists():
+        return runtime_worker(installed)
+    venv_python = default_env_python()
+    if venv_python.is_file():
+        return python_worker(venv_python)
+    raise SegmentationError(
+        f"TotalSegmentator is not installed: no segmentation runtime in {installed} and no environment at "
+        f"{venv_python}.\nOn a machine without internet, import a weights pack that holds the segmentation "
+        f"runtime (`tumorchain weights import PACK` or Edit > Import Weights Pack); in a source checkout, "
+        f"create the environment with `bash {weights.SETUP_SCRIPT}`. Or set {runtimes.ENV_RUNTIME} to a "
+        f"runtime folder, or {ENV_PYTHON} to the python of an environment with "
+        f"totalsegmentator=={weights.TOTALSEG_VERSION}.")
+
+
 class TotalSegmentatorExpert:
     """TotalSegmentator task ``total`` (optionally ``liver_segments``) mapped to the merged scheme.
 
@@ -64,7 +149,8 @@ class TotalSegmentatorExpert:
     roi_subset:     TotalSegmentator class names to predict only (speeds up CPU runs).
     liver_segments: also run the Couinaud segment model; fills OrganMasks.parts with ids 101..108.
     device:         "auto" (GPU when the env's torch sees one) | "gpu" | "gpu:N" | "cpu" | "mps".
-    python:         the TotalSegmentator env's interpreter (default: default_env_python()).
+    python:         the TotalSegmentator env's interpreter; runtime: a segmentation runtime folder
+                    (default for both: find_worker()).
     home_dir:       TOTALSEG_HOME_DIR for the run: config.json and nnunet/results weights
                     (default: $TOTALSEG_HOME_DIR, else ~/.totalsegmentator).
     env:            extra environment variables for the worker (e.g. CUDA_VISIBLE_DEVICES).
@@ -75,6 +161,7 @@ class TotalSegmentatorExpert:
 
     def __init__(self, fast: bool = False, roi_subset: list[str] | tuple[str, ...] | None = None,
                  liver_segments: bool = False, device: str = "auto", python: str | Path | None = None,
+                 runtime: str | Path | None = None,
                  home_dir: str | Path | None = None, env: dict[str, str] | None = None,
                  timeout_s: float | None = None, resample_threads: int = 1):
         if not _DEVICE.match(device):
@@ -88,6 +175,7 @@ class TotalSegmentatorExpert:
         self.liver_segments = bool(liver_segments)
         self.device = device
         self.python = Path(python) if python else None
+        self.runtime = Path(runtime) if runtime else None
         self.home_dir = Path(home_dir).expanduser() if home_dir else None
         self.env = dict(env or {})
         self.timeout_s = timeout_s
@@ -98,17 +186,10 @@ class TotalSegmentatorExpert:
                 "roi_subset": self.roi_subset, "liver_segments": self.liver_segments}
 
     # ----------------------------------------------------------------- checks before any work
-    def _python(self) -> Path:
-        py = self.python or default_env_python()
-        if not py.is_file():
-            raise SegmentationError(
-                f"TotalSegmentator environment not found: {py} does not exist.\n"
-                f"Create it with `bash {weights.SETUP_SCRIPT}` (from the repository root), or set "
-                f"{ENV_PYTHON} to the python of an environment with totalsegmentator=={weights.TOTALSEG_VERSION}.")
-        return py
-
     def _worker_env(self, home_dir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        if getattr(sys, "frozen", False):
+            env = outside_bundle_env(env)
         env.update(self.env)
         env["TOTALSEG_HOME_DIR"] = str(home_dir)
         env["PYTHONUNBUFFERED"] = "1"
@@ -125,7 +206,7 @@ class TotalSegmentatorExpert:
     # ----------------------------------------------------------------- the run
     def segment(self, ct: CTVolume, progress: ProgressFn | None = None,
                 cancel: threading.Event | None = None) -> OrganMasks:
-        python = self._python()
+        worker = find_worker(self.python, self.runtime)
         home_dir = self.home_dir or weights.default_home_dir()
         env = self._worker_env(home_dir)
         self._check_weights(home_dir, env)
@@ -138,7 +219,7 @@ class TotalSegmentatorExpert:
                 nib.save(nib.Nifti1Image(ct.hu, ct.affine), str(ct_file))
             except OSError as exc:
                 raise SegmentationError(f"cannot write the CT for TotalSegmentator to {ct_file}: {exc}") from exc
-            cmd = [str(python), "-u", "-c", _BOOT, str(WORKER), "--input", str(ct_file),
+            cmd = [*worker.command, "--input", str(ct_file),
                    "--out-dir", str(tmp_dir / "out"), "--home-dir", str(home_dir), "--device", self.device,
                    "--resample-threads", str(self.resample_threads)]
             if self.fast:
@@ -147,11 +228,12 @@ class TotalSegmentatorExpert:
                 cmd += ["--roi-subset", ",".join(self.roi_subset)]
             if self.liver_segments:
                 cmd.append("--liver-segments")
-            result = _run_worker(cmd, env, tmp_dir, progress, cancel, self.timeout_s)
+            result = _run_worker(cmd, env, tmp_dir, progress, cancel, self.timeout_s, worker)
             notify_progress(progress, 0.96, "reading TotalSegmentator output")
             organs, parts = self._read_outputs(result["files"], ct)
         notify_progress(progress, 1.0, "organ masks ready")
         details = {k: result.get(k) for k in ("device", "versions", "seconds", "dataset_ids")}
+        details["worker"] = worker.describe()
         details.update(self.cache_identity())
         return OrganMasks(organs=organs, affine=np.array(ct.affine, dtype=np.float64), backend=self.name,
                           parts=parts, details=details)
@@ -197,7 +279,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _run_worker(cmd: list[str], env: dict[str, str], tmp_dir: Path, progress: ProgressFn | None,
-                cancel: threading.Event | None, timeout_s: float | None) -> dict[str, Any]:
+                cancel: threading.Event | None, timeout_s: float | None, worker: WorkerProgram) -> dict[str, Any]:
     """Run the worker to completion; returns its result event. Raises Cancelled / SegmentationError."""
     log_path = tmp_dir / "worker_stderr.log"
     out_tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -208,9 +290,13 @@ def _run_worker(cmd: list[str], env: dict[str, str], tmp_dir: Path, progress: Pr
         "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
     t0 = time.monotonic()
     with open(log_path, "w", encoding="utf-8", errors="replace") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                                cwd=str(tmp_dir), text=True, encoding="utf-8", errors="replace", bufsize=1,
-                                **popen_kw)
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                    cwd=str(tmp_dir), text=True, encoding="utf-8", errors="replace", bufsize=1,
+                                    **popen_kw)
+        except OSError as exc:  # not executable, a foreign binary, a missing loader
+            raise SegmentationError(f"cannot start the {worker.describe()}: {cmd[0]}: {exc.strerror or exc}.\n"
+                                    f"{worker.fix}") from None
 
         def pump() -> None:
             assert proc.stdout is not None
@@ -254,8 +340,7 @@ def _run_worker(cmd: list[str], env: dict[str, str], tmp_dir: Path, progress: Pr
     if error is not None and error.get("kind") == "missing_weights":
         raise SegmentationError(str(error.get("message")))
     if error is not None and error.get("kind") == "environment":
-        raise SegmentationError(f"{error.get('message')}\nRecreate the environment with "
-                                f"`bash {weights.SETUP_SCRIPT}`.")
+        raise SegmentationError(f"{error.get('message')}\n{worker.fix}")
     if returncode != 0 or result is None:
         tail = _tail(log_path, 25) or "\n".join(out_tail)
         why = f": {error.get('message')}" if error else ""

@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run_program() -> None:
+    """Run as a program and exit: by ``python totalseg_worker.py`` or the frozen runtime's runner
+    (installers/totalseg_runtime/runner.py)."""
     try:
         code = main()
         # Skip interpreter teardown: with torch and nnU-Net loaded it takes seconds, and every
@@ -188,3 +190,7 @@ if __name__ == "__main__":
         traceback.print_exc()
         emit("error", kind="crash", message=f"{type(exc).__name__}: {exc}")
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_program()

@@ -1,5 +1,6 @@
-"""Offline weights packs: one tar that carries TotalSegmentator dataset folders and TumorChain model
-folders to a machine without internet, with a manifest (sha256 and size of every file).
+"""Offline weights packs: one tar that carries TotalSegmentator dataset folders, TumorChain model
+folders and the segmentation runtime (the frozen TotalSegmentator worker) to a machine without
+internet, with a manifest (sha256 and size of every file).
 
     export_pack(...)   inference/weights_pack/export.py    on a machine that has the weights
     import_pack(...)   inference/weights_pack/importer.py  verify everything, then install atomically

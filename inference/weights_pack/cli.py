@@ -1,9 +1,9 @@
 """``tumorchain weights``: move weights to a machine without internet.
 
     tumorchain weights export --out PACK [--totalseg TASK ...] [--dataset ID ...] [--model DIR ...]
-                              [--totalseg-home DIR]
-    tumorchain weights import PACK [--totalseg-home DIR] [--models-dir DIR]
-    tumorchain weights list [PACK] [--verify] [--totalseg-home DIR] [--models-dir DIR]
+                              [--runtime DIR] [--totalseg-home DIR]
+    tumorchain weights import PACK [--totalseg-home DIR] [--models-dir DIR] [--runtime-dir DIR]
+    tumorchain weights list [PACK] [--verify] [--totalseg-home DIR] [--models-dir DIR] [--runtime-dir DIR]
 
 Wiring (inference/cli.py): ``add_weights_subcommand(sub)``; dispatch ``args.command == "weights"``
 to ``run_weights(args, sys.stdout)``. Problems raise TumorChainError subclasses (one line, exit 2).
@@ -27,6 +27,8 @@ def add_weights_subcommand(subparsers) -> argparse.ArgumentParser:
                    help="TotalSegmentator tasks whose weights to pack: total, total_fast, liver_segments")
     e.add_argument("--dataset", nargs="+", type=int, default=[], metavar="ID", help="nnU-Net dataset ids to pack")
     e.add_argument("--model", nargs="+", type=Path, default=[], metavar="DIR", help="TumorChain model folders to pack")
+    e.add_argument("--runtime", type=Path, metavar="DIR",
+                   help="a segmentation runtime folder to pack (installers/build_totalseg_runtime.sh)")
     i = sub.add_parser("import", help="verify a pack and install what it holds")
     i.add_argument("pack", type=Path, metavar="PACK")
     ls = sub.add_parser("list", help="what is installed here, or (with PACK) what a pack holds")
@@ -38,13 +40,17 @@ def add_weights_subcommand(subparsers) -> argparse.ArgumentParser:
     for sp in (i, ls):
         sp.add_argument("--models-dir", type=Path, metavar="DIR",
                         help=f"where model folders are installed (default: ${ENV_MODELS_DIR} or the user's data folder)")
+        sp.add_argument("--runtime-dir", type=Path, metavar="DIR",
+                        help="where the segmentation runtime is installed (default: $TUMORCHAIN_TOTALSEG_RUNTIME "
+                             "or totalseg-runtime in the user's data folder)")
     return p
 
 
 def run_weights(args, out: TextIO) -> int:
     from inference.weights_pack.locations import Targets
 
-    targets = Targets.for_settings(args.totalseg_home, getattr(args, "models_dir", None))
+    targets = Targets.for_settings(args.totalseg_home, getattr(args, "models_dir", None),
+                                   getattr(args, "runtime_dir", None))
     if args.weights_command == "export":
         return _export(args, targets, out)
     if args.weights_command == "import":
@@ -75,10 +81,13 @@ def run_weights(args, out: TextIO) -> int:
 
 
 def _export(args, targets, out: TextIO) -> int:
-    from inference.weights_pack.export import dataset_ids_for_tasks, export_pack, model_source, totalseg_sources
+    from inference.weights_pack.export import (dataset_ids_for_tasks, export_pack, model_source, runtime_source,
+                                               totalseg_sources)
 
     ids = sorted(dict.fromkeys(dataset_ids_for_tasks(args.totalseg) + list(args.dataset)))
     sources = totalseg_sources(targets.totalseg_results, ids) + [model_source(m) for m in args.model]
+    if args.runtime is not None:
+        sources.append(runtime_source(args.runtime))
     manifest = export_pack(args.out, sources, progress=_bar())
     print(f"Wrote {args.out}: {len(manifest.items)} item(s), {manifest.size / 2**20:.1f} MiB", file=out)
     for item in manifest.items:

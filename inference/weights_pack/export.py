@@ -76,6 +76,19 @@ def model_source(folder: Path, name: str | None = None) -> Source:
         raise ModelError(f"{exc}; give another name with --name") from None
 
 
+def runtime_source(folder: Path) -> Source:
+    """A built segmentation runtime (installers/build_totalseg_runtime.sh), checked as the backend
+    checks it before starting it; packed as totalseg-runtime-<TotalSegmentator version>-<platform>."""
+    from inference.segmentation import totalseg_runtime as rt
+
+    problem = rt.runtime_problem(folder, check_platform=False)  # a pack may be made for another system
+    if problem:
+        raise InputError(folder, f"is not a usable segmentation runtime: {problem}")
+    info = rt.read_info(folder)
+    name = f"totalseg-runtime-{info.get('totalsegmentator', 'unknown')}-{info.get('platform', 'unknown')}"
+    return Source(ItemKind.TOTALSEG_RUNTIME, safe_name(name, f"runtime {folder}"), Path(folder))
+
+
 def _files_of(folder: Path) -> list[str]:
     """Relative paths of the regular files under ``folder`` (file symlinks are followed, folder
     symlinks refused: a pack holds plain files only)."""
@@ -124,7 +137,7 @@ class _HashingReader(io.RawIOBase):
 def build_manifest(sources: list[Source], created_by: str = "") -> Manifest:
     items = []
     for s in sources:
-        files = tuple(PackFile(rel, (s.folder / rel).stat().st_size, _sha256(s.folder / rel)) for rel in _files_of(s.folder))
+        files = tuple(_pack_file(s, rel) for rel in _files_of(s.folder))
         items.append(PackItem(kind=s.item_kind, name=s.name, files=files, dataset_id=s.dataset_id, task=s.task))
     names = [i.name for i in items]
     for n in names:
@@ -132,6 +145,13 @@ def build_manifest(sources: list[Source], created_by: str = "") -> Manifest:
             raise InputError(None, f"two items would be packed as {n}; give a model folder another --name")
     return Manifest(items=tuple(items), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     created_by=created_by or _created_by(), totalsegmentator_version=tsw.TOTALSEG_VERSION)
+
+
+def _pack_file(s: Source, rel: str) -> PackFile:
+    st = (s.folder / rel).stat()
+    # the runtime's programs and libraries keep their executable bit; weights never need one
+    executable = s.item_kind is ItemKind.TOTALSEG_RUNTIME and bool(st.st_mode & 0o111)
+    return PackFile(rel, st.st_size, _sha256(s.folder / rel), executable)
 
 
 def export_pack(out: Path, sources: list[Source], progress: Progress | None = None) -> Manifest:

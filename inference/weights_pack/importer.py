@@ -8,7 +8,9 @@
    filesystem, so step 4 is a rename). A size or sha256 that differs from the manifest, a member the
    manifest lacks or a file it lists that never came (a partial pack) refuses the whole pack.
 3. The staged items are checked as their users will check them: TotalSegmentator datasets with the
-   segmentation backend's weights check, model folders with the model loader's folder checks.
+   segmentation backend's weights check, model folders with the model loader's folder checks, the
+   segmentation runtime with the backend's runtime check (its program executable, built for this
+   platform). Files the manifest marks executable are written with mode 755, all others 644.
 4. Only then is each item renamed into place; an item already installed is renamed aside first and
    deleted once every item is in place (put back if a later rename fails).
 Whatever fails before step 4 leaves the targets as they were: the staging folder is removed, and so
@@ -76,6 +78,7 @@ def import_pack(pack: Path, targets: Targets, progress: Progress | None = None,
     try:
         with _open(pack) as tar:
             manifest = _read_manifest(pack, tar)
+            _refuse_shared_targets(pack, manifest, targets)
             bases = {targets.folder_for(i).parent for i in manifest.items}
             for base in sorted(bases):
                 created += _make_dirs(base)
@@ -83,11 +86,13 @@ def import_pack(pack: Path, targets: Targets, progress: Progress | None = None,
                 stages[base] = Path(_mkdtemp(base))
 
             def sink(item: PackItem, f) -> "_FileSink":
-                return _FileSink(stages[targets.folder_for(item).parent] / item.name / f.path)
+                target = targets.folder_for(item)
+                return _FileSink(stages[target.parent] / target.name / f.path, f.executable)
 
             _stream_members(pack, tar, manifest, sink, progress, cancel)
         for item in manifest.items:
-            _check_staged(pack, item, stages[targets.folder_for(item).parent])
+            target = targets.folder_for(item)
+            _check_staged(pack, item, stages[target.parent] / target.name)
         raise_if_cancelled(cancel, "weights import")
         report = ImportReport(pack, manifest)
         report.installed = _swap_in(pack, manifest, targets, stages)
@@ -216,13 +221,16 @@ class _NullSink:
 class _FileSink:
     """A new file in the staging folder; never follows a link, never overwrites."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, executable: bool = False):
         self.path = path
+        self.mode = 0o755 if executable else 0o644
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_BINARY", 0), 0o644)
+                     | getattr(os, "O_BINARY", 0), self.mode)
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, self.mode)  # exactly the manifest's mode, whatever the umask
         self.fh = os.fdopen(fd, "wb")
         return self.fh
 
@@ -231,16 +239,38 @@ class _FileSink:
 
 
 # ------------------------------------------------------------------------------------ checks
-def _check_staged(pack: Path, item: PackItem, stage: Path) -> None:
-    """The item as its user will find it: the backend's weights check or the model folder checks."""
-    folder = stage / item.name
+def _refuse_shared_targets(pack: Path, manifest: Manifest, targets: Targets) -> None:
+    """Two items installed as one folder (two runtimes) would replace each other."""
+    seen: dict[Path, str] = {}
+    for item in manifest.items:
+        target = targets.folder_for(item)
+        if target in seen:
+            raise PackError(pack, f"items {seen[target]} and {item.name} would both be installed as {target}; {REFUSED}")
+        seen[target] = item.name
+
+
+def _check_staged(pack: Path, item: PackItem, folder: Path) -> None:
+    """The staged item as its user will find it: the backend's weights or runtime check, or the model
+    folder checks."""
     if item.kind is ItemKind.TOTALSEG_DATASET:
         from inference.segmentation import totalseg_weights as tsw
 
         if item.dataset_id in tsw.FOLDERS:
-            problem = tsw.folder_problem(stage, item.dataset_id)
+            problem = tsw.folder_problem(folder.parent, item.dataset_id)
             if problem:
                 raise PackError(pack, f"item {item.name}: {problem}; {REFUSED}")
+        return
+    if item.kind is ItemKind.TOTALSEG_RUNTIME:
+        from inference.segmentation.totalseg_runtime import runtime_problem
+
+        problem = runtime_problem(folder)
+        not_executable = [f.path for f in item.files if f.executable and os.name == "posix"
+                          and not os.access(folder / f.path, os.X_OK)]
+        if problem is None and not_executable:
+            problem = f"{not_executable[0]} did not install as executable"
+        if problem:
+            raise PackError(pack, f"segmentation runtime {item.name}: {problem.replace(str(folder), item.name)}; "
+                            f"{REFUSED}")
         return
     from inference.model.folder_checks import read_safetensors_header
     from inference.model.model_files import check_model_folder
@@ -288,7 +318,7 @@ def _swap_in(pack: Path, manifest: Manifest, targets: Targets, stages: dict[Path
                 aside = target.with_name(f"{ASIDE_PREFIX}{item.name}-{uuid.uuid4().hex[:8]}")
                 os.rename(target, aside)
             try:
-                os.rename(stages[target.parent] / item.name, target)
+                os.rename(stages[target.parent] / target.name, target)
             except OSError:
                 if aside is not None:
                     os.rename(aside, target)

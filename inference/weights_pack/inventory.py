@@ -36,6 +36,8 @@ class Inventory:
     models_dir: Path
     datasets: tuple[DatasetState, ...]
     models: tuple[ModelState, ...]
+    runtime_dir: Path | None = None
+    runtime_problem: str | None = None  # None: a runtime this machine can start is installed
 
     def task_ready(self, task: str) -> bool:
         complete = {d.dataset_id for d in self.datasets if d.problem is None}
@@ -53,6 +55,9 @@ class Inventory:
             out.append(f"  {m.name}: {'ok' if m.problem is None else m.problem}  ({m.folder})")
         if not self.models:
             out.append("  none")
+        if self.runtime_dir is not None:
+            out.append(f"Segmentation runtime in {self.runtime_dir}: "
+                       + ("ready" if self.runtime_problem is None else f"not usable ({self.runtime_problem})"))
         return out
 
 
@@ -63,7 +68,10 @@ def take_inventory(targets: Targets, extra_models: list[Path] | None = None) -> 
     if targets.models.is_dir():
         folders += sorted(p for p in targets.models.iterdir() if p.is_dir() and not p.name.startswith("."))
     models = tuple(ModelState(f.name, f, model_folder_problem(f)) for f in folders)
-    return Inventory(targets.totalseg_results, targets.models, datasets, models)
+    from inference.segmentation.totalseg_runtime import runtime_problem
+
+    return Inventory(targets.totalseg_results, targets.models, datasets, models, targets.runtime_dir,
+                     runtime_problem(targets.runtime_dir))
 
 
 def model_folder_problem(folder: Path) -> str | None:

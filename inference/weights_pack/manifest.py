@@ -6,7 +6,11 @@
                 "dataset_id": 291, "task": "total",
                 "files": [{"path": "nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres/plans.json",
                            "size": 12345, "sha256": "..."}, ...]},
-               {"kind": "model_folder", "name": "demo_model", "files": [...]}]}
+               {"kind": "model_folder", "name": "demo_model", "files": [...]},
+               {"kind": "totalseg_runtime", "name": "totalseg-runtime-2.18.0-linux",
+                "files": [{"path": "tumorchain-totalseg", "size": 1, "sha256": "...", "executable": true}, ...]}]}
+
+``executable`` (only written when true) keeps a program's executable bit across the pack.
 
 Tar layout: ``manifest.json``, then ``items/<item name>/<file path>`` for every file the manifest
 lists, in manifest order; nothing else. Parsing refuses anything a tar could use to write outside
@@ -36,6 +40,7 @@ class ItemKind(str, Enum):
 
     TOTALSEG_DATASET = "totalseg_dataset"  # an nnU-Net dataset folder under TotalSegmentator's nnunet/results
     MODEL_FOLDER = "model_folder"  # a TumorChain model folder (config.json, model.safetensors, llm/)
+    TOTALSEG_RUNTIME = "totalseg_runtime"  # the frozen TotalSegmentator worker (segmentation runtime)
 
 
 class ManifestError(ValueError):
@@ -47,6 +52,7 @@ class PackFile:
     path: str  # relative POSIX path inside the item, checked by safe_relative_path
     size: int
     sha256: str
+    executable: bool = False  # installed with mode 755 instead of 644
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,9 @@ class PackItem:
         return f"{ITEMS_DIR}/{self.name}/{f.path}"
 
     def describe(self) -> str:
-        what = (f"TotalSegmentator dataset {self.dataset_id} ({self.task or 'task unknown'})"
-                if self.kind is ItemKind.TOTALSEG_DATASET else "TumorChain model folder")
+        what = {ItemKind.TOTALSEG_DATASET: f"TotalSegmentator dataset {self.dataset_id} ({self.task or 'task unknown'})",
+                ItemKind.MODEL_FOLDER: "TumorChain model folder",
+                ItemKind.TOTALSEG_RUNTIME: "segmentation runtime (TotalSegmentator program)"}[self.kind]
         return f"{self.name}: {what}, {len(self.files)} files, {self.size / 2**20:.1f} MiB"
 
 
@@ -94,7 +101,8 @@ class Manifest:
             "created_by": self.created_by, "totalsegmentator_version": self.totalsegmentator_version,
             "items": [{"kind": i.kind.value, "name": i.name,
                        **({"dataset_id": i.dataset_id, "task": i.task} if i.kind is ItemKind.TOTALSEG_DATASET else {}),
-                       "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in i.files]}
+                       "files": [{"path": f.path, "size": f.size, "sha256": f.sha256,
+                                  **({"executable": True} if f.executable else {})} for f in i.files]}
                       for i in self.items],
         }, indent=1)
 
@@ -179,6 +187,9 @@ def _parse_item(n: int, entry: object) -> PackItem:
             raise ManifestError(f"{where}: {path} has no valid sha256")
         if path in seen or any(path.startswith(s + "/") or s.startswith(path + "/") for s in seen):
             raise ManifestError(f"{where}: {path} is listed twice or is both a file and a folder")
+        executable = f.get("executable", False)
+        if not isinstance(executable, bool):
+            raise ManifestError(f"{where}: {path} has executable {executable!r}, not true or false")
         seen.add(path)
-        files.append(PackFile(path, size, digest))
+        files.append(PackFile(path, size, digest, executable))
     return PackItem(kind=kind, name=name, files=tuple(files), dataset_id=dataset_id, task=task)

@@ -10,9 +10,14 @@ here="$(dirname "$self")"
 export LANG="${LANG:-C.UTF-8}"
 # nothing reaches the network at run time (the program sets these as well)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 USE_HUB_KERNELS=NO
-# a TotalSegmentator environment installed beside the bundle (optional; see README "Installing")
-if [ -z "${TUMORCHAIN_TOTALSEG_PYTHON:-}" ] && [ -x "$here/totalseg/bin/python" ]; then
-  export TUMORCHAIN_TOTALSEG_PYTHON="$here/totalseg/bin/python"
+# the segmentation runtime (installers/build_totalseg_runtime.sh) or a TotalSegmentator environment
+# unpacked beside the bundle by the site's IT (optional; a weights pack installs the runtime per user)
+if [ -z "${TUMORCHAIN_TOTALSEG_PYTHON:-}" ] && [ -z "${TUMORCHAIN_TOTALSEG_RUNTIME:-}" ]; then
+  if [ -x "$here/totalseg-runtime/tumorchain-totalseg" ]; then
+    export TUMORCHAIN_TOTALSEG_RUNTIME="$here/totalseg-runtime"
+  elif [ -x "$here/totalseg/bin/python" ]; then
+    export TUMORCHAIN_TOTALSEG_PYTHON="$here/totalseg/bin/python"
+  fi
 fi
 case "$(basename "$0")" in
   tumorchain) exec "$here/lib/tumorchain-workstation" cli "$@" ;;

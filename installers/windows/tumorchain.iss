@@ -17,6 +17,9 @@ ArchitecturesInstallIn64BitMode=x64compatible
 Compression=lzma2/fast
 SolidCompression=no
 PrivilegesRequiredOverridesAllowed=dialog
+; drawn from the SVG icon by the PyInstaller spec (installers/bundle/make_icons.py) before this runs
+SetupIconFile=..\..\build\icons\tumorchain.ico
+UninstallDisplayIcon={app}\tumorchain-workstation.exe
 
 [Files]
 Source: "..\..\dist\tumorchain-workstation\*"; DestDir: "{app}"; Flags: recursesubdirs ignoreversion

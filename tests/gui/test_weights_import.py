@@ -84,7 +84,9 @@ def test_good_pack_installs_reports_and_settings_show_it(setup):
     installed = dlg.installed.text()
     assert f"✓ Model demo_model (in use): {base / 'models' / 'demo_model'}" in installed
     assert "ready for total (fast, 3 mm); missing for total, liver_segments" in installed
-    assert "TotalSegmentator environment" in installed
+    # which TotalSegmentator program a segmentation would start, or why none
+    assert ("✓ TotalSegmentator: TotalSegmentator environment" in installed
+            or "✓ TotalSegmentator: segmentation runtime" in installed or "✗ TotalSegmentator is not installed" in installed)
     assert "CPU-only build" in dlg.gpu_note.text() or "GPU found" in dlg.gpu_note.text() or "No " in dlg.gpu_note.text()
     dlg.resize(760, dlg.sizeHint().height())
     dlg.show()
