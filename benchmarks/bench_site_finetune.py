@@ -1,7 +1,7 @@
 """Benchmark: does the site data engine lose what a model learns? (issue 18)
 
     nice -n 10 python benchmarks/bench_site_finetune.py                   # 40 cases, seed 2026, 50 steps
-    nice -n 10 python benchmarks/bench_site_finetune.py --cases 80 --steps 120 --work /tmp/sft
+    nice -n 10 python benchmarks/bench_site_finetune.py --cases 80 --shape 96 96 48 --steps 60 --train-seeds 2026 7  # the README figures
 
 1. A fresh synthetic cohort (training.cohort.generate; a seed the demo model never saw) is written with
    its own chains (train / val / test by case).
