@@ -22,7 +22,7 @@ def test_best_epoch_restores_the_weights_of_the_best_heldout_epoch():
         _train_step(parts, float(epoch))
         parts[1][1].running_mean.fill_(10.0 * epoch)  # buffers come back too
         best.update(epoch, auc)
-    assert all(float(p.max()) == 4.0 for m in parts for p in m.parameters())  # the last epoch's
+    assert all(float(p.detach().max()) == 4.0 for m in parts for p in m.parameters())  # the last epoch's
     best.restore()
     assert best.record() == {"kept_epoch": 2, "kept_auc": 0.82}
     for m in parts:
