@@ -63,6 +63,8 @@ def test_demo_build_with_a_masked_gamma_recipe(tmp_path):
         model = load_model(tmp_path / "model", device="cpu")
     pre = summary["visual_pretraining"]
     assert len(pre["loss"]) == 2 and all(l > 0 for l in pre["loss"]) and "heldout_organ_auc" in pre
+    aucs = pre["heldout_organ_auc"]  # stage 0 keeps its best held-out epoch (earliest of ties)
+    assert aucs[pre["kept_epoch"] - 1] == max(aucs) and pre["kept_auc"] == max(aucs)
     assert model.config.gamma_mode == "masked" and "organ_pool" in model.parts
 
     # a second build that changes only the training recipe and the tokenizer (so the LLM too) reuses

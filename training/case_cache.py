@@ -155,7 +155,7 @@ def _dequantise(volume: np.ndarray) -> torch.Tensor:
 
 def compute_case(model_input, geometry: Geometry) -> dict[str, np.ndarray]:
     """Arrays of one case from an inference ModelInput (see the module docstring)."""
-    from inference.model.organ_tokens import masked_weights, patch_coverage, select_patches
+    from inference.model.organ_tokens import masked_weights_sparse, patch_coverage, select_patches
     from inference.model.visual_inputs import crop_input
 
     vol = model_input.volume.reshape(geometry.img_size).numpy()
@@ -188,11 +188,10 @@ def compute_case(model_input, geometry: Geometry) -> dict[str, np.ndarray]:
             arrays[f"sel_{lid}_vals"] = sel.weights[rows, cols].numpy().astype(np.float32)
             if geometry.masked:
                 mask = torch.from_numpy(np.asarray(labels) == lid)
-                w = masked_weights(mask, sel, geometry.stem_stride, geometry.embed_patch)
-                rows, cols = torch.nonzero(w, as_tuple=True)
+                rows, cols, vals = masked_weights_sparse(mask, sel, geometry.stem_stride, geometry.embed_patch)
                 arrays[f"msk_{lid}_rows"] = rows.numpy().astype(np.int32)
                 arrays[f"msk_{lid}_cols"] = cols.numpy().astype(np.int32)
-                arrays[f"msk_{lid}_vals"] = w[rows, cols].numpy().astype(np.float32)
+                arrays[f"msk_{lid}_vals"] = vals.numpy().astype(np.float32)
     arrays["counts"] = counts
     return arrays
 

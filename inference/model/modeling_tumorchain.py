@@ -35,7 +35,7 @@ from .devices import pick_device
 from .llm_loader import LoadedLLM, load_llm, load_tokenizer
 from .model_files import check_model_folder, load_part_weights, save_part_weights
 from .organ_classifier import OrganClassifier
-from .organ_tokens import OrganSelection, masked_weights, patch_coverage, select_patches
+from .organ_tokens import OrganSelection, masked_weights_sparse, patch_coverage, select_patches
 from .organ_pool import MaskedOrganPool
 from .projector import make_projector, pool_patch_grid
 from .vision_encoder import CaseEncoding, VisionEncoder3D
@@ -171,10 +171,9 @@ class TumorChainModel(nn.Module):
             if label is None:
                 raise ValueError("gamma_mode 'masked' needs the organ's label id")
             v = self.config.vision
-            weights = masked_weights(mask, selection, v.stem_stride, v.embed_patch_size)
-            rows, cols = torch.nonzero(weights, as_tuple=True)
+            rows, cols, vals = masked_weights_sparse(mask, selection, v.stem_stride, v.embed_patch_size)
             return self.organ_inputs(enc.tokens, enc.features, None, one, torch.tensor([int(label)]),
-                                     rows, cols, weights[rows, cols]), selection
+                                     rows, cols, vals), selection
         cases = torch.arange(enc.tokens.shape[0])  # the same organ in each encoded case of the batch
         weights = selection.weights[None].expand(len(cases), *selection.weights.shape)
         return self.organ_inputs(enc.tokens, None, weights, cases), selection

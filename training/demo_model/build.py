@@ -68,7 +68,8 @@ def make_llm(cohort: Path, work: Path, recipe: dict, seed: int) -> Path:
                          layers=l["layers"], heads=l["heads"], kv_heads=l["kv_heads"])
 
 
-STAGE0_VERSION = 2  # bump when stage 0's code changes what it makes; 2: keyed on its inputs, not the LLM's bytes
+STAGE0_VERSION = 3  # bump when stage 0's code changes what it makes; 2: keyed on its inputs, not the LLM's bytes;
+# 3: keeps the epoch with the best held-out AUC, not the last
 
 
 def stage0_key(recipe: dict, seed: int, cohort: Path) -> str:
@@ -348,7 +349,9 @@ def eval_markdown(s: dict) -> str:
                   + (" (reused from an earlier build with the same recipe, seed, images and labels; not in the "
                      "time above)"
                      if v.get("reused") else "")
-                  + (f"; held-out AUC per epoch {auc}" if auc else "") + ".", ""]
+                  + (f"; held-out AUC per epoch {auc}" if auc else "")
+                  + (f"; kept epoch {v['kept_epoch']} (the best held-out AUC, {v['kept_auc']})"
+                     if v.get("kept_epoch") else "") + ".", ""]
     t = s["train"]
     lines += [f"Training: {t['global_step']} optimizer steps over {t['examples']} sequences, "
               f"{t['train_samples_per_second']} samples/s, {t['minutes']} min; loss {t['first_log']['loss']:.3f} -> "
