@@ -32,6 +32,13 @@ class ConclusionView(QFrame):
         self.edited.hide()
         for w in (self.answer, self.edited):
             w.setTextFormat(Qt.TextFormat.PlainText)
+        # the classifier flags a region the normal-reading conclusion passes over (classifier_screen.py)
+        self.discordant = QLabel()
+        self.discordant.setObjectName("discordantNote")
+        self.discordant.setStyleSheet("QLabel#discordantNote { color: #ffb36b; }")
+        self.discordant.setWordWrap(True)
+        self.discordant.setTextFormat(Qt.TextFormat.PlainText)
+        self.discordant.hide()
         self.footer = QLabel()
         self.footer.setObjectName("cardMeta")
         self.footer.setWordWrap(True)
@@ -41,6 +48,7 @@ class ConclusionView(QFrame):
         lay.setSpacing(5)
         lay.addWidget(self.title)
         lay.addWidget(self.answer)
+        lay.addWidget(self.discordant)
         lay.addWidget(self.edited)
         # the decision right under the answer: in view without scrolling past a long report
         lay.addWidget(self.controls)
@@ -84,6 +92,11 @@ class ConclusionView(QFrame):
         unseen = unseen_in(run.rounds[-1], run.rounds) if run.rounds else []
         note = (f"\n⚠ Its round names {', '.join(n.replace('_', ' ') for n in unseen)}, which has no mask in this "
                 "case: not seen, not a finding.") if unseen else ""
+        from inference.iir.classifier_screen import DISCORDANT
+
+        flagged = [w for w in getattr(run, "warnings", []) if w.startswith(DISCORDANT)]
+        self.discordant.setText("\n".join(f"⚠ {w}" for w in flagged))
+        self.discordant.setVisible(bool(flagged))
         if len(run.steps) > 1:
             self.footer.setText(f"Composed from {len(run.steps)} questions the model was trained on "
                                 f"({len(run.rounds)} rounds)." + note)

@@ -26,6 +26,7 @@ from inference.iir.loop import IIRLoop, IIRSettings, Matcher
 from inference.iir.prompt_style import prompt_style
 from inference.iir.prompts import task_question
 from inference.iir.task_plan import run_task
+from inference.iir.classifier_screen import discordance_warning, regions_to_screen
 from inference.iir.unseen import unseen_warnings
 from inference.model.model_card import ModelCard, domain_check, load_model_card
 from inference.iir.rounds import Round
@@ -252,6 +253,8 @@ class Pipeline:
             matched = card.match_question(question)
             form = {"typed": True, "form": matched or None, "trained": bool(matched)}
         question_warnings = _question_warnings(card, question, form)
+        screen = self._screen(features, masks, rounds)
+        discordant = discordance_warning(conclusion, screen, lambda n: masks.table.by_name(n).display)
         t_iir = time.perf_counter()
         _progress(callbacks, "iir", 1.0, "done")
         domain = domain_check(card, ct)
@@ -277,15 +280,29 @@ class Pipeline:
             timings={"preprocess_ms": (t_pre - t0) * 1000.0, "encode_ms": (t_enc - t_pre) * 1000.0,
                      "iir_ms": (t_iir - t_enc) * 1000.0},
             warnings=_run_warnings(ct, masks, model_input, allow_non_ct) + question_warnings
-            + [f"Outside the model's training domain: {r}" for r in domain] + unseen_warnings(rounds),
+            + [f"Outside the model's training domain: {r}" for r in domain] + unseen_warnings(rounds)
+            + ([discordant] if discordant else []),
             tool_version=_tool_version(),
             steps=[st.to_dict() for st in steps],
             model_card=card.summary(),
             domain={"in_domain": not domain, "reasons": domain, "declared": card.domain.source},
             question_check=form,
+            classifier_screen=screen,
         )
 
     # -- pieces --------------------------------------------------------------------------------
+
+    def _screen(self, features, masks, rounds) -> dict[str, float]:
+        """P(abnormal) of the examined organs and their present sub-regions ({} without a classifier)."""
+        if not getattr(self.model, "has_organ_classifier", True):
+            return {}
+        t = masks.table
+        out = {}
+        for i in regions_to_screen(rounds, [i for i in masks.present_ids() if i in t], t.parent_or_self):
+            p = features.abnormal_prob(features.organ_tokens(i))
+            if p is not None:
+                out[t.by_id(i).name] = round(p, 4)
+        return out
 
     @torch.inference_mode()
     def _encode(self, model_input):

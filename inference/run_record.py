@@ -100,6 +100,8 @@ class RunRecord:
     model_card: dict[str, Any] = field(default_factory=dict)
     domain: dict[str, Any] = field(default_factory=dict)
     question_check: dict[str, Any] = field(default_factory=dict)
+    # P(abnormal) of the examined organs and all their present sub-regions (iir/classifier_screen.py)
+    classifier_screen: dict[str, float] = field(default_factory=dict)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -123,6 +125,7 @@ class RunRecord:
             "model_card": dict(self.model_card),
             "domain": dict(self.domain),
             "question_check": dict(self.question_check),
+            "classifier_screen": dict(self.classifier_screen),
         }
         return d
 
@@ -238,6 +241,8 @@ class RunRecord:
             model_card=_field(d, "model_card", dict, "record", default={}),
             domain=_field(d, "domain", dict, "record", default={}),
             question_check=_field(d, "question_check", dict, "record", default={}),
+            classifier_screen={k: float(_need(v, (int, float), f"classifier_screen.{k}"))
+                               for k, v in _field(d, "classifier_screen", dict, "record", default={}).items()},
         )
 
 

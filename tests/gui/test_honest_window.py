@@ -292,3 +292,32 @@ def test_the_conclusion_says_when_its_round_names_an_organ_without_a_mask(qapp):
     view.set_run(SimpleNamespace(conclusion=parse_conclusion(text), rounds=[first, last], steps=[],
                                  stop_reason="no_new_organ"))
     assert "names esophagus, which has no mask in this case: not seen" in view.footer.text()
+
+
+def test_the_conclusion_shows_a_discordant_classifier_screen(qapp):
+    from types import SimpleNamespace
+
+    from app.conclusion_view import ConclusionView
+    from inference.iir.classifier_screen import discordance_warning
+    from inference.iir.conclusion import parse_conclusion
+
+    text = "Reasoning Process: no focal lesion. Summary: Normal study. Thus, the answer is no abnormality."
+    conclusion = parse_conclusion(text)
+    warning = discordance_warning(conclusion, {"pancreas": 0.27, "pancreas_head": 0.94})
+    view = ConclusionView()
+    view.set_run(SimpleNamespace(conclusion=conclusion, rounds=[_round(index=2, text=text)], steps=[],
+                                 stop_reason="no_new_organ", warnings=["unrelated", warning]))
+    view.resize(500, 600)
+    view.show()
+    qapp.processEvents()
+    note = view.discordant
+    assert note.isVisible() and "Discordant: the conclusion reads as normal" in note.text()
+    assert "pancreas_head P(abnormal) 0.94" in note.text() and "unrelated" not in note.text()
+    # right under the answer, in orange
+    assert note.geometry().top() >= view.answer.geometry().bottom()
+    assert note.geometry().bottom() <= view.controls.geometry().top()
+    img = _rgb(note.grab().toImage())
+    assert colour_mask(img, UNSEEN_FG, 40).sum() > 30
+    view.set_run(SimpleNamespace(conclusion=conclusion, rounds=[_round(index=2, text=text)], steps=[],
+                                 stop_reason="no_new_organ", warnings=[]))
+    assert not view.discordant.isVisible()
