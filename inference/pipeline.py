@@ -299,6 +299,8 @@ class Pipeline:
         t = masks.table
         out = {}
         for i in regions_to_screen(rounds, [i for i in masks.present_ids() if i in t], t.parent_or_self):
+            if not bool(features.masks.mask(i).any()):  # a sliver the resampling to the model grid lost
+                continue
             p = features.abnormal_prob(features.organ_tokens(i))
             if p is not None:
                 out[t.by_id(i).name] = round(p, 4)
