@@ -107,7 +107,8 @@ mkdir -p "$out"
 {
   echo "unpacked: $(du -sh "$stage" | cut -f1) ($(du -sb "$stage" | cut -f1) bytes)"
   echo "largest parts of lib/_internal:"
-  du -sb "$stage/lib/_internal"/* | sort -rn | head -25 | awk '{printf "  %8.1f MB  %s\n", $1/1e6, $2}' | sed "s#$stage/##"
+  # awk, not head: head exits after 25 lines and sort, still writing, dies of SIGPIPE (exit 141 under pipefail)
+  du -sb "$stage/lib/_internal"/* | sort -rn | awk 'NR <= 25 {printf "  %8.1f MB  %s\n", $1/1e6, $2}' | sed "s#$stage/##"
 } > "$size_report"
 cat "$size_report"
 
