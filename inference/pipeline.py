@@ -299,7 +299,7 @@ class Pipeline:
         t = masks.table
         out = {}
         for i in regions_to_screen(rounds, [i for i in masks.present_ids() if i in t], t.parent_or_self):
-            if not bool(features.masks.mask(i).any()):  # a sliver the resampling to the model grid lost
+            if not features.mask_voxels(i):  # a sliver the resampling to the model grid lost
                 continue
             p = features.abnormal_prob(features.organ_tokens(i))
             if p is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from built_artifacts import built_or_skip, built_runtime, newest
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = Path(os.environ.get("TUMORCHAIN_BUNDLE_DIST", ROOT / "dist"))
@@ -31,23 +32,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def _deb() -> Path | None:
-    debs = sorted(DIST.glob("tumorchain-workstation_*_amd64.deb"), key=lambda p: p.stat().st_mtime)
-    return debs[-1] if debs else None
+    return newest(DIST.glob("tumorchain-workstation_*_amd64.deb"))
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     if sys.platform != "linux" or not shutil.which("dpkg-deb") or not shutil.which("xvfb-run"):
         pytest.skip("needs Linux with dpkg-deb and xvfb-run")
-    deb = _deb()
-    if deb is None and os.environ.get("TUMORCHAIN_BUILD_BUNDLE") == "1":
-        t0 = time.monotonic()
-        subprocess.run(["bash", str(ROOT / "installers" / "build_bundle.sh"), "--out", str(DIST)], check=True)
-        print(f"bundle built in {time.monotonic() - t0:.0f} s")
-        deb = _deb()
-    if deb is None:
-        pytest.skip(f"no bundle in {DIST}: build it with `bash installers/build_bundle.sh` "
-                    "(or set TUMORCHAIN_BUILD_BUNDLE=1 to have this test build it, ~15 min)")
+    deb = built_or_skip(_deb, ROOT / "installers" / "build_bundle.sh", DIST, "TUMORCHAIN_BUILD_BUNDLE", "bundle")
     root = tmp_path_factory.mktemp("fresh_root")
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
     return root
@@ -148,17 +140,12 @@ def test_bundled_command_line_imports_a_weights_pack(installed, tmp_path):
     assert run.returncode == 2 and "nothing was installed" in run.stderr
 
 
-def _runtime_built() -> Path | None:
-    found = sorted((p for p in DIST.glob("totalseg-runtime-*-linux*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
 def test_bundled_workstation_installs_and_starts_the_segmentation_runtime(installed, tmp_path):
     """The hospital path end to end: the bundled command line imports a pack holding the segmentation
     runtime, lists it as ready, and an analysis with TotalSegmentator starts it from the bundled (frozen)
     program. The weights are placeholders (no real ones exist here), so TotalSegmentator runs in the
     runtime up to nnU-Net loading the model, and the failure comes back from there, with its trace."""
-    runtime = _runtime_built()
+    runtime = built_runtime(DIST)
     if runtime is None:
         pytest.skip(f"no segmentation runtime in {DIST}: bash installers/build_totalseg_runtime.sh")
     from fakes.totalseg_env import make_fake_weights

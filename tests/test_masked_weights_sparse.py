@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from inference.model.organ_tokens import masked_weights, masked_weights_sparse, patch_coverage, select_patches
+from inference.model.organ_tokens import (_masked_weights_dense, masked_weights, masked_weights_sparse,
+                                          patch_coverage, select_patches)
 
 
-def original_masked_weights(mask, selection, stem_stride, embed_patch):
-    """organ_tokens.masked_weights as it was before the sparse form (commit 4f0c42b), verbatim."""
-    share = F.avg_pool3d(mask.float()[None, None], kernel_size=stem_stride, stride=stem_stride)[0, 0]
-    d, h, w = share.shape
-    gd, gh, gw = selection.grid
-    pd, ph, pw = embed_patch
-    z = torch.arange(d)[:, None, None] // pd
-    y = torch.arange(h)[None, :, None] // ph
-    x = torch.arange(w)[None, None, :] // pw
-    patch_of = ((z * gh + y) * gw + x).expand(d, h, w).reshape(-1)
-    in_patches = (selection.weights > 0).float()[:, patch_of]
-    share = share.reshape(-1)
-    members = torch.cat([in_patches * share[None], share[None]])
-    empty = members[:-1].sum(dim=1) <= 0
-    members[:-1][empty] = in_patches[empty]
-    return members / members.sum(dim=1, keepdim=True)
+# the dense form organ_tokens keeps as its general path is the original masked_weights (commit 4f0c42b)
+original_masked_weights = _masked_weights_dense
 
 
 def blob(shape, centre, radii, g: torch.Generator, ragged: bool = True) -> torch.Tensor:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from built_artifacts import built_or_skip, built_runtime
 from fakes.totalseg_env import fake_env, make_fake_weights, rule_centre
 from fakes.totalseg_site import fake_rule
 from inference.ct_volume import CTVolume
@@ -38,24 +39,12 @@ LIVER, SPLEEN = (merged_labels().by_name(n).id for n in ("liver", "spleen"))
 pytestmark = [pytest.mark.slow, pytest.mark.totalseg, pytest.mark.timeout(3600)]
 
 
-def _built() -> Path | None:
-    found = sorted((p for p in DIST.glob("totalseg-runtime-*-linux*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
 @pytest.fixture(scope="module")
 def runtime() -> Path:
     if sys.platform != "linux":
         pytest.skip("the runtime is built and tested on Linux here")
-    folder = _built()
-    if folder is None and os.environ.get("TUMORCHAIN_BUILD_TOTALSEG_RUNTIME") == "1":
-        t0 = time.monotonic()
-        subprocess.run(["bash", str(ROOT / "installers" / "build_totalseg_runtime.sh"), "--out", str(DIST)], check=True)
-        print(f"segmentation runtime built in {time.monotonic() - t0:.0f} s")
-        folder = _built()
-    if folder is None:
-        pytest.skip(f"no segmentation runtime in {DIST}: build it with `bash installers/build_totalseg_runtime.sh` "
-                    "(or set TUMORCHAIN_BUILD_TOTALSEG_RUNTIME=1 to have this test build it)")
+    folder = built_or_skip(lambda: built_runtime(DIST), ROOT / "installers" / "build_totalseg_runtime.sh", DIST,
+                           "TUMORCHAIN_BUILD_TOTALSEG_RUNTIME", "segmentation runtime")
     assert rt.runtime_problem(folder) is None, rt.runtime_problem(folder)
     return folder
 

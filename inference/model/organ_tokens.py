@@ -216,9 +216,7 @@ def masked_weights_sparse(mask: torch.Tensor, selection: OrganSelection, stem_st
     pd, ph, pw = embed_patch
     exact = (cell & (cell - 1)) == 0 and D * H * W <= 2 ** 24 and mask.dtype == torch.bool
     if not exact or (d, h, w) != (gd * pd, gh * ph, gw * pw) or (D, H, W) != (d * sd, h * sh, w * sw):
-        dense = _masked_weights_dense(mask, selection, stem_stride, embed_patch)
-        rows, cols = torch.nonzero(dense, as_tuple=True)
-        return rows, cols, dense[rows, cols]
+        return _dense_entries(mask, selection, stem_stride, embed_patch)
     # the organ's bounding box in stem cells; the pooled shares of the cells inside it
     u8 = mask.contiguous().view(torch.uint8)  # max over uint8 is ~15x faster than any() over bool here
     plane = u8.amax(dim=0)  # (H, W)
@@ -226,9 +224,7 @@ def masked_weights_sparse(mask: torch.Tensor, selection: OrganSelection, stem_st
     for s, hits in zip(stem_stride, (u8.view(D, -1).amax(dim=1), plane.amax(dim=1), plane.amax(dim=0))):
         hit = torch.nonzero(hits).flatten()
         if hit.numel() == 0:  # an empty mask: the dense path says what that gives (division by zero)
-            dense = _masked_weights_dense(mask, selection, stem_stride, embed_patch)
-            rows, cols = torch.nonzero(dense, as_tuple=True)
-            return rows, cols, dense[rows, cols]
+            return _dense_entries(mask, selection, stem_stride, embed_patch)
         lo.append(int(hit[0]) // s)
         hi.append(int(hit[-1]) // s + 1)
     box = mask[lo[0] * sd:hi[0] * sd, lo[1] * sh:hi[1] * sh, lo[2] * sw:hi[2] * sw]
@@ -261,6 +257,12 @@ def masked_weights_sparse(mask: torch.Tensor, selection: OrganSelection, stem_st
     cols.append(organ_cols)
     vals.append(share / share.sum())
     return torch.cat(rows), torch.cat(cols).long(), torch.cat(vals)
+
+
+def _dense_entries(mask, selection, stem_stride, embed_patch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dense = _masked_weights_dense(mask, selection, stem_stride, embed_patch)
+    rows, cols = torch.nonzero(dense, as_tuple=True)
+    return rows, cols, dense[rows, cols]
 
 
 def _masked_weights_dense(mask: torch.Tensor, selection: OrganSelection, stem_stride: tuple[int, int, int],
