@@ -295,7 +295,7 @@ class RuleExtractor:
         """A segment that only names a diagnosis for lesions already described ("Findings are consistent
         with multifocal hepatocellular carcinoma"): no size, no sub-region, no organ other than theirs."""
         noun = _NOUN.search(text)
-        if noun is None or any(True for _ in lx.SIZE.finditer(text) if sizes_mm(text)):
+        if noun is None or sizes_mm(text):
             return False
         if not re.search(rf"(?:{lx.INTERPRETATION})\s+(?:[\w-]+\s+){{0,3}}$", text[:noun.start()], re.IGNORECASE):
             return False
