@@ -140,7 +140,7 @@ def test_bundled_command_line_imports_a_weights_pack(installed, tmp_path):
     assert run.returncode == 2 and "nothing was installed" in run.stderr
 
 
-def test_bundled_workstation_installs_and_starts_the_segmentation_runtime(installed, tmp_path):
+def test_bundled_workstation_installs_and_starts_the_segmentation_runtime(installed, runtime_packs, disposable_tmp):
     """The hospital path end to end: the bundled command line imports a pack holding the segmentation
     runtime, lists it as ready, and an analysis with TotalSegmentator starts it from the bundled (frozen)
     program. The weights are placeholders (no real ones exist here), so TotalSegmentator runs in the
@@ -149,10 +149,9 @@ def test_bundled_workstation_installs_and_starts_the_segmentation_runtime(instal
     if runtime is None:
         pytest.skip(f"no segmentation runtime in {DIST}: bash installers/build_totalseg_runtime.sh")
     from fakes.totalseg_env import make_fake_weights
-    from inference.weights_pack.export import export_pack, runtime_source
 
-    pack = tmp_path / "runtime.tcpack.tar"
-    export_pack(pack, [runtime_source(runtime)])
+    tmp_path = disposable_tmp
+    pack, _ = runtime_packs.pack_of(runtime)
     env, home = _clean_env(tmp_path)
     env_args = [*(f"{k}={v}" for k, v in env.items()), f"TOTALSEG_HOME_DIR={tmp_path / 'tsh'}"]
     cli = installed / APP / "tumorchain"

@@ -287,7 +287,9 @@ def _check_staged(pack: Path, item: PackItem, folder: Path) -> None:
 def _check_space(pack: Path, base: Path, need: int) -> None:
     free = shutil.disk_usage(base).free
     if need > free:
-        raise PackError(pack, f"needs {need / 2**30:.2f} GiB in {base}, only {free / 2**30:.2f} GiB free; {REFUSED}")
+        # MiB, not rounded GiB: "needs 1.16 GiB, only 1.16 GiB free" read as a contradiction
+        raise PackError(pack, f"needs {need / 2**20:,.0f} MiB in {base}, only {free / 2**20:,.0f} MiB free "
+                        f"(free {(need - free) / 2**20:,.0f} MiB more); {REFUSED}")
 
 
 def _make_dirs(folder: Path) -> list[Path]:
