@@ -133,6 +133,21 @@ def test_corrupt_pack_leaves_an_existing_install_untouched(pack, tmp_path):
     assert tree_digest(tmp_path) == before
 
 
+def test_a_full_disk_is_refused_before_anything_is_written(pack, tmp_path, monkeypatch):
+    import shutil
+    from inference.weights_pack import importer
+
+    need = sum(i.size for i in importer.verify_pack(pack).items if i.kind.value == "model_folder")
+    real = shutil.disk_usage
+    monkeypatch.setattr(importer.shutil, "disk_usage", lambda p: real(p)._replace(free=need - 3 * 2**20))
+    with pytest.raises(PackError) as err:
+        import_pack(pack, fresh_targets(tmp_path))
+    text = str(err.value)
+    # in MiB, with what is missing: a CI machine printed "needs 1.16 GiB ..., only 1.16 GiB free"
+    assert f"needs {need / 2**20:,.0f} MiB" in text and "(free 3 MiB more)" in text, text
+    assert "nothing was installed" in text and not (tmp_path / "models").exists()
+
+
 def test_truncated_pack_is_refused(pack, tmp_path):
     cut = tmp_path / "cut.tar"
     offset = member_data_offset(pack, "items/demo_model/model.safetensors")
