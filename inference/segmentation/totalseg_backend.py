@@ -337,7 +337,7 @@ def _run_worker(cmd: list[str], env: dict[str, str], tmp_dir: Path, progress: Pr
         finally:
             if proc.poll() is None:
                 _kill_group(proc)
-    if error is not None and error.get("kind") == "missing_weights":
+    if error is not None and error.get("kind") in ("missing_weights", "unsafe_checkpoint"):
         raise SegmentationError(str(error.get("message")))
     if error is not None and error.get("kind") == "environment":
         raise SegmentationError(f"{error.get('message')}\n{worker.fix}")

@@ -6,13 +6,14 @@ only totalseg_weights.py, loaded by file path (standard library only).
 Talks to the parent through stdout lines ``TCEVENT {json}``:
     {"event": "progress", "fraction": 0..1, "message": str}
     {"event": "result", "files": {"total": path, "liver_segments": path?}, "device": str, ...}
-    {"event": "error", "kind": "missing_weights" | "environment" | "crash", "message": str}
+    {"event": "error", "kind": "missing_weights" | "environment" | "unsafe_checkpoint" | "crash", "message": str}
 Everything else it or TotalSegmentator prints is log text. Exit codes: 0 ok, 3 missing weights,
-4 broken environment, 1 anything else.
+4 broken environment, 5 a checkpoint that is not plain weights data, 1 anything else.
 
 Offline and private by construction: TOTALSEG_HOME_DIR points at the configured folder, its
 config.json gets send_usage_stats=false, the stats sender is replaced by a no-op, and the weight
-downloader is replaced by a check that fails with our message instead of downloading.
+downloader is replaced by a check that fails with our message instead of downloading. Safe by
+construction: nnU-Net's checkpoints load as data only (totalseg_checkpoints.py, beside this file).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from pathlib import Path
 EVENT_PREFIX = "TCEVENT "
 EXIT_MISSING_WEIGHTS = 3
 EXIT_ENVIRONMENT = 4
+EXIT_UNSAFE_CHECKPOINT = 5
 
 
 # The real stdout, kept at start: TotalSegmentator silences nnU-Net by swapping sys.stdout for a
@@ -43,10 +45,11 @@ def progress(fraction: float, message: str) -> None:
     emit("progress", fraction=round(float(fraction), 4), message=message)
 
 
-def load_weights_table():
-    """totalseg_weights.py from beside this file, without importing the workstation package."""
-    path = Path(__file__).with_name("totalseg_weights.py")
-    spec = importlib.util.spec_from_file_location("tumorchain_totalseg_weights", path)
+def load_beside(file_name: str):
+    """A module from a file beside this one (totalseg_weights.py, totalseg_checkpoints.py), without
+    importing the workstation package: runpy starts this file with no package around it."""
+    path = Path(__file__).with_name(file_name)
+    spec = importlib.util.spec_from_file_location(f"tumorchain_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look the module up while building the class
     spec.loader.exec_module(module)
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     progress(0.0, "starting TotalSegmentator (loading torch and nnU-Net)")
     os.environ["TOTALSEG_HOME_DIR"] = str(args.home_dir)
-    weights = load_weights_table()
+    weights = load_beside("totalseg_weights.py")
     roi_subset = [r.strip() for r in args.roi_subset.split(",") if r.strip()] or None
     code = check_weights(weights, args, roi_subset)
     if code is not None:
@@ -146,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{weights.TOTALSEG_VERSION} expected", file=sys.stderr)
 
     make_offline()
+    checkpoints = load_beside("totalseg_checkpoints.py")
+    if not checkpoints.guard_checkpoint_loading():
+        print("warning: checkpoints load with full unpickling (TUMORCHAIN_TRUST_CHECKPOINTS=1)", file=sys.stderr)
     ids = weights.needed_dataset_ids(fast=args.fast, roi_subset=roi_subset, liver_segments=args.liver_segments)
     instrument_progress(len(ids))  # imports nnU-Net: the slow part of starting
     progress(0.03, "TotalSegmentator loaded; preparing the image")
@@ -162,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             files["liver_segments"] = str(args.out_dir / "liver_segments.nii.gz")
             totalsegmentator(args.input, files["liver_segments"], ml=True, task="liver_segments", device=device,
                              quiet=True, nr_thr_resamp=args.resample_threads, nr_thr_saving=1)
+    except checkpoints.UnsafeCheckpoint as exc:
+        traceback.print_exc()  # the log shows where nnU-Net asked for it
+        emit("error", kind="unsafe_checkpoint", message=str(exc))
+        return EXIT_UNSAFE_CHECKPOINT
     except FileNotFoundError as exc:
         if "does not download" in str(exc):
             emit("error", kind="missing_weights", missing=[str(exc)],
