@@ -125,15 +125,13 @@ class ReasoningPanel(QWidget):
         warm = self._add_card(0, "")
         warm.set_expected_organs([("liver", 5)])
         self.cards.pop(0)
-        warm.setParent(None)
-        warm.deleteLater()
+        _discard(warm)
         self.placeholder.setVisible(self.c.run is None)
 
     # -- building ----------------------------------------------------------------------------------
     def _clear_cards(self) -> None:
         for card in self.cards.values():
-            card.setParent(None)
-            card.deleteLater()
+            _discard(card)
         self.cards.clear()
         self.selected = None
 
@@ -384,3 +382,13 @@ def _run_organ(run, display) -> str | None:
         if st.get("organ"):
             return display(st["organ"])
     return None
+
+
+def _discard(widget) -> None:
+    """Take a widget out of the panel for good. Hidden first: a layout that took the widget queued a
+    show for it, and when a fast run ended before that show ran (its round and end signals already
+    queued from the worker), the show found the widget parentless and opened it as a window of its
+    own (two stray round cards on the desktop, seen in the README's screenshot run)."""
+    widget.hide()
+    widget.setParent(None)
+    widget.deleteLater()
