@@ -32,51 +32,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inference.ct_volume import CTVolume  # noqa: E402
-from inference.labels import merged_labels  # noqa: E402
-from inference.preprocess import preprocess  # noqa: E402
-from inference.segmentation.organ_masks import OrganMasks  # noqa: E402
+from inference.iir.screen_thresholds import load_screen_thresholds  # noqa: E402
 from training.classifier_eval import roc_auc  # noqa: E402
-from training.cohort.case import generate_case  # noqa: E402
+from training.screen_calibration import screen_cases  # noqa: E402
 
 THRESHOLD = 0.5
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
-
-
-@torch.inference_mode()
-def case_rows(model, seed: int, shape, min_voxels: int) -> tuple[list[dict], bool]:
-    """One row per present organ that has sub-regions, and per present sub-region: level, name, label, prob."""
-    case = generate_case(seed, case_id=f"screen_{seed}", shape=shape)
-    table = merged_labels()
-    ct = CTVolume(hu=case.ct.astype(np.int16), affine=case.affine, source_path=Path(f"screen_{seed}.nii.gz"))
-    masks = OrganMasks(organs=case.organs, affine=case.affine, backend="synthetic", parts=case.parts)
-    mi = preprocess(ct, masks, shape=tuple(model.config.vision.img_size), scheme=model.config.preprocessing)
-    enc = model.encode_case(mi.volume)
-    lesion = case.lesions > 0
-    truth = case.truth
-    normal = not truth.all_lesions()
-    rows = []
-
-    def prob(label_id: int) -> float | None:
-        mask = mi.mask(label_id)
-        if not bool(mask.any()):
-            return None  # a sliver the resampling to the model grid lost (the pipeline skips it too)
-        logits = model.organ_logits(model.organ_tokens(enc, mask, volume=mi, label=label_id))
-        return float(torch.softmax(logits.float(), dim=-1)[0, 1])
-
-    present_parts = [table.by_name(n) for n in truth.parts_present if n in table]
-    parents = sorted({table.parent_or_self(p.id) for p in present_parts})
-    for organ_id in parents:
-        organ = table.by_id(organ_id)
-        p = prob(organ_id)
-        if p is not None and organ.name in truth.organ_abnormal:
-            rows.append({"level": "organ", "name": organ.name, "label": int(truth.organ_abnormal[organ.name]), "prob": p})
-    for part in present_parts:
-        p = prob(part.id)
-        if p is not None:
-            hit = int((lesion & (case.parts == part.id)).sum() >= min_voxels)
-            rows.append({"level": "sub-region", "name": part.name, "label": hit, "prob": p})
-    return rows, normal
 
 
 def summary(rows: list[dict]) -> str:
@@ -90,6 +51,24 @@ def summary(rows: list[dict]) -> str:
             f"at {THRESHOLD}: sensitivity {sens:.2f}, false-positive rate {fpr:.2f}")
 
 
+def flagged(rows: list[dict], threshold_of) -> tuple[bool, bool]:
+    """(some sub-region or organ at/above its threshold, some truly abnormal sub-region among them)"""
+    hot = [r for r in rows if r["prob"] >= threshold_of(r["name"])]
+    return bool(hot), any(r["label"] and r["level"] == "sub-region" for r in hot)
+
+
+def case_rates(per_case, threshold_of) -> str:
+    normal = [flagged(c, threshold_of)[0] for c, n in per_case if n]
+    lesion = [flagged(c, threshold_of)[1] for c, _ in per_case
+              if any(r["label"] for r in c if r["level"] == "sub-region")]
+    sub = [r for c, _ in per_case for r in c if r["level"] == "sub-region"]
+    pos = [r["prob"] >= threshold_of(r["name"]) for r in sub if r["label"]]
+    neg = [r["prob"] >= threshold_of(r["name"]) for r in sub if not r["label"]]
+    return (f"false alarms on {sum(normal)}/{len(normal)} normal cases; a lesion's sub-region flagged in "
+            f"{sum(lesion)}/{len(lesion)} lesion cases; sub-region sensitivity {np.mean(pos):.2f}, "
+            f"false-positive rate {np.mean(neg):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=ROOT / "resources" / "demo_model")
@@ -101,40 +80,31 @@ def main() -> None:
     from inference.pipeline import load_model
 
     shape = tuple(int(v) for v in a.shape.split("x"))
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     model = load_model(a.model, device="cpu")
     t0 = time.perf_counter()
-    rows, normal_alarms, normal_cases, flagged_names, per_case = [], 0, 0, {}, []
-    for i in range(a.cases):
-        case, normal = case_rows(model, a.seed_base + i, shape, a.min_voxels)
-        rows += case
-        per_case.append((case, normal))
-        if normal:
-            normal_cases += 1
-            hot = [r["name"] for r in case if r["prob"] >= THRESHOLD]
-            normal_alarms += bool(hot)
-            for n in hot:
-                flagged_names[n] = flagged_names.get(n, 0) + 1
-    took = time.perf_counter() - t0
+    per_case = screen_cases(model, range(a.seed_base, a.seed_base + a.cases), shape, a.min_voxels)
+    rows = [r for c, _ in per_case for r in c]
     print(f"classifier screen, {a.model.name}, {a.cases} held-out cases at {a.shape} (seeds {a.seed_base}.."
-          f"{a.seed_base + a.cases - 1}), {took:.0f} s on {platform.machine()} with {torch.get_num_threads()} threads")
+          f"{a.seed_base + a.cases - 1}), {time.perf_counter() - t0:.0f} s on {platform.machine()} with "
+          f"{torch.get_num_threads()} threads")
     for level in ("organ", "sub-region"):
         print(f"  {level:10s} {summary([r for r in rows if r['level'] == level])}")
-    if normal_cases:
-        top = ", ".join(f"{n} {c}" for n, c in sorted(flagged_names.items(), key=lambda kv: -kv[1])[:5])
-        print(f"  normal cases with some region at >= {THRESHOLD}: {normal_alarms} of {normal_cases} "
-              f"({normal_alarms / normal_cases:.0%}); most often: {top or '-'}")
-    print("  threshold sweep (sub-regions): threshold, false alarms on normal cases, cases with a lesion whose "
-          "sub-region reaches it, sub-region sensitivity / false-positive rate")
+    hot: dict[str, int] = {}
+    for c, n in per_case:
+        for r in (c if n else []):
+            if r["prob"] >= THRESHOLD:
+                hot[r["name"]] = hot.get(r["name"], 0) + 1
+    print("  normal cases' regions most often at >= 0.5: "
+          + (", ".join(f"{k} {v}" for k, v in sorted(hot.items(), key=lambda kv: -kv[1])[:5]) or "-"))
+    print("  one threshold for every region:")
     for t in THRESHOLDS:
-        alarms = sum(any(r["prob"] >= t for r in c) for c, n in per_case if n)
-        lesion_cases = [c for c, n in per_case if any(r["label"] for r in c if r["level"] == "sub-region")]
-        found = sum(any(r["prob"] >= t and r["label"] for r in c if r["level"] == "sub-region") for c in lesion_cases)
-        sub = [r for r in rows if r["level"] == "sub-region"]
-        pos = [r["prob"] >= t for r in sub if r["label"]]
-        neg = [r["prob"] >= t for r in sub if not r["label"]]
-        print(f"    {t:.2f}  {alarms}/{normal_cases} normal  {found}/{len(lesion_cases)} with a lesion  "
-              f"{np.mean(pos):.2f} / {np.mean(neg):.3f}")
+        print(f"    {t:.2f}: {case_rates(per_case, lambda name, t=t: t)}")
+    calibrated = load_screen_thresholds(a.model)
+    if calibrated.calibrated:
+        print(f"  the model folder's per-region thresholds ({calibrated.source}):")
+        print(f"    {case_rates(per_case, calibrated.of)}")
+    else:
+        print(f"  {calibrated.source}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from inference.iir.prompt_style import prompt_style
 from inference.iir.prompts import task_question
 from inference.iir.task_plan import run_task
 from inference.iir.classifier_screen import discordance_warning, regions_to_screen
+from inference.iir.screen_thresholds import load_screen_thresholds
 from inference.iir.unseen import unseen_warnings
 from inference.model.model_card import ModelCard, domain_check, load_model_card
 from inference.iir.rounds import Round
@@ -123,6 +124,8 @@ class Pipeline:
         self._encodings_kept = encodings_kept
         self._model_info: ModelInfo | None = None
         self._card: ModelCard | None = None
+        # read with the model, so a malformed file is refused before any analysis starts
+        self.screen_thresholds = load_screen_thresholds(self.model_dir)
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path, settings: IIRSettings = IIRSettings(),
@@ -254,7 +257,8 @@ class Pipeline:
             form = {"typed": True, "form": matched or None, "trained": bool(matched)}
         question_warnings = _question_warnings(card, question, form)
         screen = self._screen(features, masks, rounds)
-        discordant = discordance_warning(conclusion, screen, lambda n: masks.table.by_name(n).display)
+        discordant = discordance_warning(conclusion, screen, lambda n: masks.table.by_name(n).display,
+                                         self.screen_thresholds)
         t_iir = time.perf_counter()
         _progress(callbacks, "iir", 1.0, "done")
         domain = domain_check(card, ct)

@@ -6,16 +6,16 @@ rounds examine "pancreas" (P 0.27) and conclude "no abnormality", while the same
 pancreatic head 0.94. A radiologist needs to see that: the run screens the present sub-regions of
 each examined organ (and the organs themselves), records the figures in run.json
 (``classifier_screen``), and adds a "Discordant:" warning when the conclusion reads as normal but a
-region is at or above the threshold. The screen never changes the model's answer."""
+region is at or above its threshold (screen_thresholds.py). The screen never changes the model's answer."""
 from __future__ import annotations
 
 import re
 from typing import Callable, Iterable, Sequence
 
 from .conclusion import Conclusion
+from .screen_thresholds import ScreenThresholds
 from .rounds import Round
 
-THRESHOLD = 0.5
 DISCORDANT = "Discordant:"
 # a conclusion that reports nothing abnormal (the cohort's and typical report wordings)
 _NORMAL = re.compile(r"\b(?:no\s+(?:abnormalit(?:y|ies)|lesions?|tumou?rs?|focal\s+lesions?|mass(?:es)?)|"
@@ -34,12 +34,19 @@ def reads_normal(conclusion: Conclusion) -> bool:
 
 
 def discordance_warning(conclusion: Conclusion, screen: dict[str, float], display=lambda n: n,
-                        threshold: float = THRESHOLD) -> str | None:
-    """A warning when the conclusion reads as normal while a screened region is at/above ``threshold``."""
-    flagged = sorted(((p, n) for n, p in screen.items() if p >= threshold), reverse=True)
+                        thresholds: ScreenThresholds | None = None) -> str | None:
+    """A warning when the conclusion reads as normal while a screened region is at/above its threshold
+    (the model folder's calibrated one, screen_thresholds.py; else 0.5)."""
+    thresholds = thresholds or ScreenThresholds()
+    flagged = sorted(((p, n) for n, p in screen.items() if p >= thresholds.of(n)), reverse=True)
     if not flagged or not reads_normal(conclusion):
         return None
-    regions = ", ".join(f"the {display(n)} P(abnormal) {p:.2f}" for p, n in flagged)
+    if thresholds.calibrated:
+        regions = ", ".join(f"the {display(n)} P(abnormal) {p:.2f} (its threshold {thresholds.of(n):.2f})"
+                            for p, n in flagged)
+        rule = "each region's threshold from held-out normal cases"
+    else:
+        regions = ", ".join(f"the {display(n)} P(abnormal) {p:.2f}" for p, n in flagged)
+        rule = f"threshold {thresholds.default:.2f}, not calibrated for this model"
     return (f"{DISCORDANT} the conclusion reads as normal ('{conclusion.answer}'), but the organ classifier gives "
-            f"{regions} (threshold {threshold:.2f}); review {'that region' if len(flagged) == 1 else 'them'} "
-            "before signing")
+            f"{regions} ({rule}); review {'that region' if len(flagged) == 1 else 'them'} before signing")

@@ -1,0 +1,109 @@
+"""Calibrate the classifier screen's per-region thresholds on held-out synthetic cases and keep them in
+the model folder (inference/iir/screen_thresholds.py says why one threshold fails).
+
+    python -m training.screen_calibration --model resources/demo_model --cases 200 --write
+
+Each case is generated in memory from a seed far from any the demo build trains on (--seed-base), and
+every present organ with sub-regions and every present sub-region gets P(abnormal) the way the pipeline
+computes it (preprocess, encode_case, organ_tokens of the region's mask, organ_logits). A region's
+threshold is the --quantile of P over its lesion-free instances (a sub-region with fewer than
+--min-voxels lesion voxels, an organ the ground truth calls normal), never below 0.5.
+benchmarks/bench_classifier_screen.py evaluates the result on other seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inference.iir.screen_thresholds import calibrate, write_screen_thresholds
+
+SEED_BASE = 8_000_000  # calibration; the benchmark evaluates on 7,000,000.. (the demo build uses < 10^6)
+
+
+@torch.inference_mode()
+def case_rows(model, seed: int, shape, min_voxels: int = 10) -> tuple[list[dict], bool]:
+    """One row per present organ that has sub-regions, and per present sub-region: {level, name, label,
+    prob}; and whether the case has no lesion at all."""
+    from inference.ct_volume import CTVolume
+    from inference.labels import merged_labels
+    from inference.preprocess import preprocess
+    from inference.segmentation.organ_masks import OrganMasks
+    from training.cohort.case import generate_case
+
+    case = generate_case(seed, case_id=f"screen_{seed}", shape=shape)
+    table = merged_labels()
+    ct = CTVolume(hu=case.ct.astype(np.int16), affine=case.affine, source_path=Path(f"screen_{seed}.nii.gz"))
+    masks = OrganMasks(organs=case.organs, affine=case.affine, backend="synthetic", parts=case.parts)
+    mi = preprocess(ct, masks, shape=tuple(model.config.vision.img_size), scheme=model.config.preprocessing)
+    enc = model.encode_case(mi.volume)
+    lesion, truth = case.lesions > 0, case.truth
+
+    def prob(label_id: int) -> float | None:
+        mask = mi.mask(label_id)
+        if not bool(mask.any()):
+            return None  # a sliver the resampling to the model grid lost (the pipeline skips it too)
+        logits = model.organ_logits(model.organ_tokens(enc, mask, volume=mi, label=label_id))
+        return float(torch.softmax(logits.float(), dim=-1)[0, 1])
+
+    parts = [table.by_name(n) for n in truth.parts_present if n in table]
+    rows = []
+    for organ_id in sorted({table.parent_or_self(p.id) for p in parts}):
+        organ, p = table.by_id(organ_id), prob(organ_id)
+        if p is not None and organ.name in truth.organ_abnormal:
+            rows.append({"level": "organ", "name": organ.name, "label": int(truth.organ_abnormal[organ.name]), "prob": p})
+    for part in parts:
+        p = prob(part.id)
+        if p is not None:
+            hit = int((lesion & (case.parts == part.id)).sum() >= min_voxels)
+            rows.append({"level": "sub-region", "name": part.name, "label": hit, "prob": p})
+    return rows, not truth.all_lesions()
+
+
+def screen_cases(model, seeds, shape, min_voxels: int = 10) -> list[tuple[list[dict], bool]]:
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    return [case_rows(model, seed, shape, min_voxels) for seed in seeds]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.screen_calibration", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, required=True, help="the model folder (the file is written there)")
+    ap.add_argument("--cases", type=int, default=200, help="held-out cases to generate (default 200)")
+    ap.add_argument("--seed-base", type=int, default=SEED_BASE, help=f"first case seed (default {SEED_BASE})")
+    ap.add_argument("--shape", default="128x128x64", help="case grid (default the demo model's 128x128x64)")
+    ap.add_argument("--quantile", type=float, default=0.99, help="of each region's lesion-free P (default 0.99)")
+    ap.add_argument("--min-voxels", type=int, default=10, help="lesion voxels that make a sub-region abnormal")
+    ap.add_argument("--write", action="store_true", help="write screen_thresholds.json (else only print)")
+    a = ap.parse_args(argv)
+    from inference.pipeline import load_model
+
+    shape = tuple(int(v) for v in a.shape.split("x"))
+    model = load_model(a.model, device="cpu")
+    t0 = time.perf_counter()
+    cases = screen_cases(model, range(a.seed_base, a.seed_base + a.cases), shape, a.min_voxels)
+    negatives: dict[str, list[float]] = {}
+    for rows, _ in cases:
+        for r in rows:
+            if not r["label"]:
+                negatives.setdefault(r["name"], []).append(r["prob"])
+    thresholds = calibrate(negatives, a.quantile)
+    print(f"{len(thresholds)} regions from {a.cases} cases in {time.perf_counter() - t0:.0f} s "
+          f"({platform.machine()}, {torch.get_num_threads()} threads); above 0.5:")
+    for name, t in sorted(thresholds.items(), key=lambda kv: -kv[1]):
+        if t > 0.5:
+            print(f"  {name:28s} {t:.4f}  ({len(negatives[name])} lesion-free)")
+    if a.write:
+        about = {"cases": a.cases, "seeds": [a.seed_base, a.seed_base + a.cases - 1], "shape": list(shape),
+                 "quantile": a.quantile, "min_voxels": a.min_voxels, "floor": 0.5,
+                 "command": "python -m training.screen_calibration " + " ".join(argv if argv is not None else sys.argv[1:])}
+        print("wrote", write_screen_thresholds(a.model, thresholds, about))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
