@@ -32,11 +32,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inference.iir.screen_thresholds import load_screen_thresholds  # noqa: E402
+from inference.iir.screen_thresholds import DEFAULT, load_screen_thresholds  # noqa: E402
 from training.classifier_eval import roc_auc  # noqa: E402
 from training.screen_calibration import screen_cases  # noqa: E402
 
-THRESHOLD = 0.5
+THRESHOLD = DEFAULT  # the screen's uncalibrated threshold
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 

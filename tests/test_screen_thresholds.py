@@ -63,7 +63,7 @@ def test_the_pipeline_refuses_a_malformed_file_before_any_analysis(tmp_path):
 
 
 def test_discordance_uses_each_regions_own_threshold():
-    t = ScreenThresholds({"esophagus_lower": 1.0, "pancreas_head": 0.84}, 0.5, "test")
+    t = ScreenThresholds({"esophagus_lower": 1.0, "pancreas_head": 0.84}, "test")
     screen = {"esophagus_lower": 0.97, "pancreas_head": 0.94, "sigmoid_colon": 0.73}
     w = discordance_warning(NORMAL, screen, thresholds=t)
     assert w.startswith(DISCORDANT)

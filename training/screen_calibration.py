@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.iir.screen_thresholds import calibrate, write_screen_thresholds
+from inference.iir.screen_thresholds import DEFAULT, calibrate, write_screen_thresholds
 
 SEED_BASE = 8_000_000  # calibration; the benchmark evaluates on 7,000,000.. (the demo build uses < 10^6)
 
@@ -31,6 +31,7 @@ def case_rows(model, seed: int, shape, min_voxels: int = 10) -> tuple[list[dict]
     """One row per present organ that has sub-regions, and per present sub-region: {level, name, label,
     prob}; and whether the case has no lesion at all."""
     from inference.ct_volume import CTVolume
+    from inference.iir.features import GridMasks, ModelCaseFeatures
     from inference.labels import merged_labels
     from inference.preprocess import preprocess
     from inference.segmentation.organ_masks import OrganMasks
@@ -41,15 +42,14 @@ def case_rows(model, seed: int, shape, min_voxels: int = 10) -> tuple[list[dict]
     ct = CTVolume(hu=case.ct.astype(np.int16), affine=case.affine, source_path=Path(f"screen_{seed}.nii.gz"))
     masks = OrganMasks(organs=case.organs, affine=case.affine, backend="synthetic", parts=case.parts)
     mi = preprocess(ct, masks, shape=tuple(model.config.vision.img_size), scheme=model.config.preprocessing)
-    enc = model.encode_case(mi.volume)
+    # the pipeline's own feature object, so P(abnormal) is computed as a run's screen computes it
+    features = ModelCaseFeatures(model, model.encode_case(mi.volume), GridMasks(mi.organs, mi.parts), volume=mi)
     lesion, truth = case.lesions > 0, case.truth
 
     def prob(label_id: int) -> float | None:
-        mask = mi.mask(label_id)
-        if not bool(mask.any()):
+        if not features.mask_voxels(label_id):
             return None  # a sliver the resampling to the model grid lost (the pipeline skips it too)
-        logits = model.organ_logits(model.organ_tokens(enc, mask, volume=mi, label=label_id))
-        return float(torch.softmax(logits.float(), dim=-1)[0, 1])
+        return features.abnormal_prob(features.organ_tokens(label_id))
 
     parts = [table.by_name(n) for n in truth.parts_present if n in table]
     rows = []
@@ -93,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
                 negatives.setdefault(r["name"], []).append(r["prob"])
     thresholds = calibrate(negatives, a.quantile)
     print(f"{len(thresholds)} regions from {a.cases} cases in {time.perf_counter() - t0:.0f} s "
-          f"({platform.machine()}, {torch.get_num_threads()} threads); above 0.5:")
+          f"({platform.machine()}, {torch.get_num_threads()} threads); above {DEFAULT}:")
     for name, t in sorted(thresholds.items(), key=lambda kv: -kv[1]):
-        if t > 0.5:
+        if t > DEFAULT:
             print(f"  {name:28s} {t:.4f}  ({len(negatives[name])} lesion-free)")
     if a.write:
         about = {"cases": a.cases, "seeds": [a.seed_base, a.seed_base + a.cases - 1], "shape": list(shape),
-                 "quantile": a.quantile, "min_voxels": a.min_voxels, "floor": 0.5,
+                 "quantile": a.quantile, "min_voxels": a.min_voxels, "floor": DEFAULT,
                  "command": "python -m training.screen_calibration " + " ".join(argv if argv is not None else sys.argv[1:])}
         print("wrote", write_screen_thresholds(a.model, thresholds, about))
     return 0

@@ -13,7 +13,7 @@ import re
 from typing import Callable, Iterable, Sequence
 
 from .conclusion import Conclusion
-from .screen_thresholds import ScreenThresholds
+from .screen_thresholds import DEFAULT, ScreenThresholds
 from .rounds import Round
 
 DISCORDANT = "Discordant:"
@@ -47,6 +47,6 @@ def discordance_warning(conclusion: Conclusion, screen: dict[str, float], displa
         rule = "each region's threshold from held-out normal cases"
     else:
         regions = ", ".join(f"the {display(n)} P(abnormal) {p:.2f}" for p, n in flagged)
-        rule = f"threshold {thresholds.default:.2f}, not calibrated for this model"
+        rule = f"threshold {DEFAULT:.2f}, not calibrated for this model"
     return (f"{DISCORDANT} the conclusion reads as normal ('{conclusion.answer}'), but the organ classifier gives "
             f"{regions} ({rule}); review {'that region' if len(flagged) == 1 else 'them'} before signing")

@@ -24,11 +24,10 @@ DEFAULT = 0.5
 @dataclass(frozen=True)
 class ScreenThresholds:
     by_region: dict[str, float] = field(default_factory=dict)
-    default: float = DEFAULT
     source: str = f"no {FILE} in the model folder: {DEFAULT} for every region"
 
     def of(self, region: str) -> float:
-        return self.by_region.get(region, self.default)
+        return self.by_region.get(region, DEFAULT)
 
     @property
     def calibrated(self) -> bool:
@@ -56,7 +55,7 @@ def load_screen_thresholds(model_dir: str | Path) -> ScreenThresholds:
     about = data.get("calibration", {})
     source = (f"{FILE}: each region's {about.get('quantile', '?')} quantile of P(abnormal) over its lesion-free "
               f"instances in {about.get('cases', '?')} held-out cases, at least {DEFAULT}")
-    return ScreenThresholds({str(k): float(v) for k, v in regions.items()}, DEFAULT, source)
+    return ScreenThresholds({str(k): float(v) for k, v in regions.items()}, source)
 
 
 def calibrate(negatives: dict[str, list[float]], quantile: float, floor: float = DEFAULT) -> dict[str, float]:

@@ -8,8 +8,8 @@ which builds tensors, containers and plain values and nothing else, with numpy's
 on top: nnU-Net's checkpoints log their metrics as numpy float64 scalars (the globals
 ``numpy.core.multiarray.scalar``, ``numpy.dtype``, a dtype class and ``_codecs.encode``, as the
 PyTorch 2.6 reports against nnU-Net list them). A checkpoint naming anything else is refused, with
-the file and what torch's loader stopped at; ``TUMORCHAIN_TRUST_CHECKPOINTS=1`` loads it the old way, for a file whose
-source the site trusts.
+the file and what torch's loader stopped at; ``TUMORCHAIN_TRUST_CHECKPOINTS=1`` loads it the old way,
+for a file whose source the site trusts.
 
 Runs inside the TotalSegmentator environment (torch and numpy); the worker imports it from beside
 itself, like totalseg_weights.py, and never imports the workstation's packages.
@@ -37,7 +37,8 @@ def numpy_data_globals() -> list:
     allowed: list = [np.dtype, np.ndarray, _codecs.encode]
     allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed += [(core.multiarray.scalar, f"{module}.scalar"), (core.multiarray._reconstruct, f"{module}._reconstruct")]
+        allowed += [(core.multiarray.scalar, f"{module}.scalar"),
+                    (core.multiarray._reconstruct, f"{module}._reconstruct")]
     return allowed
 
 
