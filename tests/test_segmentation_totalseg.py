@@ -10,6 +10,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -227,6 +228,8 @@ def test_cancel_kills_the_worker_and_its_children(ct, tmp_path):
     env = fake_env(ct.affine, ct.shape, TC_FAKE_SLEEP_S="120", TC_FAKE_PIDFILE=str(pidfile))
     cancel = threading.Event()
     outcome: dict = {}
+    system_tmp = Path(tempfile.gettempdir())
+    left_before = set(system_tmp.glob("nnunet_tmp_*")) | set(system_tmp.glob("tumorchain-totalseg-*"))
 
     def run():
         try:
@@ -252,6 +255,9 @@ def test_cancel_kills_the_worker_and_its_children(ct, tmp_path):
     assert outcome["end"] - t_cancel < 5.0  # measured ~0.5 s; the fake would sleep 120 s
     time.sleep(0.3)
     assert not pid_alive(child), "the model run's child process survived the cancel"
+    # the killed TotalSegmentator could not remove its copy of the CT; none may stay behind
+    left = (set(system_tmp.glob("nnunet_tmp_*")) | set(system_tmp.glob("tumorchain-totalseg-*"))) - left_before
+    assert not left, f"a copy of the patient's CT stayed in {sorted(left)}"
 
 
 @pytest.mark.totalseg

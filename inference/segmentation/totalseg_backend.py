@@ -228,6 +228,11 @@ class TotalSegmentatorExpert:
                 cmd += ["--roi-subset", ",".join(self.roi_subset)]
             if self.liver_segments:
                 cmd.append("--liver-segments")
+            # TotalSegmentator copies the CT into a temporary folder of its own, which a cancel (the
+            # worker group is killed) or a crash leaves behind: inside ours, it goes with ours
+            worker_tmp = tmp_dir / "worker-tmp"
+            worker_tmp.mkdir()
+            env = {**env, "TMPDIR": str(worker_tmp), "TEMP": str(worker_tmp), "TMP": str(worker_tmp)}
             result = _run_worker(cmd, env, tmp_dir, progress, cancel, self.timeout_s, worker)
             notify_progress(progress, 0.96, "reading TotalSegmentator output")
             organs, parts = self._read_outputs(result["files"], ct)
