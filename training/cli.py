@@ -116,10 +116,11 @@ def _train(args) -> int:
     from training.config import config_from_args
     from training.trainer import run_training
 
+    from training.runtime import dist_info, shutdown_distributed
+
     cfg = config_from_args(args)
     summary = run_training(cfg)
-    from training.runtime import dist_info
-
+    shutdown_distributed()
     if dist_info()[0] == 0:
         print(f"trained {summary['global_step']} steps, final loss {summary['train_loss']:.4f}, "
               f"{summary['train_samples_per_second']} samples/s; output in {summary['output_dir']}")
@@ -132,8 +133,11 @@ def _cache(args) -> int:
     from training.data_setup import build_datasets
 
     cfg = config_from_args(args)
+    from training.runtime import shutdown_distributed
+
     model = load_base_model(cfg)
     build_datasets(cfg, model)
+    shutdown_distributed()
     return EXIT_OK
 
 

@@ -85,3 +85,14 @@ def dist_info() -> tuple[int, int, int, int]:
 def barrier() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
+
+
+def shutdown_distributed() -> None:
+    """End this process's part of a distributed run after it succeeded: all ranks meet, then the
+    process group goes. Left to interpreter exit, gloo's worker threads can outlive Python and
+    abort the process (SIGABRT, "terminate called without an active exception") after a run that
+    finished and saved everything. Only on success: a rank that failed would leave the others
+    waiting here (the launcher stops them instead)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
