@@ -8,6 +8,7 @@ workstation loads an ordinary Hugging Face LLM folder.
 from __future__ import annotations
 
 import logging
+import warnings
 
 from torch import nn
 
@@ -26,7 +27,10 @@ def apply_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: li
     if missing:
         log.warning("LoRA targets not in this LLM (skipped): %s", missing)
     cfg = LoraConfig(r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout), target_modules=found, bias="none")
-    model.llm = get_peft_model(model.llm, cfg)
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated is_gradient_checkpointing alias: their matter, not the user's
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model.llm = get_peft_model(model.llm, cfg)
     return found
 
 
