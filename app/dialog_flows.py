@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 _CT_FILTER = "CT images (*.nii *.nii.gz);;DICOM files (*.dcm *);;All files (*)"
@@ -113,7 +115,15 @@ def export_report(win, choice=None) -> bool:
         if not dlg.exec():
             return False
         choice = dlg.choice()
-    images = capture_key_images(win, c, c.run) if choice.screenshots and not choice.deidentify else None
+    images = None
+    if choice.screenshots and not choice.deidentify:
+        # VTK renders on this thread: about a second in which the window cannot answer, so say so
+        win.statusBar().showMessage("Capturing key images for the export...")
+        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            images = capture_key_images(win, c, c.run)
+        finally:
+            QGuiApplication.restoreOverrideCursor()
     win.settings_store.update(export_dir=str(choice.out_dir.parent))
     win.settings_store.save()
     return c.export(choice.out_dir, choice.formats, choice.deidentify, images)

@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from gui_helpers import ARTIFACTS, colour_mask
@@ -228,11 +229,23 @@ def test_analyze_stream_select_round_sign_off_and_export(ws, qtbot, tmp_path):
 
     QTimer.singleShot(300, drive_dialog)
     assert ws.controller.exporter is not None
-    from app import dialog_flows
+    from app import dialog_flows, key_image_capture
 
-    assert dialog_flows.export_report(ws)
+    capture = key_image_capture.capture_key_images
+
+    def capture_seen(*a, **k):  # the window says it is busy while VTK captures on its thread
+        cursor = QGuiApplication.overrideCursor()
+        seen["busy_cursor"] = cursor is not None and cursor.shape() == Qt.CursorShape.WaitCursor
+        return capture(*a, **k)
+
+    key_image_capture.capture_key_images = capture_seen
+    try:
+        assert dialog_flows.export_report(ws)
+    finally:
+        key_image_capture.capture_key_images = capture
+    assert QGuiApplication.overrideCursor() is None
     wait_idle(ws)
-    assert seen == {"dialog": True, "dicom_enabled": False}
+    assert seen == {"dialog": True, "dicom_enabled": False, "busy_cursor": True}
     assert ws.last_error is None, ws.last_error
     result = ws.last_export
     page = result.paths["html"].read_text(encoding="utf-8")
