@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
 
 from app.job_runner import JobRunner
 
-PACK_FILTER = "Weights packs (*.tar *.tcpack *.tar.gz);;All files (*)"
+PACK_FILTER = "Weights packs (*.tar *.tcpack *.tar.gz *.tgz *.tar.xz *.txz);;All files (*)"
 
 
 class WeightsImportFlow:

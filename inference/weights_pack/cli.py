@@ -22,7 +22,8 @@ def add_weights_subcommand(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("weights", help="export, import or list offline weights packs")
     sub = p.add_subparsers(dest="weights_command", required=True)
     e = sub.add_parser("export", help="write a pack of TotalSegmentator weights and model folders")
-    e.add_argument("--out", type=Path, required=True, help="the pack file to write (e.g. weights.tcpack.tar)")
+    e.add_argument("--out", type=Path, required=True, help="the pack file to write: weights.tcpack.tar, or .tar.gz / .tar.xz to compress it "
+                        "(worth it for a segmentation runtime; weights hardly compress)")
     e.add_argument("--totalseg", nargs="+", default=[], metavar="TASK",
                    help="TotalSegmentator tasks whose weights to pack: total, total_fast, liver_segments")
     e.add_argument("--dataset", nargs="+", type=int, default=[], metavar="ID", help="nnU-Net dataset ids to pack")
@@ -64,13 +65,9 @@ def run_weights(args, out: TextIO) -> int:
         _print_inventory(targets, out)
         return 0
     if args.pack is not None:
-        from inference.weights_pack.importer import verify_pack, _open, _read_manifest
+        from inference.weights_pack.importer import read_manifest, verify_pack
 
-        if args.verify:
-            manifest = verify_pack(args.pack, progress=_bar())
-        else:
-            with _open(args.pack) as tar:
-                manifest = _read_manifest(args.pack, tar)
+        manifest = verify_pack(args.pack, progress=_bar()) if args.verify else read_manifest(args.pack)
         print(f"{args.pack}: {manifest.created_by}, created {manifest.created}, "
               f"{manifest.size / 2**20:.1f} MiB{', every file verified' if args.verify else ''}", file=out)
         for item in manifest.items:

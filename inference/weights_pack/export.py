@@ -154,8 +154,19 @@ def _pack_file(s: Source, rel: str) -> PackFile:
     return PackFile(rel, st.st_size, _sha256(s.folder / rel), executable)
 
 
+# the pack's compression follows its name, as ``tar -a`` does: model weights hardly compress, the
+# segmentation runtime's programs and libraries do (1.2 GB -> 0.4 GB with gzip)
+COMPRESSION = {".tar.gz": "w:gz", ".tgz": "w:gz", ".tar.xz": "w:xz", ".txz": "w:xz"}
+
+
+def tar_mode(out: Path) -> str:
+    """tarfile's write mode for a pack named ``out``: gzip for .tar.gz/.tgz, xz for .tar.xz/.txz, else none."""
+    name = Path(out).name.lower()
+    return next((mode for suffix, mode in COMPRESSION.items() if name.endswith(suffix)), "w")
+
+
 def export_pack(out: Path, sources: list[Source], progress: Progress | None = None) -> Manifest:
-    """Write the pack to ``out`` (an uncompressed tar: weights do not compress) and return its manifest."""
+    """Write the pack to ``out`` and return its manifest; compressed when its name says so (tar_mode)."""
     if not sources:
         raise InputError(out, "nothing to pack: name TotalSegmentator tasks/datasets or model folders")
     out = Path(out)
@@ -168,7 +179,9 @@ def export_pack(out: Path, sources: list[Source], progress: Progress | None = No
     tmp = out.with_name(f".{out.name}.partial")
     total, done = max(manifest.size, 1), 0
     try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        mode = tar_mode(out)
+        level = {"w:gz": {"compresslevel": 6}, "w:xz": {"preset": 6}}.get(mode, {})
+        with tarfile.open(tmp, mode, format=tarfile.PAX_FORMAT, **level) as tar:
             raw = manifest.to_json().encode("utf-8")
             tar.addfile(_member(MANIFEST_NAME, len(raw)), io.BytesIO(raw))
             for item in manifest.items:

@@ -18,15 +18,19 @@ are target folders this import created and left empty.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
+import lzma
 import os
 import shutil
 import tarfile
 import threading
 import uuid
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from inference.errors import InputError, TumorChainError, raise_if_cancelled
 from inference.weights_pack.locations import Targets
@@ -66,6 +70,7 @@ def verify_pack(pack: Path, progress: Progress | None = None, cancel: threading.
     with _open(pack) as tar:
         manifest = _read_manifest(pack, tar)
         _stream_members(pack, tar, manifest, lambda item, f: _NullSink(), progress, cancel)
+        _read_to_end(pack, tar)
     return manifest
 
 
@@ -90,6 +95,7 @@ def import_pack(pack: Path, targets: Targets, progress: Progress | None = None,
                 return _FileSink(stages[target.parent] / target.name / f.path, f.executable)
 
             _stream_members(pack, tar, manifest, sink, progress, cancel)
+            _read_to_end(pack, tar)
         for item in manifest.items:
             target = targets.folder_for(item)
             _check_staged(pack, item, stages[target.parent] / target.name)
@@ -110,19 +116,57 @@ def import_pack(pack: Path, targets: Targets, progress: Progress | None = None,
 
 
 # ------------------------------------------------------------------------------------ reading
-def _open(pack: Path) -> tarfile.TarFile:
+def read_manifest(pack: Path) -> Manifest:
+    """The manifest alone (``weights list PACK``): the pack's first member, nothing else is read."""
+    pack = Path(pack)
+    with _open(pack) as tar:
+        return _read_manifest(pack, tar)
+
+
+# gzip and xz packs are decompressed by Python's own readers, which check the stream's checksums
+# when read to its end (_read_to_end): tarfile's stream mode stops at the archive's end marker
+_DECOMPRESS_ERRORS = (lzma.LZMAError, zlib.error)
+_MAGIC = {b"\x1f\x8b": gzip.GzipFile, b"\xfd7zXZ\x00": lzma.LZMAFile}
+
+
+@contextmanager
+def _open(pack: Path) -> Iterator[tarfile.TarFile]:
     if not pack.is_file():
         raise PackError(pack, "no such weights pack")
     try:
-        return tarfile.open(pack, mode="r|*")  # stream: each byte read once; gzip/xz packs work too
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise PackError(pack, f"not a weights pack (not a tar archive: {exc}); {REFUSED}") from None
+        raw = pack.open("rb")
+    except OSError as exc:
+        raise PackError(pack, f"cannot read it ({exc.strerror or exc}); {REFUSED}") from None
+    with raw:
+        head = raw.read(6)
+        raw.seek(0)
+        reader = next((cls for magic, cls in _MAGIC.items() if head.startswith(magic)), None)
+        stream = reader(raw) if reader is lzma.LZMAFile else reader(fileobj=raw) if reader else raw
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|")  # stream: each byte read once
+        except (tarfile.TarError, OSError, EOFError, *_DECOMPRESS_ERRORS) as exc:
+            raise PackError(pack, f"not a weights pack (not a tar archive: {exc}); {REFUSED}") from None
+        tar.pack_stream = stream
+        with tar:
+            yield tar
+
+
+def _read_to_end(pack: Path, tar: tarfile.TarFile) -> None:
+    """Read what follows the archive's end marker: a compressed pack's checksum is checked there, and a
+    plain pack must hold nothing but the tar's zero padding."""
+    stream = tar.pack_stream
+    try:
+        while chunk := stream.read(CHUNK):
+            if not isinstance(stream, (gzip.GzipFile, lzma.LZMAFile)) and chunk.strip(b"\0"):
+                raise PackError(pack, f"data after the end of the archive (not a pack as exported); {REFUSED}")
+    except (OSError, EOFError, *_DECOMPRESS_ERRORS) as exc:
+        raise PackError(pack, f"the compressed stream is damaged or cut short ({exc}); {REFUSED}") from None
 
 
 def _next(pack: Path, tar: tarfile.TarFile, after: str):
     try:
         return tar.next()
-    except (tarfile.TarError, OSError, EOFError) as exc:  # a damaged header or a pack cut short
+    except (tarfile.TarError, OSError, EOFError, *_DECOMPRESS_ERRORS) as exc:  # a damaged header or a cut pack
         raise PackError(pack, f"damaged or truncated after {after} ({exc}); {REFUSED}") from None
 
 
@@ -135,7 +179,7 @@ def _read_manifest(pack: Path, tar: tarfile.TarFile) -> Manifest:
         raise PackError(pack, f"{MANIFEST_NAME} is {member.size} bytes, too large for a manifest; {REFUSED}")
     try:
         raw = tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, *_DECOMPRESS_ERRORS) as exc:
         raise PackError(pack, f"{MANIFEST_NAME} is truncated ({exc}); {REFUSED}") from None
     if len(raw) != member.size:
         raise PackError(pack, f"{MANIFEST_NAME} is truncated; {REFUSED}")
@@ -198,6 +242,8 @@ def _copy_hashing(pack: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, out
             raise_if_cancelled(cancel, "weights import")
     except (tarfile.TarError, EOFError) as exc:
         raise PackError(pack, f"{member.name}: truncated ({exc}); {REFUSED}") from None
+    except _DECOMPRESS_ERRORS as exc:
+        raise PackError(pack, f"{member.name}: the compressed stream is damaged ({exc}); {REFUSED}") from None
     except OSError as exc:
         if getattr(exc, "filename", None) is None and "unexpected end" in str(exc):
             raise PackError(pack, f"{member.name}: truncated pack ({exc}); {REFUSED}") from None
