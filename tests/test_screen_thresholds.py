@@ -94,3 +94,54 @@ def test_calibration_command_writes_thresholds_the_pipeline_reads(tmp_path):
 
     assert t.calibrated and set(t.by_region) <= {lab.name for lab in merged_labels()}
     assert all(0.5 <= v <= 1.0 for v in t.by_region.values())
+
+
+def test_site_manifest_rows_keep_only_what_the_labels_vouch_for(tmp_path):
+    """On a site's case a sub-region counts as lesion-free only when its organ is labelled normal."""
+    from inference.ct_io import load_ct
+    from inference.labels import merged_labels
+    from tests.training_assets import tiny_assets
+    from tiny_models import tiny_model
+    from training.evaluate import case_masks
+    from training.manifest import load_manifest
+    from training.screen_calibration import manifest_case_rows
+
+    sample = load_manifest(tiny_assets().manifest)[0]
+    ct = load_ct(sample.ct_file)
+    masks = case_masks(sample, ct)
+    table = merged_labels()
+    present = {table.by_id(int(i)).name for i in set(masks.parts.ravel().tolist()) - {0}}
+    assert {"liver_segment_7", "pancreas_head"} <= present  # the case has both organs' sub-regions
+    rows = manifest_case_rows(tiny_model(tmp_path), ct, masks, {"liver": 0, "pancreas": 1})
+    names = {(r["level"], r["name"]): r["label"] for r in rows}
+    assert names[("organ", "liver")] == 0 and names[("organ", "pancreas")] == 1
+    liver_parts = {n for lvl, n in names if lvl == "sub-region"}
+    assert liver_parts and all(table.by_name(n).parent == table.by_name("liver").id for n in liver_parts)
+    assert liver_parts == {n for n in present if table.by_name(n).parent == table.by_name("liver").id}
+    assert not any(name.startswith("pancreas") for lvl, name in names if lvl == "sub-region")
+    assert all(0.0 <= r["prob"] <= 1.0 for r in rows) and all(lvl != "organ" or n in ("liver", "pancreas")
+                                                              for lvl, n in names)
+
+
+@pytest.mark.slow
+def test_calibration_on_a_site_manifest_writes_what_the_pipeline_reads(tmp_path, capsys):
+    from tests.training_assets import tiny_assets
+    from tiny_models import tiny_model
+    from training.screen_calibration import main
+
+    folder = tmp_path / "model"
+    tiny_model(tmp_path / "build").save_pretrained(folder)
+    manifest = tiny_assets().manifest
+    assert main(["--model", str(folder), "--manifest", str(manifest), "--write"]) == 0
+    data = json.loads((folder / FILE).read_text())
+    assert data["calibration"]["manifest"] == str(manifest) and data["calibration"]["cases"] >= 1
+    assert load_screen_thresholds(folder).calibrated
+    assert "thin evidence" in capsys.readouterr().out  # a handful of cases: every region is said to be thin
+
+    broken = tmp_path / "broken.jsonl"
+    line = json.loads(manifest.read_text().splitlines()[0])
+    line["ct"] = str(tmp_path / "missing_ct.nii.gz")
+    broken.write_text(json.dumps(line) + "\n")
+    assert main(["--model", str(folder), "--manifest", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert str(broken) in err and "missing_ct.nii.gz" in err, err

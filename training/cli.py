@@ -146,6 +146,9 @@ def _export(args) -> int:
 
     result = export_checkpoint(args.checkpoint, args.out, dtype=args.dtype)
     print(json.dumps(result, indent=1))
+    # thresholds calibrated for another model do not carry over; without its own the screen uses 0.5 and says so
+    print(f"next: calibrate its classifier screen on held-out cases it never trained on:\n"
+          f"  python -m training.screen_calibration --model {args.out} --manifest VAL.jsonl --write", file=sys.stderr)
     return EXIT_OK
 
 

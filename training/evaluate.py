@@ -28,7 +28,7 @@ log = logging.getLogger("tumorchain.training")
 MODES = ("iir", "no_iir")
 
 
-def _case_masks(sample: Sample, ct):
+def case_masks(sample: Sample, ct):
     from inference.segmentation.expert import make_expert
 
     if sample.masks:
@@ -53,7 +53,7 @@ def evaluate_samples(pipeline, samples: Sequence[Sample], modes: Sequence[str] =
     t_start = time.perf_counter()
     for case_id, group in by_case.items():
         ct = load_ct(group[0].ct_file)
-        masks = _case_masks(group[0], ct)
+        masks = case_masks(group[0], ct)
         for s in group:
             for mode in modes:
                 settings = IIRSettings(max_rounds=max_rounds if mode == "iir" else 1,
