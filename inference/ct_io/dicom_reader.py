@@ -5,7 +5,8 @@ recorded in CTVolume.warnings when the folder holds other image series. A folder
 series but no CT is refused (listing what it has) unless ``series_uid`` or one of its files
 names the series; a non-CT series loaded that way gets a warning (its values are not HU).
 Within a series, images of another size/orientation (e.g. a localizer) are left out with a
-warning, duplicate SOP instances are read once. Enhanced (multi-frame) images are refused.
+warning, duplicate SOP instances are read once. An enhanced (multi-frame) image is split into its
+frames (dicom_multiframe), which then go through the same checks as single-frame files.
 
 Pipeline: header scan (no pixels) -> series choice -> slice order/geometry checks
 (dicom_geometry) -> decoder and memory checks -> one int16 (K, rows, cols) array filled slice by
@@ -23,6 +24,7 @@ import numpy as np
 from pydicom.errors import InvalidDicomError
 
 from inference.ct_io.dicom_geometry import require_geometry, resample_tilt, stack_geometry
+from inference.ct_io.dicom_multiframe import frame_headers, read_frames_into, slice_thickness
 from inference.ct_io.dicom_pixels import check_decoders, read_slice_into
 from inference.ct_io.dicom_scan import ScanResult, SliceHeader, read_slice_header, scan_folder
 from inference.ct_io.hu_convert import clip_warning
@@ -99,16 +101,9 @@ def _main_stack(
         unique.setdefault(h.sop_instance_uid or str(h.path), h)
     if len(unique) < len(headers):
         warnings.append(f"{len(headers) - len(unique)} duplicate file(s) of the same image were read once")
-    headers = list(unique.values())
-    multi = [h for h in headers if h.n_frames > 1]
-    if multi:
-        raise InputError(
-            multi[0].path,
-            f"is a multi-frame (enhanced) image with {multi[0].n_frames} frames; only classic "
-            "single-frame CT series are supported (export the series as classic CT images)",
-        )
+    headers = [f for h in unique.values() for f in (frame_headers(h) if h.n_frames > 1 else [h])]
 
-    def key(h: SliceHeader) -> tuple:
+    def key(h: SliceHeader) -> tuple:  # frames of a multi-frame image are grouped like files
         iop = tuple(round(v, 3) for v in h.orientation) if h.orientation else None
         return (h.rows, h.cols, iop)
 
@@ -206,8 +201,15 @@ def read_dicom(
 
     stack = np.empty((k, rows, cols), dtype=np.int16)
     n_clipped = 0
+    multi_frame: dict[Path, dict[int, int]] = {}  # file -> {frame number: slot in the stack}
     for i, h in enumerate(ordered):
-        n_clipped += read_slice_into(stack[i], h)
+        if h.frame:
+            multi_frame.setdefault(h.path, {})[h.frame] = i
+        else:
+            n_clipped += read_slice_into(stack[i], h)
+    for file, slots in multi_frame.items():
+        frames = {h.frame: h for h in ordered if h.path == file}
+        n_clipped += read_frames_into(stack, slots, frames[next(iter(slots))], frames)
     if n_clipped:
         warnings.append(clip_warning(n_clipped))
     if geom.tilt_shift_px is not None:
@@ -215,9 +217,13 @@ def read_dicom(
     for w in warnings:
         log.warning("%s: %s", path, w)
     info = scan.info[uid]
-    study = dataclasses.replace(
-        info.study, sop_instance_uids=tuple(h.sop_instance_uid for h in ordered)
-    )
+    # a DICOM SEG/SR references single-frame instances one per slice; frames of an enhanced image
+    # would need frame references, which the export does not write (dicom_unavailable_reason says so)
+    uids = () if multi_frame else tuple(h.sop_instance_uid for h in ordered)
+    study = dataclasses.replace(info.study, sop_instance_uids=uids)
+    thickness = info.slice_thickness_mm
+    if multi_frame and thickness is None:
+        thickness = slice_thickness(next(iter(multi_frame)))
     return CTVolume(
         hu=stack.transpose(2, 1, 0),  # (K, rows, cols) -> (I=cols, J=rows, K), a view
         affine=geom.affine,
@@ -227,5 +233,5 @@ def read_dicom(
         modality=first.modality,
         study=study,
         warnings=tuple(warnings),
-        slice_thickness_mm=info.slice_thickness_mm,
+        slice_thickness_mm=thickness,
     )

@@ -68,6 +68,7 @@ class SliceHeader:
     # values present in the header but unusable (e.g. RescaleSlope "abc" or 0): loading this
     # slice would give wrong HU, so the reader refuses the series naming this file
     problems: tuple[str, ...] = ()
+    frame: int = 0  # 1-based frame number within a multi-frame image (dicom_multiframe); 0: a single-frame file
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class ScanResult:
                     uid=uid,
                     description=info.description,
                     modality=first.modality,
-                    n_slices=len(slices),
+                    n_slices=sum(h.n_frames for h in slices),  # an enhanced image's frames are its slices
                     rows=first.rows,
                     cols=first.cols,
                     series_number=info.series_number,
