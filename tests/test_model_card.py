@@ -134,6 +134,9 @@ def test_domain_check_phantom_spacing_and_field_of_view():
     assert len(fine) == 1 and "2 x 2 x 3.2 mm" in fine[0] and "3 x 3 x 4 mm" in fine[0]
     clinical = domain_check(card, _ct((0.78, 0.78, 1.25), (512, 512, 120), "ABDOMEN"))
     assert len(clinical) == 3 and "field of view" in clinical[2]
+    # whole millimetres keep their zeros: the real test CT's 30 slices at 3 mm are 90 mm, not "9 mm"
+    short = domain_check(card, _ct((3.0, 3.0, 3.0), (122, 101, 30), "ABDOMEN"))
+    assert "field of view 366 x 303 x 90 mm" in short[-1] and "384 x 384 x 256 mm" in short[-1], short
 
 
 def test_a_typed_question_is_matched_against_the_forms():

@@ -206,7 +206,11 @@ def _close(a: Sequence[float], b: Sequence[float], tol: float) -> bool:
 
 
 def _mm(values: Sequence[float], digits: int = 2) -> str:
-    return " x ".join(f"{v:.{digits}f}".rstrip("0").rstrip(".") for v in values) + " mm"
+    """'366 x 303 x 90 mm', '0.8 x 0.8 x 2.5 mm': trailing zeros of the decimals only (90 stays 90)."""
+    def one(v: float) -> str:
+        text = f"{v:.{digits}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return " x ".join(one(v) for v in values) + " mm"
 
 
 # -- question forms ------------------------------------------------------------------------------
