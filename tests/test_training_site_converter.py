@@ -219,3 +219,30 @@ def test_real_ct_with_a_totalsegmentator_mask(tmp_path):
     for s in samples:
         counts = cache.load(cache.ensure(s.case_id, s.ct_file, s.masks_file, None)).counts
         assert plan_chain(s.question, [(r.answer, r.attend) for r in s.chain], counts, 8, 4, 0).agrees, s.id
+
+
+def test_a_spreadsheet_export_reads_as_the_site_saved_it(tmp_path):
+    """Excel in a comma-decimal locale: ';' between columns, the Windows code page, capitalised
+    headers, a report with line breaks inside its quotes; skipped rows name the line an editor shows."""
+    from training.site_engine.convert import conversion_report_path, convert_site
+
+    cohort = _cohort()
+    case = sorted((cohort / "cases").iterdir())[0]
+    report = _report_text(cohort, case.name).replace(". ", ".\n", 2) + " Reported by Dr. Müller."
+    assert report.count("\n") == 2
+    lines = ["CT ; Report;Masks;Case_ID",
+             f'{case / "ct.nii.gz"};"{report}";{case / "organs.nii.gz"};{case.name}',
+             "",  # a blank line between rows is no row
+             f'{case / "ct.nii.gz"};"";{case / "organs.nii.gz"};empty']
+    csv_path = tmp_path / "export.csv"
+    csv_path.write_bytes("\r\n".join(lines).encode("cp1252"))
+    with pytest.raises(UnicodeDecodeError):
+        csv_path.read_bytes().decode("utf-8")  # really not UTF-8 (the u-umlaut)
+    result = convert_site(tmp_path, csv_path, tmp_path / "m.jsonl")
+    by_id = {c.case_id: c for c in result.cases}
+    assert by_id[case.name].status == "converted" and sum(by_id[case.name].samples.values()) > 0, result.summary()
+    assert by_id["empty"].status == "skipped" and "line 6: empty report" in by_id["empty"].reason
+    assert any("cp1252" in n for n in result.notes) and any("';'" in n for n in result.notes)
+    assert "note: " in result.summary()
+    on_disk = json.loads(conversion_report_path(tmp_path / "m.jsonl").read_text())
+    assert on_disk["notes"] == result.notes

@@ -60,6 +60,7 @@ class ConversionReport:
     cases: list[CaseReport] = field(default_factory=list)
     extractor: str = "rules"
     written: str | None = None  # the manifest path, None for a dry run
+    notes: list[str] = field(default_factory=list)  # how the CSV was read (encoding, delimiter)
 
     def add(self, case: CaseReport) -> None:
         self.cases.append(case)
@@ -83,7 +84,8 @@ class ConversionReport:
         }
 
     def to_json(self) -> str:
-        return json.dumps({"extractor": self.extractor, "manifest": self.written, "totals": self.totals(),
+        return json.dumps({"extractor": self.extractor, "manifest": self.written, "notes": self.notes,
+                           "totals": self.totals(),
                            "cases": [asdict(c) for c in self.cases]}, indent=1, default=str)
 
     def summary(self) -> str:
@@ -91,6 +93,7 @@ class ConversionReport:
         lines = [f"{t['cases']} CSV rows: {t['converted']} converted, {t['skipped']} skipped; {t['samples']} samples "
                  f"(extractor: {self.extractor})"]
         lines.append("samples per subtask: " + ", ".join(f"{k} {v}" for k, v in t["per_subtask"].items()))
+        lines += [f"note: {n}" for n in self.notes]
         for c in self.cases:
             if c.status == "skipped":
                 lines.append(f"  line {c.line} ({c.case_id}): skipped: {c.reason}")

@@ -1,6 +1,6 @@
 """A site's own data -> a training manifest: a folder of CTs plus a CSV of their reports.
 
-CSV columns (header row; UTF-8):
+CSV columns (header row; UTF-8, or a spreadsheet's cp1252 export; ',' ';' or tab: reports_csv.py):
     ct            CT file or DICOM folder, relative to --cts (or absolute)                        required
     report        the report text (findings; "Impression:"/"Pathology:" sections are recognised)   required
     impression    the conclusion, when kept apart from the report                                   optional
@@ -20,7 +20,6 @@ manifest is written only at the end and atomically, with the conversion report b
 """
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from ..manifest import write_manifest
 from .chains import site_samples
 from .conversion_report import CaseReport, ConversionReport, extracted_summary
 from .grounding import GroundingError, ground, load_masks
+from .reports_csv import read_reports
 from .rule_extractor import ReportInput, RuleExtractor, stated_stage
 from .tnm import stage_findings
 
@@ -63,19 +63,8 @@ def _path(row: dict, column: str, base: Path) -> Path | None:
 
 
 def read_rows(csv_path: Path) -> list[tuple[int, dict]]:
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            lacking = [c for c in REQUIRED if c not in header]
-            if lacking:
-                raise InputError(csv_path, f"CSV header lacks column(s) {', '.join(lacking)} (has {header})")
-            rows = list(enumerate(reader, start=2))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(csv_path, f"cannot read CSV: {exc}") from None
-    if not rows:
-        raise InputError(csv_path, "CSV has no rows")
-    return rows
+    """(line, row) of every report row (reports_csv says which exports it reads)."""
+    return read_reports(csv_path, REQUIRED)[0]
 
 
 class SiteConverter:
@@ -164,7 +153,8 @@ def convert_site(cts: str | Path, reports_csv: str | Path, out: str | Path, mask
     conv = SiteConverter(cts, out, Path(masks_dir) if masks_dir else None, extractor)
     report = ConversionReport(extractor=getattr(conv.extractor, "name", "rules"))
     samples = []
-    for line, row in read_rows(csv_path):
+    rows, report.notes = read_reports(csv_path, REQUIRED)
+    for line, row in rows:
         try:
             got, case = conv.row(line, row)
         except (RowError, InputError, GroundingError) as exc:
