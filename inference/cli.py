@@ -250,15 +250,11 @@ def read_cases(source: Path) -> list[BatchCase]:
         if not cases:
             raise InputError(source, "holds no .nii/.nii.gz files or case folders")
         return _unique_ids(cases)
-    try:
-        with source.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(source, f"cannot read the case list: {exc}") from None
-    if not rows or "ct" not in (rows[0].keys() if rows else ()):
-        raise InputError(source, "needs a header row with a 'ct' column and at least one case")
+    from inference.csv_table import read_csv_table
+
+    rows, _ = read_csv_table(source, ("ct",))  # as a spreadsheet exports it: ';' or tab, cp1252, any case
     cases = []
-    for n, row in enumerate(rows, start=2):
+    for n, row in rows:
         ct = (row.get("ct") or "").strip()
         if not ct:
             raise InputError(source, f"line {n}: empty 'ct'")

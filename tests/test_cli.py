@@ -158,7 +158,17 @@ def test_batch_mistakes_exit_2(model_dir, tmp_path, capsys):
     bad_csv = tmp_path / "x.csv"
     bad_csv.write_text("path,question\na.nii.gz,Q\n")
     rc, _, err = _run(["batch", bad_csv, "--model", model_dir, "--out-dir", tmp_path / "o", "--task", "tnm"], capsys)
-    assert rc == 2 and "'ct' column" in err and "x.csv" in err
+    assert rc == 2 and "lacks column(s) ct" in err and "x.csv" in err
+
+
+def test_batch_reads_a_case_list_as_a_spreadsheet_exports_it(tmp_path):
+    from inference.cli import read_cases
+
+    listing = tmp_path / "cases.csv"  # ';' between columns, Windows code page, capitalised headers
+    listing.write_bytes("CT;Case_ID;Question\r\nscans/a.nii.gz;Müller_1;Is the liver normal?\r\n".encode("cp1252"))
+    (case,) = read_cases(listing)
+    assert case.ct == tmp_path / "scans" / "a.nii.gz" and case.case_id == "Müller_1"
+    assert case.question == "Is the liver normal?"
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "example_ct_sm.nii.gz").exists(), reason="shared example CT not present")

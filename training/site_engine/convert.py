@@ -1,6 +1,6 @@
 """A site's own data -> a training manifest: a folder of CTs plus a CSV of their reports.
 
-CSV columns (header row; UTF-8, or a spreadsheet's cp1252 export; ',' ';' or tab: reports_csv.py):
+CSV columns (header row; UTF-8, or a spreadsheet's cp1252 export; ',' ';' or tab: inference/csv_table.py):
     ct            CT file or DICOM folder, relative to --cts (or absolute)                        required
     report        the report text (findings; "Impression:"/"Pathology:" sections are recognised)   required
     impression    the conclusion, when kept apart from the report                                   optional
@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 from inference.atomic_write import atomic_write
+from inference.csv_table import read_csv_table
 from inference.errors import InputError
 from inference.labels import match_organs, merged_labels
 
@@ -32,7 +33,6 @@ from ..manifest import write_manifest
 from .chains import site_samples
 from .conversion_report import CaseReport, ConversionReport, extracted_summary
 from .grounding import GroundingError, ground, load_masks
-from .reports_csv import read_reports
 from .rule_extractor import ReportInput, RuleExtractor, stated_stage
 from .tnm import stage_findings
 
@@ -64,7 +64,7 @@ def _path(row: dict, column: str, base: Path) -> Path | None:
 
 def read_rows(csv_path: Path) -> list[tuple[int, dict]]:
     """(line, row) of every report row (reports_csv says which exports it reads)."""
-    return read_reports(csv_path, REQUIRED)[0]
+    return read_csv_table(csv_path, REQUIRED)[0]
 
 
 class SiteConverter:
@@ -153,7 +153,7 @@ def convert_site(cts: str | Path, reports_csv: str | Path, out: str | Path, mask
     conv = SiteConverter(cts, out, Path(masks_dir) if masks_dir else None, extractor)
     report = ConversionReport(extractor=getattr(conv.extractor, "name", "rules"))
     samples = []
-    rows, report.notes = read_reports(csv_path, REQUIRED)
+    rows, report.notes = read_csv_table(csv_path, REQUIRED)
     for line, row in rows:
         try:
             got, case = conv.row(line, row)

@@ -1,4 +1,5 @@
-"""The site's reports CSV as a hospital exports it, read into rows.
+"""A CSV table as a hospital exports it from a spreadsheet, read into rows (the site's reports for
+training/site_engine, the case list of ``tumorchain batch``).
 
 Spreadsheet exports vary by locale: Excel writes ';' where the decimal mark is a comma and a tab
 for "Text (Tab delimited)", and saves in the Windows code page (cp1252) unless told UTF-8. So the
@@ -32,7 +33,7 @@ def _decode(csv_path: Path) -> tuple[str, str]:
     raise AssertionError("latin-1 decodes every byte")
 
 
-def read_reports(csv_path: Path, required: tuple[str, ...]) -> tuple[list[tuple[int, dict]], list[str]]:
+def read_csv_table(csv_path: Path, required: tuple[str, ...]) -> tuple[list[tuple[int, dict]], list[str]]:
     """([(line the row starts on, {column: value})], notes on how the file was read)."""
     text, encoding = _decode(csv_path)
     notes = []
