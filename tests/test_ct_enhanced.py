@@ -143,3 +143,18 @@ def test_implicit_vr_enhanced_ct(classic, tmp_path):
     path = tmp_path / "implicit.dcm"
     mf.save_as(path, implicit_vr=True, little_endian=True)
     assert np.array_equal(load_ct(path).hu, hu)
+
+
+def test_one_frame_enhanced_files_make_a_series(classic, tmp_path):
+    """Some exports write an enhanced image per slice: one frame each, its position in the functional groups."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    folder, hu = classic
+    series = U.generate_uid()
+    for n, p in enumerate(sorted(folder.iterdir()), start=1):
+        one = LegacyConvertedEnhancedCTImage([pydicom.dcmread(p)], series_instance_uid=series, series_number=9,
+                                             sop_instance_uid=U.generate_uid(), instance_number=n)
+        assert one.NumberOfFrames == 1 and "ImagePositionPatient" not in one
+        _save(one, tmp_path / f"f{n:03d}.dcm")
+    ct = load_ct(tmp_path)
+    assert np.array_equal(ct.hu, hu) and np.allclose(ct.affine, load_ct(folder).affine, atol=1e-4)

@@ -22,6 +22,12 @@ from inference.ct_io.hu_convert import to_hu_into
 from inference.errors import InputError
 
 
+def is_multi_frame(h: SliceHeader) -> bool:
+    """Frames to place by functional groups: several frames, or an enhanced image of one frame
+    (its position lives in the functional groups too, not at the top level)."""
+    return h.n_frames > 1 or "Enhanced" in pydicom.uid.UID(h.sop_class_uid).name
+
+
 def _group(frame: pydicom.Dataset | None, shared: pydicom.Dataset | None, keyword: str) -> pydicom.Dataset | None:
     """The first item of a functional group macro, from the frame's groups or else the shared ones."""
     for groups in (frame, shared):

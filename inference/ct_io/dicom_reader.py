@@ -24,7 +24,7 @@ import numpy as np
 from pydicom.errors import InvalidDicomError
 
 from inference.ct_io.dicom_geometry import require_geometry, resample_tilt, stack_geometry
-from inference.ct_io.dicom_multiframe import frame_headers, read_frames_into, slice_thickness
+from inference.ct_io.dicom_multiframe import frame_headers, is_multi_frame, read_frames_into, slice_thickness
 from inference.ct_io.dicom_pixels import check_decoders, read_slice_into
 from inference.ct_io.dicom_scan import ScanResult, SliceHeader, read_slice_header, scan_folder
 from inference.ct_io.hu_convert import clip_warning
@@ -101,7 +101,7 @@ def _main_stack(
         unique.setdefault(h.sop_instance_uid or str(h.path), h)
     if len(unique) < len(headers):
         warnings.append(f"{len(headers) - len(unique)} duplicate file(s) of the same image were read once")
-    headers = [f for h in unique.values() for f in (frame_headers(h) if h.n_frames > 1 else [h])]
+    headers = [f for h in unique.values() for f in (frame_headers(h) if is_multi_frame(h) else [h])]
 
     def key(h: SliceHeader) -> tuple:  # frames of a multi-frame image are grouped like files
         iop = tuple(round(v, 3) for v in h.orientation) if h.orientation else None
