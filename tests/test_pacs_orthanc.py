@@ -354,3 +354,38 @@ def test_a_wado_rs_stream_cut_mid_transfer_leaves_no_case(conn, pacs, tmp_path):
     assert cut.cut.is_set()
     assert e.value.kind in ("aborted", "timeout", "incomplete"), e.value
     assert _leftovers(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def enhanced_pacs(tmp_path_factory):
+    """An Orthanc holding one CT as a single Legacy Converted Enhanced CT image (its 8 slices as frames)."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    from dicom_factory import phantom, write_series
+
+    move_port = free_port()
+    classic = tmp_path_factory.mktemp("classic")
+    write_series(classic, phantom((24, 20, 8)), np.diag([1.5, 1.5, 3.0, 1.0]),
+                 extra={"PatientName": "Frame^Fiona", "PatientID": "PID-E", "StudyInstanceUID": pydicom.uid.generate_uid()})
+    mf = LegacyConvertedEnhancedCTImage([pydicom.dcmread(p) for p in sorted(classic.iterdir())],
+                                        series_instance_uid=pydicom.uid.generate_uid(), series_number=2,
+                                        sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1)
+    path = tmp_path_factory.mktemp("enhanced") / "ct.dcm"
+    mf.save_as(path, enforce_file_format=True)
+    with Orthanc(tmp_path_factory.mktemp("orthanc_mf"), modalities={OUR_AE: move_port}) as server:
+        server.move_port, server.classic = move_port, classic
+        server.upload([path])
+        yield server
+
+
+@pytest.mark.parametrize("method", ["get", "move", "wado"])
+def test_an_enhanced_multi_frame_ct_is_retrieved_and_loads(enhanced_pacs, method, tmp_path):
+    c = PacsConnection(name="mf PACS", host="127.0.0.1", port=enhanced_pacs.dicom_port, called_ae=enhanced_pacs.aet,
+                       calling_ae=OUR_AE, timeout_s=5, move_port=enhanced_pacs.move_port, move_bind="127.0.0.1",
+                       dicomweb_url=enhanced_pacs.dicomweb_url, retrieve=method)
+    (study,) = find_studies(c, StudyQuery(patient_id="PID-E"))
+    (series,) = find_series(c, study.study_uid)
+    got = retrieve_series(c, study.study_uid, series.series_uid, tmp_path / "cache")
+    assert got.n_files == 1  # C-GET needs the Legacy Converted Enhanced CT storage context to receive it
+    original, copy = load_ct(enhanced_pacs.classic), load_ct(got.folder)
+    assert np.array_equal(original.hu, copy.hu) and np.allclose(original.affine, copy.affine, atol=1e-4)

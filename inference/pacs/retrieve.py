@@ -39,6 +39,7 @@ Progress = Callable[[float, str], None]
 STORAGE_CLASSES = (
     "1.2.840.10008.5.1.4.1.1.2",      # CT Image
     "1.2.840.10008.5.1.4.1.1.2.1",    # Enhanced CT Image
+    "1.2.840.10008.5.1.4.1.1.2.2",    # Legacy Converted Enhanced CT Image (a PACS's multi-frame conversion)
     "1.2.840.10008.5.1.4.1.1.4",      # MR Image
     "1.2.840.10008.5.1.4.1.1.4.1",    # Enhanced MR Image
     "1.2.840.10008.5.1.4.1.1.128",    # PET Image
