@@ -242,3 +242,18 @@ def test_non_ct_modality_loads_with_warning(tmp_path, caplog):
     assert "modality is MR" in caplog.text
     vol = load_ct(paths[0])  # choosing a file also names the series
     assert vol.modality == "MR"
+
+
+def test_two_acquisitions_in_one_series_load_one_and_name_the_other(tmp_path):
+    """Phases or a repeated scan under one SeriesInstanceUID, told apart by AcquisitionNumber: the largest
+    loads (the first on a tie) with a warning naming the other; opening one of its files loads that one."""
+    uid = U.generate_uid()
+    write_series(tmp_path, HU, AFFINE, series_uid=uid, extra={"AcquisitionNumber": 1}, name=lambda k: f"A{k:03d}")
+    later = write_series(tmp_path, HU + 40, AFFINE, series_uid=uid, extra={"AcquisitionNumber": 2},
+                         name=lambda k: f"B{k:03d}", seed=1)
+    ct = load_ct(tmp_path)
+    assert np.array_equal(ct.hu, HU)
+    (warning,) = [w for w in ct.warnings if "acquisitions" in w]
+    assert "loaded AcquisitionNumber 1 (8 images)" in warning and "2 (8 images, e.g. B" in warning
+    chosen = load_ct(later[0])
+    assert np.array_equal(chosen.hu, HU + 40) and np.allclose(chosen.affine, ct.affine)

@@ -58,7 +58,7 @@ class StackGeometry:
 
 
 def _slice_text(k: int, z: float, h: SliceHeader) -> str:
-    return f"slice {k + 1} (z={z:.2f} mm, {h.path.name})"
+    return f"slice {k + 1} (z={z:.2f} mm, {h.label})"
 
 
 def require_geometry(headers: Sequence[SliceHeader]) -> None:
@@ -101,8 +101,8 @@ def _check_consistent(folder: Path, headers: Sequence[SliceHeader]) -> None:
         h0, h1 = headers[0], headers[int(bad[0])]
         raise InputError(
             folder,
-            f"the series mixes slice orientations: {h0.path.name} has ImageOrientationPatient "
-            f"{list(h0.orientation)} but {h1.path.name} has {list(h1.orientation)}",
+            f"the series mixes slice orientations: {h0.label} has ImageOrientationPatient "
+            f"{list(h0.orientation)} but {h1.label} has {list(h1.orientation)}",
         )
     ps = np.array([h.pixel_spacing for h in headers], dtype=np.float64)
     bad = np.flatnonzero(np.abs(ps - ps[0]).max(axis=1) > PIXEL_SPACING_TOL)
@@ -110,8 +110,8 @@ def _check_consistent(folder: Path, headers: Sequence[SliceHeader]) -> None:
         h0, h1 = headers[0], headers[int(bad[0])]
         raise InputError(
             folder,
-            f"the series mixes pixel spacings: {h0.path.name} has {list(h0.pixel_spacing)} mm, "
-            f"{h1.path.name} has {list(h1.pixel_spacing)} mm",
+            f"the series mixes pixel spacings: {h0.label} has {list(h0.pixel_spacing)} mm, "
+            f"{h1.label} has {list(h1.pixel_spacing)} mm",
         )
 
 
@@ -143,7 +143,7 @@ def _check_spacing(folder: Path, hs: Sequence[SliceHeader], s: np.ndarray,
         inside = [(z, h, why) for z, h, why in left_out if s[k] < z < s[k + 1]]
         culprits += [h for _, h, _ in inside]
         explained = "".join(
-            f"; {h.path.name} (z={z:.2f} mm) belongs there but was left out: {why}" for z, h, why in inside
+            f"; {h.label} (z={z:.2f} mm) belongs there but was left out: {why}" for z, h, why in inside
         )
         if ratio > 1.5 and abs(ratio - round(ratio)) < 0.1:
             n = int(round(ratio)) - 1

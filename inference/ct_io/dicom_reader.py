@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.errors import InvalidDicomError
 
-from inference.ct_io.dicom_geometry import require_geometry, resample_tilt, stack_geometry
+from inference.ct_io.dicom_geometry import SAME_POSITION_TOL, require_geometry, resample_tilt, stack_geometry
 from inference.ct_io.dicom_multiframe import frame_headers, is_multi_frame, read_frames_into, slice_thickness
 from inference.ct_io.dicom_pixels import check_decoders, read_slice_into
 from inference.ct_io.dicom_scan import ScanResult, SliceHeader, read_slice_header, scan_folder
@@ -121,13 +121,49 @@ def _main_stack(
             else:
                 why = f"its ImageOrientationPatient {list(h.orientation or ())} differs from the stack's {list(main[2] or ())}"
             left_out.append((h, why))
-        names = ", ".join(h.path.name for h, _ in left_out[:5]) + (", ..." if len(left_out) > 5 else "")
+        names = ", ".join(h.label for h, _ in left_out[:5]) + (", ..." if len(left_out) > 5 else "")
         warnings.append(
             f"left out {len(left_out)} image(s) of the series whose size or orientation differs "
             f"from the main {n}-image stack (localizer or reformat?): {names}"
         )
         headers = [h for h in headers if key(h) == main]
     return headers, left_out, warnings
+
+
+def _one_acquisition(folder: Path, headers: list[SliceHeader],
+                     named: Path | None) -> tuple[list[SliceHeader], list[str]]:
+    """A series holding several acquisitions at the same positions (phases, repeated scans under one
+    SeriesInstanceUID) -> the one of the file the user named, else the largest, with a warning that
+    names the others. Duplicates that AcquisitionNumber does not explain are left to the geometry
+    checks, which refuse them."""
+    def place(h: SliceHeader) -> tuple:
+        return tuple(round(v / SAME_POSITION_TOL) for v in h.position or ())
+
+    if len({place(h) for h in headers}) == len(headers):
+        return headers, []
+    groups: dict[str, list[SliceHeader]] = {}
+    for h in headers:
+        groups.setdefault(h.acquisition, []).append(h)
+    if len(groups) < 2 or any(len({place(h) for h in g}) < len(g) for g in groups.values()):
+        return headers, []
+    chosen = next((h.acquisition for h in headers if named is not None and h.path == named), None)
+    if chosen is None:
+        chosen = max(groups, key=lambda a: (len(groups[a]), -_number_or(a)))
+    def where(h: SliceHeader) -> str:
+        return str(h.path.relative_to(folder)) if h.path.is_relative_to(folder) else str(h.path)
+
+    others = ", ".join(f"{a or 'none'} ({len(g)} images, e.g. {where(g[0])})" for a, g in groups.items() if a != chosen)
+    return groups[chosen], [
+        f"the series holds {len(groups)} acquisitions at the same positions; loaded AcquisitionNumber "
+        f"{chosen or 'none'} ({len(groups[chosen])} images). The others: {others}; open one of their files "
+        "to load that acquisition"]
+
+
+def _number_or(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("inf")
 
 
 def _require_usable_values(headers: list[SliceHeader]) -> None:
@@ -173,7 +209,8 @@ def read_dicom(
     folder, scan, series_uid = _scan_for(path, series_uid)
     uid, warnings = choose_series(folder, scan, series_uid)
     headers, left_out, stack_warnings = _main_stack(folder, scan.series[uid])
-    warnings += list(scan.info[uid].notes) + stack_warnings
+    headers, acquisition_warnings = _one_acquisition(folder, headers, path if path.is_file() else None)
+    warnings += list(scan.info[uid].notes) + stack_warnings + acquisition_warnings
     if scan.unreadable:
         warnings.append(
             f"skipped {len(scan.unreadable)} unreadable DICOM file(s): "

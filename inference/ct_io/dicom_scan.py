@@ -69,6 +69,12 @@ class SliceHeader:
     # slice would give wrong HU, so the reader refuses the series naming this file
     problems: tuple[str, ...] = ()
     frame: int = 0  # 1-based frame number within a multi-frame image (dicom_multiframe); 0: a single-frame file
+    acquisition: str = ""  # AcquisitionNumber: tells apart acquisitions that share one series
+
+    @property
+    def label(self) -> str:
+        """The file, and the frame within it, as messages name an image."""
+        return f"{self.path.name} frame {self.frame}" if self.frame else self.path.name
 
 
 @dataclass(frozen=True)
@@ -364,6 +370,7 @@ def read_slice_header(path: Path) -> tuple[SliceHeader, pydicom.Dataset] | str:
         gantry_tilt=_number(ds, "GantryDetectorTilt", 0.0),
         pixel_offset=pixel_offset,
         problems=tuple(problems),
+        acquisition=_ascii(ds, "AcquisitionNumber"),
     )
     return header, ds
 
