@@ -12,6 +12,9 @@ values with RescaleIntercept -1024, 12 bits stored), then times:
   nifti ours      inference.ct_io.load_ct(p)
   dicom baseline  np.stack([pydicom.dcmread(f).pixel_array for f in sorted files])
   dicom ours      inference.ct_io.load_ct(folder)
+  enhanced baseline  pydicom.dcmread(f).pixel_array of the same slices as one enhanced (multi-frame)
+                     CT file (highdicom's legacy converter; frames in slice order)
+  enhanced ours      inference.ct_io.load_ct(f)
 
 The NIfTI is also written as int32 and as dcm2niix writes it (int16 stored values with
 scl_inter -1024): rows int32_* and scaled_* (nibabel's baseline applies the scaling in float64).
@@ -47,7 +50,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("nifti_baseline", "nifti_ours", "int32_baseline", "int32_ours", "scaled_baseline", "scaled_ours",
-         "dicom_baseline", "dicom_ours")
+         "dicom_baseline", "dicom_ours", "enhanced_baseline", "enhanced_ours")
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -110,7 +113,21 @@ def make_data(folder: Path, size: tuple[int, int, int]) -> dict[str, Path]:
     img = nib.Nifti1Image((vol.astype(np.int32) + 1024).astype(np.int16), affine)
     img.header.set_slope_inter(1.0, -1024.0)
     nib.save(img, scaled)
-    return {"nifti": nii, "int32": int32, "scaled": scaled, "dicom": dcm}
+    return {"nifti": nii, "int32": int32, "scaled": scaled, "dicom": dcm, "enhanced": _enhanced(dcm, folder)}
+
+
+def _enhanced(dcm: Path, folder: Path) -> Path:
+    """The DICOM series as one Legacy Converted Enhanced CT file (every slice a frame)."""
+    import pydicom
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+    from pydicom.uid import generate_uid
+
+    slices = [pydicom.dcmread(p) for p in sorted(dcm.iterdir())]
+    mf = LegacyConvertedEnhancedCTImage(slices, series_instance_uid=generate_uid(), series_number=2,
+                                        sop_instance_uid=generate_uid(), instance_number=1)
+    out = folder / "enhanced.dcm"
+    mf.save_as(out, enforce_file_format=True)
+    return out
 
 
 # ---- one measured run (in a fresh interpreter) ------------------------------------------------
@@ -146,7 +163,9 @@ def child(kind: str, path: str) -> None:
     exact = _reset_peak()
     before = _status("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
-    if kind.endswith("_baseline") and not kind.startswith("dicom"):
+    if kind == "enhanced_baseline":
+        arr = pydicom.dcmread(path).pixel_array
+    elif kind.endswith("_baseline") and not kind.startswith("dicom"):
         arr = np.asanyarray(nib.load(path).dataobj)
     elif kind == "dicom_baseline":
         files = sorted(str(p) for p in Path(path).iterdir())
@@ -225,12 +244,12 @@ def main() -> None:
             for kind in order:
                 results[kind].append(run_child(kind, paths[kind.split("_")[0]]))
         print(f"machine: {machine()}")
-        print(f"{'reader':<16}{'time s (median)':>16}{'vs baseline':>13}{'peak extra MiB':>16}{'peak / raw':>12}")
+        print(f"{'reader':<18}{'time s (median)':>16}{'vs baseline':>13}{'peak extra MiB':>16}{'peak / raw':>12}")
         for kind in KINDS:
             t = statistics.median(x["time"] for x in results[kind])
             peak = statistics.median(x["extra_peak"] for x in results[kind])
             base = statistics.median(x["time"] for x in results[kind.split("_")[0] + "_baseline"])
-            print(f"{kind:<16}{t:>16.3f}{t / base:>12.2f}x{peak / 2**20:>16.1f}{peak / raw:>11.2f}x")
+            print(f"{kind:<18}{t:>16.3f}{t / base:>12.2f}x{peak / 2**20:>16.1f}{peak / raw:>11.2f}x")
         print("times per run:", {k: [round(x["time"], 3) for x in v] for k, v in results.items()})
         exact = all(x["exact"] for v in results.values() for x in v)
         print("peak memory:", "VmHWM after reset (exact)" if exact else "ru_maxrss delta (may under-count)")
