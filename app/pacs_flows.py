@@ -80,7 +80,11 @@ def objects_maker(win):
     def make(cancel):
         out = Path(tempfile.mkdtemp(prefix="tumorchain-send-"))
         result = export_report(run, review, ct, masks, out, formats={"dicom"})
-        return [(result.paths[k], desc) for k, desc in OBJECTS if k in result.paths]
+        objects = [(result.paths[k], desc) for k, desc in OBJECTS if k in result.paths]
+        if "ct_series" in result.paths:  # an enhanced source: the classic slices the SEG/SR reference go too
+            objects += [(p, f"CT slice {i} (classic copy of the enhanced image)")
+                        for i, p in enumerate(sorted(result.paths["ct_series"].glob("*.dcm")), 1)]
+        return objects
     return make
 
 

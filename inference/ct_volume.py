@@ -36,6 +36,9 @@ class StudyInfo:
     # SOP instance UIDs of the source slices in k order (DICOM SEG/SR reference them)
     sop_instance_uids: tuple[str, ...] = ()
     sop_class_uid: str = ""
+    # the source was an enhanced (multi-frame) image: sop_instance_uids name classic CT slices derived
+    # from its frames, which exist only as the DICOM export writes them beside its SEG and SR
+    derived_slices: bool = False
 
 
 @dataclass(frozen=True, eq=False)

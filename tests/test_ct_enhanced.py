@@ -54,10 +54,10 @@ def test_enhanced_ct_loads_like_its_classic_series(classic, tmp_path):
         assert np.array_equal(ct.hu, hu) and np.array_equal(ct.hu, reference.hu)
         assert np.allclose(ct.affine, reference.affine, atol=1e-4)
         assert ct.slice_thickness_mm == pytest.approx(2.5) and ct.series_uid == mf.SeriesInstanceUID
-    # the SEG/SR export references single-frame instances; it says why it cannot here
-    from inference.report.dicom_source import dicom_unavailable_reason, has_dicom_source
+    # a SEG/SR references slices: they get UIDs of their own, written by the export (test_report_dicom)
+    from inference.report.dicom_source import has_dicom_source
 
-    assert not has_dicom_source(ct) and "enhanced (multi-frame)" in dicom_unavailable_reason(ct)
+    assert has_dicom_source(ct) and ct.study.derived_slices and len(set(ct.study.sop_instance_uids)) == 12
     # the chooser counts its frames as slices
     assert list_dicom_series(path.parent)[0].n_slices == 12
 

@@ -308,3 +308,69 @@ def test_a_deidentified_export_carries_the_ct_its_seg_and_sr_reference(case, ano
         proc = subprocess.run([DCIODVFY, str(files[0])], capture_output=True, text=True, timeout=60)
         errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("Error")]
         assert not errors, proc.stdout + proc.stderr
+
+
+def _enhanced_copy(ct, folder: Path):
+    """The case's DICOM series as one Legacy Converted Enhanced CT file, and its load."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    from inference.ct_io import load_ct
+
+    mf = LegacyConvertedEnhancedCTImage([pydicom.dcmread(p) for p in sorted(Path(ct.source_path).iterdir())],
+                                        series_instance_uid=pydicom.uid.generate_uid(), series_number=7,
+                                        sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1)
+    mf.save_as(folder / "enhanced.dcm", enforce_file_format=True)
+    return mf, load_ct(folder / "enhanced.dcm")
+
+
+def test_an_enhanced_source_gets_seg_sr_and_the_classic_ct_they_reference(case, tmp_path):
+    """A SEG/SR cannot reference a frame as a slice: from an enhanced (multi-frame) CT the export writes
+    its slices as a classic CT series (UIDs derived from the image and frame, the same on every load)
+    and the SEG and SR reference those, so a PACS or 3D Slicer opens the set together."""
+    from inference.ct_io import load_ct
+
+    ct, masks, run, review = case
+    mf, enhanced = _enhanced_copy(ct, tmp_path)
+    assert np.array_equal(enhanced.hu, ct.hu) and enhanced.study.derived_slices
+    assert load_ct(tmp_path / "enhanced.dcm").study.sop_instance_uids == enhanced.study.sop_instance_uids
+    result = export_report(run, review, enhanced, masks, tmp_path / "out", formats={"dicom"})
+    uids = set(enhanced.study.sop_instance_uids)
+    assert len(uids) == ct.shape[2] and mf.SOPInstanceUID not in uids
+    copy = load_ct(result.paths["ct_series"])
+    assert np.array_equal(copy.hu, ct.hu) and np.allclose(copy.affine, ct.affine, atol=1e-6)
+    assert set(copy.study.sop_instance_uids) == uids and copy.series_uid != enhanced.series_uid
+    assert copy.study.patient_id == PATIENT["id"] and copy.study.study_instance_uid == mf.StudyInstanceUID
+    seg = hd.seg.segread(result.paths["seg"])
+    assert {uid for _, _, uid in seg.get_source_image_uids()} == uids
+    got = seg.get_pixels_by_source_instance(list(enhanced.study.sop_instance_uids), segment_numbers=[3])
+    assert np.array_equal(got[..., 0].astype(bool), frames_of(masks.mask(LIVER)))
+    evidence = {i.ReferencedSOPInstanceUID for s in pydicom.dcmread(result.paths["sr"]).CurrentRequestedProcedureEvidenceSequence
+                for r in s.ReferencedSeriesSequence for i in r.ReferencedSOPSequence}
+    assert uids <= evidence
+    assert any("enhanced (multi-frame)" in n and "ct/" in n for n in result.notes), result.notes
+    # de-identified: the same, under pseudonymised UIDs
+    anon = export_report(run, review, enhanced, masks, tmp_path / "anon", formats={"dicom"}, deidentify=True,
+                         salt=b"e" * 16)
+    copy = load_ct(anon.paths["ct_series"])
+    assert np.array_equal(copy.hu, ct.hu) and copy.study.patient_id.startswith("ANON-")
+    refs = {uid for _, _, uid in hd.seg.segread(anon.paths["seg"]).get_source_image_uids()}
+    assert refs == set(copy.study.sop_instance_uids) and not refs & uids
+
+
+def test_send_to_pacs_carries_the_classic_copy_of_an_enhanced_source(case, tmp_path):
+    """What Send to PACS queues for an enhanced source: the SEG and SR and the CT slices they reference."""
+    from types import SimpleNamespace
+
+    from app.pacs_flows import objects_maker
+
+    ct, masks, run, review = case
+    _, enhanced = _enhanced_copy(ct, tmp_path)
+    win = SimpleNamespace(controller=SimpleNamespace(run=run, review=review, ct=enhanced, masks=masks))
+    objects = objects_maker(win)(None)
+    try:
+        slices = [p for p, d in objects if d.startswith("CT slice")]
+        assert len(slices) == ct.shape[2] and {pydicom.dcmread(p).SOPInstanceUID for p in slices} == set(
+            enhanced.study.sop_instance_uids)
+        assert {d for _, d in objects if not d.startswith("CT slice")} >= {"DICOM SEG (organs)", "SR report (TID 2000)"}
+    finally:
+        shutil.rmtree(objects[0][0].parent, ignore_errors=True)

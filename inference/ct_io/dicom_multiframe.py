@@ -8,6 +8,9 @@ so the series reader treats frames as it treats single-frame files: grouped by o
 (a localizer frame is left out), ordered by position, checked for gaps and tilt, rescaled per
 frame. ``read_frames_into`` decodes the file's frames once, in file order, through pydicom's
 pixel plugins (any transfer syntax the single-frame path reads), and rescales each into its slot.
+A DICOM SEG/SR cannot reference a frame as a slice, so the volume names its slices by UIDs derived
+from the image and its frame numbers (``frame_slice_uid``), and the DICOM export writes those slices
+as a classic CT series beside the SEG and SR that reference them.
 """
 from __future__ import annotations
 
@@ -76,6 +79,12 @@ def frame_headers(h: SliceHeader) -> list[SliceHeader]:
             pixel_spacing=(spacing[0], spacing[1]), slope=slope, intercept=intercept,
             problems=h.problems + tuple(f"{where}: {p}" for p in problems)))
     return out
+
+
+def frame_slice_uid(h: SliceHeader) -> str:
+    """The SOP instance UID of the classic CT slice made from frame ``h.frame`` of its image: the same
+    on every load, so a DICOM export's SEG/SR and its copy of the CT agree across sessions."""
+    return pydicom.uid.generate_uid(entropy_srcs=[h.sop_instance_uid, f"frame {h.frame}"])
 
 
 def slice_thickness(path: Path) -> float | None:

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import CTImageStorage
 
 from inference.ct_io.dicom_geometry import SAME_POSITION_TOL, require_geometry, resample_tilt, stack_geometry
-from inference.ct_io.dicom_multiframe import frame_headers, is_multi_frame, read_frames_into, slice_thickness
+from inference.ct_io.dicom_multiframe import (frame_headers, frame_slice_uid, is_multi_frame, read_frames_into,
+                                              slice_thickness)
 from inference.ct_io.dicom_pixels import check_decoders, read_slice_into
 from inference.ct_io.dicom_scan import ScanResult, SliceHeader, read_slice_header, scan_folder
 from inference.ct_io.hu_convert import clip_warning
@@ -254,10 +256,11 @@ def read_dicom(
     for w in warnings:
         log.warning("%s: %s", path, w)
     info = scan.info[uid]
-    # a DICOM SEG/SR references single-frame instances one per slice; frames of an enhanced image
-    # would need frame references, which the export does not write (dicom_unavailable_reason says so)
-    uids = () if multi_frame else tuple(h.sop_instance_uid for h in ordered)
-    study = dataclasses.replace(info.study, sop_instance_uids=uids)
+    if multi_frame:  # slices named by derived UIDs, written by the DICOM export (dicom_multiframe)
+        study = dataclasses.replace(info.study, sop_instance_uids=tuple(frame_slice_uid(h) for h in ordered),
+                                    sop_class_uid=CTImageStorage, derived_slices=True)
+    else:
+        study = dataclasses.replace(info.study, sop_instance_uids=tuple(h.sop_instance_uid for h in ordered))
     thickness = info.slice_thickness_mm
     if multi_frame and thickness is None:
         thickness = slice_thickness(next(iter(multi_frame)))

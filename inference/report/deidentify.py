@@ -157,6 +157,7 @@ class Deidentifier:
             accession_number="", study_id="", referring_physician="",
             frame_of_reference_uid=self.uid(s.frame_of_reference_uid), manufacturer=s.manufacturer,
             sop_instance_uids=tuple(self.uid(u) for u in s.sop_instance_uids), sop_class_uid=s.sop_class_uid,
+            derived_slices=s.derived_slices,
         )
 
     # -- JSON copies ---------------------------------------------------------------------------------

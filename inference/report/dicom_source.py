@@ -24,9 +24,6 @@ def has_dicom_source(ct: CTVolume) -> bool:
 
 
 def dicom_unavailable_reason(ct: CTVolume) -> str:
-    if not ct.study.sop_instance_uids and ct.series_uid and ct.study.sop_class_uid:
-        return ("the CT came from an enhanced (multi-frame) DICOM image, and a DICOM SEG/SR that references its "
-                "frames is not written yet; no DICOM SEG/SR was written")
     if not ct.study.sop_instance_uids:
         return "the CT did not come from DICOM (no SOP instance UIDs), so no DICOM SEG/SR was written"
     if len(ct.study.sop_instance_uids) != ct.shape[2]:

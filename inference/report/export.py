@@ -120,6 +120,8 @@ def export_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, out
 
 def _export_dicom(report: TraceableReport, run: Any, ct: CTVolume, masks: OrganMasks, out: Path,
                   deid: Deidentifier | None, organization: str, result: ExportResult) -> None:
+    from pydicom.uid import generate_uid
+
     from inference.report.dicom_source import dicom_unavailable_reason, has_dicom_source, source_headers
 
     if not has_dicom_source(ct):
@@ -132,8 +134,10 @@ def _export_dicom(report: TraceableReport, run: Any, ct: CTVolume, masks: OrganM
     t = time.perf_counter()
     # pseudonymised sources (new UIDs, no names) with their original dates: every written object
     # then gets exactly one date shift, from deid.dataset(), which also marks it de-identified
+    derived = ct.study.derived_slices  # an enhanced source: its slices exist once written to ct/ below
+    series_uid = ct.series_uid if not derived else generate_uid(entropy_srcs=[ct.series_uid, "classic slices"])
     sources = source_headers(ct, deid.header_study(shift_dates=False) if deid else None,
-                             deid.uid(ct.series_uid) if deid else None)
+                             deid.uid(series_uid) if deid else series_uid)
     segs = build_segmentations(masks, sources, software_version=version, algorithm_version=version)
     for seg in segs:
         if deid:
@@ -154,16 +158,18 @@ def _export_dicom(report: TraceableReport, run: Any, ct: CTVolume, masks: OrganM
         deid.dataset(tid1500, remap_uids=False)
     result.paths["sr_tid1500"] = _write_dicom(out / "sr_measurements.dcm", tid1500)
     result.timings_ms["dicom_sr_tid1500_ms"] = _ms(t)
-    if deid:  # the SEG and SR reference CT UIDs that exist only here: write that CT beside them
+    if deid or derived:  # the SEG and SR reference CT UIDs that exist only here: write that CT beside them
         from inference.report.dicom_ct_series import ct_slice_datasets
 
         t = time.perf_counter()
         for k, ds in ct_slice_datasets(ct, sources):
-            deid.dataset(ds, remap_uids=False)
+            if deid:
+                deid.dataset(ds, remap_uids=False)
             _write_dicom(out / "ct" / f"CT{k + 1:04d}.dcm", ds)
         result.paths["ct_series"] = out / "ct"
-        result.notes.append(f"wrote the de-identified CT series ({ct.shape[2]} slices) to ct/, under the UIDs "
-                            "the SEG and SR reference")
+        what = ("the de-identified CT series" if deid else
+                "the CT, which came as an enhanced (multi-frame) image, as a classic CT series")
+        result.notes.append(f"wrote {what} ({ct.shape[2]} slices) to ct/, under the UIDs the SEG and SR reference")
         result.timings_ms["dicom_ct_ms"] = _ms(t)
 
 
