@@ -12,6 +12,7 @@ if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
 fi
 echo "No display found: running the demo analysis headless (output in demo_output/)."
 mkdir -p demo_output
-exec .venv/bin/tumorchain analyze resources/demo_case/ct.nii.gz \
-  --masks resources/demo_case/organs.nii.gz --model resources/demo_model \
+# the case folder, as the window opens it: CT, organ masks and their sub-regions (parts.nii.gz), so the
+# classifier screen sees the pancreatic head as the window does
+exec .venv/bin/tumorchain analyze resources/demo_case --model resources/demo_model \
   --task report --out demo_output/run.json "$@"
