@@ -114,9 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args) -> int:
     from training.config import config_from_args
-    from training.trainer import run_training
-
     from training.runtime import dist_info, shutdown_distributed
+    from training.trainer import run_training
 
     cfg = config_from_args(args)
     summary = run_training(cfg)

@@ -80,7 +80,7 @@ def manifest_cases(model, manifest: Path) -> tuple[list[list[dict]], int]:
     by_case: dict[str, list] = {}
     for sample in samples:
         by_case.setdefault(sample.case_id, []).append(sample)
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    _cap_threads()
     cases = []
     for group in by_case.values():
         labels: dict[str, int] = {}
@@ -121,8 +121,12 @@ def case_rows(model, seed: int, shape, min_voxels: int = 10) -> tuple[list[dict]
     return rows, not truth.all_lesions()
 
 
-def screen_cases(model, seeds, shape, min_voxels: int = 10) -> list[tuple[list[dict], bool]]:
+def _cap_threads() -> None:
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+
+
+def screen_cases(model, seeds, shape, min_voxels: int = 10) -> list[tuple[list[dict], bool]]:
+    _cap_threads()
     return [case_rows(model, seed, shape, min_voxels) for seed in seeds]
 
 

@@ -15,7 +15,6 @@ as a classic CT series beside the SEG and SR that reference them.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -87,20 +86,9 @@ def frame_slice_uid(h: SliceHeader) -> str:
     return pydicom.uid.generate_uid(entropy_srcs=[h.sop_instance_uid, f"frame {h.frame}"])
 
 
-def slice_thickness(path: Path) -> float | None:
-    """SliceThickness from the shared PixelMeasuresSequence (a multi-frame image keeps it there)."""
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    except Exception:  # already read once by frame_headers; a thickness is only a label
-        return None
-    shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
-    item = _group(None, shared[0] if shared else None, "PixelMeasuresSequence")
-    value = getattr(item, "SliceThickness", None) if item is not None else None
-    try:
-        value = float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-    return value if value is not None and 0 < value < 100 else None
+def classic_series_uid(series_uid: str) -> str:
+    """The SeriesInstanceUID of that classic copy: its own series, beside the enhanced original."""
+    return pydicom.uid.generate_uid(entropy_srcs=[series_uid, "classic slices"])
 
 
 def _require_whole_native_pixels(h: SliceHeader) -> None:
@@ -123,24 +111,24 @@ def _require_whole_native_pixels(h: SliceHeader) -> None:
                          f"its {h.n_frames} frames need (truncated file?)")
 
 
-def read_frames_into(stack: np.ndarray, slots: dict[int, int], h: SliceHeader,
-                     frames: dict[int, SliceHeader]) -> int:
-    """Decode every frame of the file ``h`` once and write frame f's HU into ``stack[slots[f]]``
-    (frames not in ``slots``, e.g. a localizer, are skipped). Returns #clipped voxels."""
+def read_frames_into(stack: np.ndarray, placed: dict[int, tuple[int, SliceHeader]]) -> int:
+    """Decode every frame of one file once and write frame f's HU into ``stack[slot]`` for each
+    ``placed[f] = (slot, header)`` (frames not placed, e.g. a localizer, are skipped). Returns #clipped."""
     from pydicom.pixels import iter_pixels
 
+    h = next(iter(placed.values()))[1]
     _require_whole_native_pixels(h)
     n_clipped, seen = 0, 0
     try:
         for number, raw in enumerate(iter_pixels(h.path), start=1):
             seen = number
-            if number not in slots:
+            if number not in placed:
                 continue
             if raw.shape != (h.rows, h.cols):
                 raise InputError(h.path, f"frame {number} decodes to shape {raw.shape}, expected one "
                                  f"{h.rows}x{h.cols} grey image")
-            f = frames[number]
-            n_clipped += to_hu_into(stack[slots[number]], raw, f.slope, f.intercept)
+            slot, f = placed[number]
+            n_clipped += to_hu_into(stack[slot], raw, f.slope, f.intercept)
     except InputError:
         raise
     except Exception as exc:  # plugins raise RuntimeError/ValueError/OSError/... on bad data

@@ -25,8 +25,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import CTImageStorage
 
 from inference.ct_io.dicom_geometry import SAME_POSITION_TOL, require_geometry, resample_tilt, stack_geometry
-from inference.ct_io.dicom_multiframe import (frame_headers, frame_slice_uid, is_multi_frame, read_frames_into,
-                                              slice_thickness)
+from inference.ct_io.dicom_multiframe import frame_headers, frame_slice_uid, is_multi_frame, read_frames_into
 from inference.ct_io.dicom_pixels import check_decoders, read_slice_into
 from inference.ct_io.dicom_scan import ScanResult, SliceHeader, read_slice_header, scan_folder
 from inference.ct_io.hu_convert import clip_warning
@@ -240,15 +239,14 @@ def read_dicom(
 
     stack = np.empty((k, rows, cols), dtype=np.int16)
     n_clipped = 0
-    multi_frame: dict[Path, dict[int, int]] = {}  # file -> {frame number: slot in the stack}
+    multi_frame: dict[Path, dict[int, tuple[int, SliceHeader]]] = {}  # file -> {frame: (slot, header)}
     for i, h in enumerate(ordered):
         if h.frame:
-            multi_frame.setdefault(h.path, {})[h.frame] = i
+            multi_frame.setdefault(h.path, {})[h.frame] = (i, h)
         else:
             n_clipped += read_slice_into(stack[i], h)
-    for file, slots in multi_frame.items():
-        frames = {h.frame: h for h in ordered if h.path == file}
-        n_clipped += read_frames_into(stack, slots, frames[next(iter(slots))], frames)
+    for placed in multi_frame.values():
+        n_clipped += read_frames_into(stack, placed)
     if n_clipped:
         warnings.append(clip_warning(n_clipped))
     if geom.tilt_shift_px is not None:
@@ -261,9 +259,6 @@ def read_dicom(
                                     sop_class_uid=CTImageStorage, derived_slices=True)
     else:
         study = dataclasses.replace(info.study, sop_instance_uids=tuple(h.sop_instance_uid for h in ordered))
-    thickness = info.slice_thickness_mm
-    if multi_frame and thickness is None:
-        thickness = slice_thickness(next(iter(multi_frame)))
     return CTVolume(
         hu=stack.transpose(2, 1, 0),  # (K, rows, cols) -> (I=cols, J=rows, K), a view
         affine=geom.affine,
@@ -273,5 +268,5 @@ def read_dicom(
         modality=first.modality,
         study=study,
         warnings=tuple(warnings),
-        slice_thickness_mm=thickness,
+        slice_thickness_mm=info.slice_thickness_mm,
     )

@@ -311,6 +311,10 @@ def _is_image_class(sop_class: str) -> bool:
 def series_info(ds: pydicom.Dataset, path: Path) -> SeriesInfo:
     notes: list[str] = []
     thickness = _number(ds, "SliceThickness", float("nan"))
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if not math.isfinite(thickness) and shared and shared[0].get("PixelMeasuresSequence"):
+        # an enhanced (multi-frame) image keeps it in its shared functional groups
+        thickness = _number(shared[0].PixelMeasuresSequence[0], "SliceThickness", float("nan"))
     info = SeriesInfo(_str(ds, "SeriesDescription", notes), _int(ds, "SeriesNumber", notes),
                       study_info(ds, notes),
                       slice_thickness_mm=thickness if math.isfinite(thickness) and 0 < thickness < 100 else None)

@@ -120,8 +120,7 @@ def export_report(run: Any, review: Review, ct: CTVolume, masks: OrganMasks, out
 
 def _export_dicom(report: TraceableReport, run: Any, ct: CTVolume, masks: OrganMasks, out: Path,
                   deid: Deidentifier | None, organization: str, result: ExportResult) -> None:
-    from pydicom.uid import generate_uid
-
+    from inference.ct_io.dicom_multiframe import classic_series_uid
     from inference.report.dicom_source import dicom_unavailable_reason, has_dicom_source, source_headers
 
     if not has_dicom_source(ct):
@@ -135,7 +134,7 @@ def _export_dicom(report: TraceableReport, run: Any, ct: CTVolume, masks: OrganM
     # pseudonymised sources (new UIDs, no names) with their original dates: every written object
     # then gets exactly one date shift, from deid.dataset(), which also marks it de-identified
     derived = ct.study.derived_slices  # an enhanced source: its slices exist once written to ct/ below
-    series_uid = ct.series_uid if not derived else generate_uid(entropy_srcs=[ct.series_uid, "classic slices"])
+    series_uid = classic_series_uid(ct.series_uid) if derived else ct.series_uid
     sources = source_headers(ct, deid.header_study(shift_dates=False) if deid else None,
                              deid.uid(series_uid) if deid else series_uid)
     segs = build_segmentations(masks, sources, software_version=version, algorithm_version=version)

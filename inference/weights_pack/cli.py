@@ -22,7 +22,8 @@ def add_weights_subcommand(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("weights", help="export, import or list offline weights packs")
     sub = p.add_subparsers(dest="weights_command", required=True)
     e = sub.add_parser("export", help="write a pack of TotalSegmentator weights and model folders")
-    e.add_argument("--out", type=Path, required=True, help="the pack file to write: weights.tcpack.tar, or .tar.gz / .tar.xz to compress it "
+    e.add_argument("--out", type=Path, required=True,
+                   help="the pack file to write: weights.tcpack.tar, or .tar.gz / .tar.xz to compress it "
                         "(worth it for a segmentation runtime; weights hardly compress)")
     e.add_argument("--totalseg", nargs="+", default=[], metavar="TASK",
                    help="TotalSegmentator tasks whose weights to pack: total, total_fast, liver_segments")

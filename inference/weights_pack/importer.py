@@ -126,7 +126,7 @@ def read_manifest(pack: Path) -> Manifest:
 # gzip and xz packs are decompressed by Python's own readers, which check the stream's checksums
 # when read to its end (_read_to_end): tarfile's stream mode stops at the archive's end marker
 _DECOMPRESS_ERRORS = (lzma.LZMAError, zlib.error)
-_MAGIC = {b"\x1f\x8b": gzip.GzipFile, b"\xfd7zXZ\x00": lzma.LZMAFile}
+_DECOMPRESSORS = {b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f), b"\xfd7zXZ\x00": lzma.LZMAFile}
 
 
 @contextmanager
@@ -140,13 +140,13 @@ def _open(pack: Path) -> Iterator[tarfile.TarFile]:
     with raw:
         head = raw.read(6)
         raw.seek(0)
-        reader = next((cls for magic, cls in _MAGIC.items() if head.startswith(magic)), None)
-        stream = reader(raw) if reader is lzma.LZMAFile else reader(fileobj=raw) if reader else raw
+        decompress = next((d for magic, d in _DECOMPRESSORS.items() if head.startswith(magic)), None)
+        stream = decompress(raw) if decompress else raw
         try:
             tar = tarfile.open(fileobj=stream, mode="r|")  # stream: each byte read once
         except (tarfile.TarError, OSError, EOFError, *_DECOMPRESS_ERRORS) as exc:
             raise PackError(pack, f"not a weights pack (not a tar archive: {exc}); {REFUSED}") from None
-        tar.pack_stream = stream
+        tar.pack_stream, tar.pack_compressed = stream, decompress is not None
         with tar:
             yield tar
 
@@ -154,10 +154,9 @@ def _open(pack: Path) -> Iterator[tarfile.TarFile]:
 def _read_to_end(pack: Path, tar: tarfile.TarFile) -> None:
     """Read what follows the archive's end marker: a compressed pack's checksum is checked there, and a
     plain pack must hold nothing but the tar's zero padding."""
-    stream = tar.pack_stream
     try:
-        while chunk := stream.read(CHUNK):
-            if not isinstance(stream, (gzip.GzipFile, lzma.LZMAFile)) and chunk.strip(b"\0"):
+        while chunk := tar.pack_stream.read(CHUNK):
+            if not tar.pack_compressed and chunk.strip(b"\0"):
                 raise PackError(pack, f"data after the end of the archive (not a pack as exported); {REFUSED}")
     except (OSError, EOFError, *_DECOMPRESS_ERRORS) as exc:
         raise PackError(pack, f"the compressed stream is damaged or cut short ({exc}); {REFUSED}") from None
